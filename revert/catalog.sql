@@ -1,0 +1,10 @@
+-- Revert routing_ledger:catalog from pg
+
+BEGIN;
+
+DROP TABLE routing.settings;
+DROP TABLE routing.agents;
+DROP TABLE routing.task_floors;
+DROP TABLE routing.models;
+
+COMMIT;
