@@ -344,7 +344,8 @@ BEGIN
                         p_inference_id, v_inf.error_code, p_error_code
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = CASE WHEN v_inf.error_code = 'abandoned'
-                              THEN 'the reaper closed this attempt' END;
+                              THEN 'the reaper closed this attempt'
+                              ELSE 'an attempt reaches one terminal state' END;
     END IF;
     IF v_inf.outcome_id IS NULL THEN
         RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id

@@ -1,0 +1,79 @@
+# routing-ledger — developer and CI entry points.
+#
+#   make setup        install what is missing (Debian packages when root, the .venv)
+#   make test         pgTAP (via pg_prove) and pytest against a private throwaway cluster
+#   make lint         ruff over the Python, squawk over the deploy scripts
+#   make demo         the CLI demo on a private local PostgreSQL
+#   make schema-dump  normalised schema dump (see the target)
+#   make clean
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PYTEST_FLAGS ?= -ra -v --durations=5
+
+# The server itself (postgresql-15) is expected to be there; these are the test tools.
+# libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
+# named so apt cannot satisfy it with another database's driver).
+APT_PACKAGES := postgresql-15-pgtap sqitch libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl
+# Commands that stand for those packages where there is no dpkg.
+REQUIRED_COMMANDS := sqitch pg_prove
+
+VENV_STAMP := $(VENV)/.routing-ledger-installed.stamp
+
+.PHONY: setup setup-system test lint demo schema-dump clean
+
+setup: setup-system $(VENV_STAMP)
+
+# A quick no-op when everything is installed: apt is touched only for what is missing.
+setup-system:
+	@if command -v dpkg-query >/dev/null 2>&1; then \
+	  missing=""; \
+	  for pkg in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'install ok installed' \
+	      || missing="$$missing $$pkg"; \
+	  done; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" -ne 0 ]; then \
+	      echo "make setup: missing Debian packages:$$missing" >&2; \
+	      echo "make setup: as root, run: apt-get install$$missing" >&2; \
+	      exit 1; \
+	    fi; \
+	    echo "make setup: installing$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq $$missing; \
+	  fi; \
+	else \
+	  for cmd in $(REQUIRED_COMMANDS); do \
+	    command -v "$$cmd" >/dev/null 2>&1 || { \
+	      echo "make setup: '$$cmd' not found; install sqitch, pgTAP and pg_prove" >&2; exit 1; }; \
+	  done; \
+	fi
+
+$(VENV_STAMP): python_client/pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e 'python_client[test]'
+	@touch $@
+
+# The pytest fixtures start the throwaway cluster and stop it at the end, pass or fail.
+test: setup
+	$(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python
+
+lint: setup
+	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests
+	@if [ -f .squawk.toml ] || [ -x $(VENV)/bin/squawk ]; then \
+	  echo "$(VENV)/bin/squawk deploy/*.sql"; $(VENV)/bin/squawk deploy/*.sql; \
+	fi
+
+demo: setup
+	$(VENV)/bin/routing-ledger demo
+
+# TODO: routing_ledger.schema_dump (written separately) dumps the deployed schema,
+# normalised, for the committed snapshot that CI diffs.
+schema-dump: setup
+	$(VENV)/bin/python -m routing_ledger.schema_dump
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build
+	find python_client tests -name __pycache__ -type d -prune -exec rm -rf {} +
+	find python_client -name '*.egg-info' -type d -prune -exec rm -rf {} +

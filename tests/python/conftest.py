@@ -1,0 +1,121 @@
+"""Shared fixtures: one throwaway cluster per session, one template, one clone per test.
+
+The full Sqitch plan (plus pgTAP, which only tests use) is deployed once into
+``rl_template``; each test gets ``CREATE DATABASE … TEMPLATE rl_template``, which costs
+milliseconds instead of a deploy. The cluster is stopped at the end of the session
+whatever happened, and by an atexit hook if the session itself dies.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
+
+TEMPLATE_DB = "rl_template"
+
+_db_counter = itertools.count(1)
+
+#: pgTAP results per file and for the all-files run, filled by test_pgtap.py and printed
+#: in the terminal summary.
+PGTAP_RESULTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+PGTAP_TOTAL_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """An autocommit psycopg 3 connection (the functions own their transactions)."""
+    kwargs.setdefault("autocommit", True)
+    return psycopg.connect(conninfo, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def project_dir() -> Path:
+    """The repository root (the Sqitch project)."""
+    return find_project_dir(Path(__file__).resolve().parent)
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """A private PostgreSQL for the whole session."""
+    with LocalCluster() as local:
+        yield local
+
+
+@pytest.fixture(scope="session")
+def template_db(cluster: LocalCluster, project_dir: Path) -> str:
+    """``rl_template``: the full plan deployed, pgTAP installed, marked a template."""
+    cluster.create_database(TEMPLATE_DB)
+    sqitch(cluster, TEMPLATE_DB, "deploy", project_dir=project_dir)
+    with connect(cluster.conninfo(TEMPLATE_DB)) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pgtap")
+    with connect(cluster.conninfo()) as conn:
+        conn.execute(f"ALTER DATABASE {TEMPLATE_DB} WITH IS_TEMPLATE true")
+    return TEMPLATE_DB
+
+
+def clone_template(cluster: LocalCluster, template: str, prefix: str = "rl_test") -> str:
+    """A fresh database copied from ``template``; returns its name."""
+    name = f"{prefix}_{os.getpid()}_{next(_db_counter)}"
+    return cluster.create_database(name, template=template)
+
+
+@pytest.fixture
+def db(cluster: LocalCluster, template_db: str) -> Iterator[str]:
+    """The conninfo of a fresh clone of the template, dropped after the test."""
+    name = clone_template(cluster, template_db)
+    try:
+        yield cluster.conninfo(name)
+    finally:
+        cluster.drop_database(name)
+
+
+@pytest.fixture
+def conn(db: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to this test's database."""
+    with connect(db) as connection:
+        yield connection
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[PGTAP_RESULTS_KEY] = {}
+    # A SIGTERM (a CI timeout, a killed `make`) would otherwise end the process without
+    # fixture teardown; as an interrupt, pytest still stops the cluster.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print what pg_prove counted, so `make test` shows pgTAP's numbers as well."""
+    results = config.stash.get(PGTAP_RESULTS_KEY, {})
+    total = config.stash.get(PGTAP_TOTAL_KEY, None)
+    if not results and total is None:
+        return
+    tr = terminalreporter
+    tr.section("pgTAP (pg_prove)")
+    for name in sorted(results):
+        res = results[name]
+        count = res["tests"]
+        tr.write_line(
+            f"{name}: {'ok' if res['ok'] else 'FAILED'}"
+            f" ({count if count is not None else 'no'} assertions)"
+        )
+    if total is not None:
+        tr.write_line(
+            f"pgTAP total: Files={total['files']}, Tests={total['tests']},"
+            f" Result: {'PASS' if total['ok'] else 'FAIL'}"
+        )

@@ -1,0 +1,113 @@
+"""pgTAP through pg_prove: one pytest test per tests/pgtap/*.sql, plus the grand total.
+
+Each file runs against its own fresh clone of the template, so a file that forgets its
+ROLLBACK cannot leak into the next. The file list is read at import time so that pytest's
+count includes every pgTAP file; an empty list is a failure, never a silent pass.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import PGTAP_RESULTS_KEY, PGTAP_TOTAL_KEY, clone_template
+from routing_ledger.cluster import LocalCluster, find_project_dir
+
+PGTAP_DIR = find_project_dir(Path(__file__).resolve().parent) / "tests" / "pgtap"
+PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))
+
+_SUMMARY = re.compile(r"^Files=(\d+), Tests=(\d+)", re.MULTILINE)
+
+
+def _pg_prove(cluster: LocalCluster, dbname: str, files: list[Path]) -> tuple[int, str]:
+    exe = shutil.which("pg_prove")
+    if exe is None:
+        pytest.fail("pg_prove is not installed (Debian: libtap-parser-sourcehandler-pgtap-perl)")
+    argv = [
+        exe,
+        "--host", cluster.host,
+        "--port", str(cluster.port),
+        "--username", cluster.superuser,
+        "--dbname", dbname,
+        "--verbose",
+        *_psql_bin(cluster),
+        *(str(f) for f in files),
+    ]  # fmt: skip
+    proc = subprocess.run(
+        argv,
+        env={**os.environ, **cluster.env(dbname)},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return proc.returncode, proc.stdout
+
+
+def _psql_bin(cluster: LocalCluster) -> list[str]:
+    # The real binary: Debian's /usr/bin/psql is a Perl wrapper that costs a start-up.
+    psql = cluster.bindir / "psql"
+    return ["--psql-bin", str(psql)] if psql.is_file() else []
+
+
+def _counts(output: str) -> tuple[int, int] | None:
+    match = _SUMMARY.search(output)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _file_params() -> list[Any]:
+    if not PGTAP_FILES:
+        return [pytest.param(None, id="no-pgtap-files")]
+    return [pytest.param(path, id=path.stem) for path in PGTAP_FILES]
+
+
+@pytest.mark.parametrize("pgtap_file", _file_params())
+def test_pgtap_file(
+    pgtap_file: Path | None,
+    cluster: LocalCluster,
+    template_db: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    if pgtap_file is None:
+        pytest.fail(f"no pgTAP files found in {PGTAP_DIR}")
+    dbname = clone_template(cluster, template_db, prefix="rl_pgtap")
+    try:
+        returncode, output = _pg_prove(cluster, dbname, [pgtap_file])
+    finally:
+        cluster.drop_database(dbname)
+    counts = _counts(output)
+    request.config.stash[PGTAP_RESULTS_KEY][pgtap_file.name] = {
+        "ok": returncode == 0,
+        "tests": counts[1] if counts else None,
+    }
+    print(output)
+    assert returncode == 0, f"pg_prove failed on {pgtap_file.name}:\n{output}"
+    assert counts is not None and counts[1] > 0, f"pg_prove ran no assertion:\n{output}"
+
+
+def test_pgtap_total(
+    cluster: LocalCluster, template_db: str, request: pytest.FixtureRequest
+) -> None:
+    """All files in one pg_prove run: they must also pass side by side; prints the total."""
+    assert PGTAP_FILES, f"no pgTAP files found in {PGTAP_DIR}"
+    dbname = clone_template(cluster, template_db, prefix="rl_pgtap_all")
+    try:
+        returncode, output = _pg_prove(cluster, dbname, PGTAP_FILES)
+    finally:
+        cluster.drop_database(dbname)
+    counts = _counts(output)
+    assert counts is not None, f"no 'Files=…, Tests=…' line in pg_prove's output:\n{output}"
+    files, tests = counts
+    request.config.stash[PGTAP_TOTAL_KEY] = {"ok": returncode == 0, "files": files, "tests": tests}
+    print(f"pgTAP total: Files={files}, Tests={tests}")
+    assert returncode == 0, f"pg_prove failed:\n{output}"
+    assert files == len(PGTAP_FILES)
+    assert tests > 0
