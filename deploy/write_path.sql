@@ -11,6 +11,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 CREATE TABLE IF NOT EXISTS routing.retry_policy (
     error_code         text PRIMARY KEY CHECK (error_code IN (
@@ -268,7 +269,9 @@ AS $$
     SELECT CASE WHEN n.id IS NULL THEN 'give_up'
                 WHEN n.model_slug = p_inference.model_slug THEN 'retry'
                 ELSE 'failover' END,
-           o.id, n.id, n.model_slug, m.provider, m.provider_model, n.not_before, o.outcome_status
+           o.id, n.id, n.model_slug, m.provider, m.provider_model, n.not_before,
+           -- The status this decision gave: terminal only when it gave up.
+           CASE WHEN n.id IS NULL THEN o.outcome_status END
       FROM routing.routing_outcomes o
       LEFT JOIN routing.inferences n
              ON n.outcome_id = o.id AND n.attempt_no = p_inference.attempt_no + 1
@@ -362,6 +365,11 @@ BEGIN
 
     SELECT * INTO v_settings FROM routing.settings;
     SELECT * INTO v_policy FROM routing.retry_policy r WHERE r.error_code = p_error_code;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fail_inference: routing.retry_policy has no row for error_code %', p_error_code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'restore the seeded row: the policy decides retry, failover or give-up';
+    END IF;
 
     IF p_error_code = 'rate_limited' THEN
         -- Shared cooldown: every gateway process routes around this model for a while.
