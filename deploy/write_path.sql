@@ -42,20 +42,25 @@ INSERT INTO routing.retry_policy (error_code, same_model_retries, then_action, g
 ON CONFLICT (error_code) DO NOTHING;
 
 -- The row insert_decision returns, read back from the ledger: used for the idempotent
--- repeat and for the loser of a race on the same (agent_id, request_id).
+-- repeat and for the loser of a race on the same (agent_id, request_id). PL/pgSQL
+-- rather than SQL so its plan is cached: it runs on every insert_decision.
 CREATE OR REPLACE FUNCTION routing._decision_row(p_agent_id uuid, p_request_id text)
 RETURNS TABLE (outcome_id bigint, inference_id bigint, decision_rule text, model_slug text,
                provider text, provider_model text, outcome_status text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT o.id, o.inference_id, o.decision_rule, coalesce(i.model_slug, o.chosen_model_slug),
            m.provider, m.provider_model, o.outcome_status
       FROM routing.routing_outcomes o
       LEFT JOIN routing.inferences i ON i.id = o.inference_id
       LEFT JOIN routing.models m ON m.slug = coalesce(i.model_slug, o.chosen_model_slug)
-     WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id
+     WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION routing.insert_decision(
@@ -70,6 +75,7 @@ CREATE OR REPLACE FUNCTION routing.insert_decision(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -181,6 +187,7 @@ CREATE OR REPLACE FUNCTION routing.complete_decision(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -262,10 +269,14 @@ $$;
 CREATE OR REPLACE FUNCTION routing._failure_decision(p_inference routing.inferences)
 RETURNS TABLE (action text, outcome_id bigint, next_inference_id bigint, model_slug text,
                provider text, provider_model text, not_before timestamptz, outcome_status text)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     SELECT CASE WHEN n.id IS NULL THEN 'give_up'
                 WHEN n.model_slug = p_inference.model_slug THEN 'retry'
                 ELSE 'failover' END,
@@ -276,7 +287,8 @@ AS $$
       LEFT JOIN routing.inferences n
              ON n.outcome_id = o.id AND n.attempt_no = p_inference.attempt_no + 1
       LEFT JOIN routing.models m ON m.slug = n.model_slug
-     WHERE o.id = p_inference.outcome_id
+     WHERE o.id = p_inference.outcome_id;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION routing.fail_inference(
@@ -290,6 +302,7 @@ CREATE OR REPLACE FUNCTION routing.fail_inference(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
