@@ -59,17 +59,20 @@ $(VENV_STAMP): python_client/pyproject.toml
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python
 
+# Both run even when the first one fails, and either failure fails the target (and CI).
 lint: setup
-	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests
-	@if [ -f .squawk.toml ] || [ -x $(VENV)/bin/squawk ]; then \
-	  echo "$(VENV)/bin/squawk deploy/*.sql"; $(VENV)/bin/squawk deploy/*.sql; \
-	fi
+	@status=0; \
+	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests"; \
+	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests || status=1; \
+	echo "$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql"; \
+	$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql || status=1; \
+	exit $$status
 
 demo: setup
 	$(VENV)/bin/routing-ledger demo
 
-# TODO: routing_ledger.schema_dump (written separately) dumps the deployed schema,
-# normalised, for the committed snapshot that CI diffs.
+# Regenerates tests/fixtures/schema.sql: the plan deployed into a throwaway cluster, then
+# pg_dump --schema-only, normalised. test_migrations.py fails when a deploy drifts from it.
 schema-dump: setup
 	$(VENV)/bin/python -m routing_ledger.schema_dump
 

@@ -8,6 +8,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 CREATE TABLE IF NOT EXISTS routing.models (
     slug                  text PRIMARY KEY CHECK (slug <> ''),

@@ -16,6 +16,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 CREATE TABLE IF NOT EXISTS routing.replaced_constraints (
     change      text NOT NULL,

@@ -6,6 +6,9 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
+
 CREATE SCHEMA IF NOT EXISTS routing;
 COMMENT ON SCHEMA routing IS
     'routing-ledger: the LLM router''s decisions and outcomes. Tables are private; the functions are the interface.';

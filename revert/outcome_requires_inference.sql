@@ -7,6 +7,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '30min';
 
 DO $$
 DECLARE
@@ -20,6 +21,8 @@ BEGIN
         DROP CONSTRAINT IF EXISTS outcome_requires_inference_when_model_chosen;
 
     IF v_prev.definition IS NOT NULL THEN
+        -- A validated definition is re-checked by this ADD, scanning the table under
+        -- the ACCESS EXCLUSIVE lock (docs/runbook.md says so); NOT VALID adds no scan.
         EXECUTE format('ALTER TABLE routing.routing_outcomes ADD CONSTRAINT %I %s',
                        v_prev.conname, v_prev.definition);
     END IF;
