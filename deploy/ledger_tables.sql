@@ -53,7 +53,9 @@ CREATE TABLE IF NOT EXISTS routing.routing_outcomes (
     judge_claim_expires_at timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     completed_at        timestamptz,
-    CONSTRAINT routing_outcomes_agent_request_key UNIQUE (agent_id, request_id),
+    -- request_id first: the only index that leads with agent_id is the daily-spend one,
+    -- so neither lookup can take the other's index, whatever the statistics say.
+    CONSTRAINT routing_outcomes_request_agent_key UNIQUE (request_id, agent_id),
     -- A request is in flight exactly while it has no terminal status.
     CONSTRAINT outcome_terminal_iff_completed
         CHECK ((outcome_status IS NULL) = (completed_at IS NULL)),

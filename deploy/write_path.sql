@@ -42,15 +42,17 @@ INSERT INTO routing.retry_policy (error_code, same_model_retries, then_action, g
 ON CONFLICT (error_code) DO NOTHING;
 
 -- The row insert_decision returns, read back from the ledger: used for the idempotent
--- repeat and for the loser of a race on the same (agent_id, request_id). PL/pgSQL
--- rather than SQL so its plan is cached: it runs on every insert_decision.
+-- repeat and for the loser of a race on the same (agent_id, request_id); it runs on
+-- every insert_decision.
 CREATE OR REPLACE FUNCTION routing._decision_row(p_agent_id uuid, p_request_id text)
 RETURNS TABLE (outcome_id bigint, inference_id bigint, decision_rule text, model_slug text,
                provider text, provider_model text, outcome_status text)
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, routing, pg_temp
-SET plan_cache_mode = force_generic_plan
+-- Custom plans: the lookup must take the unique (request_id, agent_id) index even
+-- when a generic plan would have been cached from a nearly empty ledger.
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     RETURN QUERY
@@ -312,6 +314,7 @@ DECLARE
     v_settings  routing.settings;
     v_now       timestamptz := clock_timestamp();
     v_on_model  int;
+    v_tried     text[];
     v_action    text;
     v_next_slug text;
     v_not_before timestamptz;
@@ -397,9 +400,12 @@ BEGIN
                updated_at        = excluded.updated_at;
     END IF;
 
-    SELECT count(*) INTO v_on_model
+    -- Every attempt of this request, through (outcome_id, attempt_no): the one index a
+    -- plan cached while the ledger was empty cannot get wrong.
+    SELECT count(*) FILTER (WHERE i.model_slug = v_inf.model_slug), array_agg(i.model_slug)
+      INTO v_on_model, v_tried
       FROM routing.inferences i
-     WHERE i.outcome_id = v_inf.outcome_id AND i.model_slug = v_inf.model_slug;
+     WHERE i.outcome_id = v_inf.outcome_id;
 
     IF v_inf.attempt_no >= v_settings.max_attempts THEN
         v_action := 'give_up';
@@ -419,9 +425,8 @@ BEGIN
           FROM jsonb_to_recordset(v_out.explanation -> 'candidates') AS c (slug text, rank int)
           JOIN routing.models m ON m.slug = c.slug AND m.enabled
           LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
-         WHERE NOT EXISTS (SELECT FROM routing.inferences t
-                            WHERE t.outcome_id = v_inf.outcome_id AND t.model_slug = c.slug)
-         ORDER BY coalesce(cd.cooling_until > v_now, false), 
+         WHERE c.slug <> ALL (v_tried)
+         ORDER BY coalesce(cd.cooling_until > v_now, false),
                   CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END NULLS FIRST,
                   c.rank
          LIMIT 1;

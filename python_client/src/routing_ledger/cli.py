@@ -1,0 +1,791 @@
+"""``routing-ledger``: the demo, and the operator's doctor, reaper and repair commands.
+
+    routing-ledger demo [--calls N] [--concurrency C] [--seed S] [--db CONNINFO] [--keep]
+    routing-ledger [--db CONNINFO] doctor
+    routing-ledger [--db CONNINFO] reap [--older-than '1 hour']
+    routing-ledger [--db CONNINFO] repair [--window '3 seconds'] [--apply | --rollback RUN]
+
+Without ``--db`` the operator commands use the libpq environment (``PGHOST``, ``PGDATABASE``,
+…); the demo starts a private PostgreSQL for the run instead.
+
+Exit status: 0 fine; 1 an invariant is violated (doctor, demo) or the database refused the
+operation (repair, reap); 2 the database is unreachable or the function is not deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from routing_ledger import __version__
+from routing_ledger.ledger import (
+    AsyncLedger,
+    CallResult,
+    NoCandidate,
+    PreDispatchRefused,
+    ProviderFailed,
+)
+from routing_ledger.providers import OpenAICompatibleProvider
+
+EXIT_OK = 0
+EXIT_VIOLATION = 1
+EXIT_UNAVAILABLE = 2
+
+# --------------------------------------------------------------------------- ops SQL
+# The routing_ops functions, one statement each, as the client does for the write path.
+
+INTEGRITY_REPORT = "SELECT * FROM routing.integrity_report()"
+REAP_STUCK_INFERENCES = "SELECT * FROM routing.reap_stuck_inferences(%s::interval)"
+REPAIR_ORPHANS = "SELECT * FROM routing.repair_orphans(%s::interval, %s::boolean)"
+ROLLBACK_REPAIR = "SELECT * FROM routing.rollback_repair(%s::bigint)"
+
+#: The violations the contract names. The database's own list (routing.integrity_metrics,
+#: kind 'violation') is added to it when deployed; everything else in the report informs.
+CONTRACT_VIOLATIONS = frozenset(
+    {
+        "orphan_outcomes",
+        "stuck_routed_1h",
+        "terminal_outcome_with_routed_inference",
+        "outcomes_without_terminal_state_1h",
+    }
+)
+
+
+class Unavailable(Exception):
+    """The database cannot be reached or lacks the function: exit 2 with this message."""
+
+
+def _connect(conninfo: str) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from None
+
+
+def _run_ops(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
+    """Run an ops function; a missing function or privilege is 'unavailable' (exit 2)."""
+    name = query.split("routing.", 1)[1].split("(", 1)[0]
+    try:
+        return conn.execute(query, params)
+    except psycopg.errors.UndefinedFunction:
+        raise Unavailable(
+            f"routing.{name} is not deployed in this database (run `sqitch deploy`)"
+        ) from None
+    except psycopg.errors.InvalidSchemaName:
+        raise Unavailable("schema routing is not deployed in this database") from None
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise Unavailable(
+            f"not allowed to run routing.{name}: {exc.diag.message_primary} "
+            "(grant routing_ops to this role)"
+        ) from None
+    except psycopg.OperationalError as exc:
+        # Lost or refused connections; a state error the function raised (55000 and the
+        # like, also "operational" to psycopg) is the caller's to report.
+        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
+            raise Unavailable(f"database error: {str(exc).strip()}") from None
+        raise
+
+
+def violation_metrics(conn: psycopg.Connection[Any]) -> frozenset[str]:
+    """The metrics that must be 0: the contract's, plus those the database documents."""
+    documented: set[str] = set()
+    exists = conn.execute("SELECT to_regclass('routing.integrity_metrics') IS NOT NULL")
+    row = exists.fetchone()
+    if row is not None and row[0]:
+        try:
+            documented = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT metric FROM routing.integrity_metrics WHERE kind = 'violation'"
+                )
+            }
+        except psycopg.errors.InsufficientPrivilege:
+            documented = set()
+    return CONTRACT_VIOLATIONS | documented
+
+
+def integrity_report(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
+    return [(str(m), int(v)) for m, v in _run_ops(conn, INTEGRITY_REPORT).fetchall()]
+
+
+def report_table(
+    rows: list[tuple[str, int]], violations: frozenset[str], title: str = "integrity report"
+) -> tuple[Table, list[str]]:
+    """The report as a table, and the names of the violated metrics."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("kind")
+    table.add_column("")
+    violated: list[str] = []
+    for metric, value in rows:
+        is_violation = metric in violations
+        bad = is_violation and value != 0
+        if bad:
+            violated.append(metric)
+        table.add_row(
+            metric,
+            str(value),
+            "violation" if is_violation else "info",
+            "[red]VIOLATED[/red]" if bad else ("[green]ok[/green]" if is_violation else ""),
+        )
+    return table, violated
+
+
+# --------------------------------------------------------------------------- doctor, reap, repair
+
+
+def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
+    with _connect(args.db) as conn:
+        rows = integrity_report(conn)
+        violations = violation_metrics(conn)
+    table, violated = report_table(rows, violations)
+    console.print(table)
+    if violated:
+        console.print(f"[red]violated:[/red] {', '.join(violated)}")
+        return EXIT_VIOLATION
+    console.print("[green]no violations[/green]")
+    return EXIT_OK
+
+
+def cmd_reap(args: argparse.Namespace, console: Console) -> int:
+    with _connect(args.db) as conn:
+        try:
+            row = _run_ops(conn, REAP_STUCK_INFERENCES, (args.older_than,)).fetchone()
+        except psycopg.Error as exc:
+            console.print(f"[red]reap refused:[/red] {exc.diag.message_primary or exc}")
+            return EXIT_VIOLATION
+    closed = int(row[0]) if row is not None and row[0] is not None else 0
+    console.print(
+        f"closed {closed} stuck attempt(s) routed for more than {args.older_than} "
+        "(failed, error_code abandoned; their outcomes failed_abandoned)"
+    )
+    return EXIT_OK
+
+
+def cmd_repair(args: argparse.Namespace, console: Console) -> int:
+    with _connect(args.db) as conn:
+        try:
+            if args.rollback is not None:
+                row = _run_ops(conn, ROLLBACK_REPAIR, (args.rollback,)).fetchone()
+                restored = int(row[0]) if row is not None and row[0] is not None else 0
+                console.print(f"rolled back repair run {args.rollback}: {restored} row(s) restored")
+                return EXIT_OK
+            rows = _run_ops(conn, REPAIR_ORPHANS, (args.window, args.apply)).fetchall()
+        except psycopg.Error as exc:
+            console.print(f"[red]repair refused:[/red] {exc.diag.message_primary or exc}")
+            return EXIT_VIOLATION
+    mode = "applied" if args.apply else "dry run (nothing changed; --apply to re-link)"
+    table = Table(title=f"repair_orphans, window {args.window}: {mode}", title_justify="left")
+    for column in ("run_id", "outcome_id", "inference_id", "action"):
+        table.add_column(column, justify="right" if column != "action" else "left")
+    shown = rows[: args.limit]
+    for run_id, outcome_id, inference_id, action in shown:
+        table.add_row(
+            *(str(v) if v is not None else "" for v in (run_id, outcome_id)),
+            str(inference_id) if inference_id is not None else "",
+            str(action),
+        )
+    console.print(table)
+    if len(rows) > len(shown):
+        console.print(f"… and {len(rows) - len(shown)} more row(s)")
+    counts = Counter(str(r[3]) for r in rows)
+    run_ids = sorted({r[0] for r in rows if r[0] is not None})
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no orphan outcomes"
+    console.print(summary)
+    if run_ids:
+        label = ", ".join(map(str, run_ids))
+        console.print(f"run id: {label}")
+        if args.apply:
+            console.print(f"undo with: routing-ledger repair --rollback {run_ids[-1]}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- demo
+#
+# Everything below is the demo: owner-side setup (deploy, seed), a burst of calls through
+# the client, and a read-only summary. The summary reads the tables directly, as the
+# database owner, to check from the outside what the client and the functions claim;
+# it is not client SQL (the client, routing_ledger.ledger, only calls functions).
+
+DEMO_DB = "routing_demo"
+DEMO_AGENTS = {  # sql/demo_seed.sql
+    "demo-gateway": "00000000-0000-4000-8000-00000000d001",
+    "demo-batch": "00000000-0000-4000-8000-00000000d002",
+    "demo-trial": "00000000-0000-4000-8000-00000000d003",
+    "demo-suspended": "00000000-0000-4000-8000-00000000d004",
+}
+DEMO_PROVIDERS = ("mistral", "openai", "together")
+DEMO_AGENT_MIX = {
+    "demo-gateway": 0.70,
+    "demo-batch": 0.16,
+    "demo-trial": 0.10,
+    "demo-suspended": 0.04,
+}
+DEMO_TASK_MIX = {
+    "chat": 0.28,
+    "extraction": 0.14,
+    "general": 0.18,
+    "code": 0.18,
+    "tool_use": 0.06,
+    "reasoning": 0.10,
+    "embed": 0.03,
+    "demo_formal_proof": 0.03,
+}
+DEMO_TIMEOUT_S = 0.5
+DEMO_TOPICS = (
+    "the quarterly invoice backlog",
+    "a flaky integration test",
+    "the customer's refund request",
+    "a SQL query plan",
+    "the release checklist",
+    "an outage postmortem",
+)
+
+_DEMO_CATALOG_FOREIGN = "SELECT count(*) FROM routing.models WHERE slug NOT LIKE 'demo-%'"
+_DEMO_IS_DEPLOYED = (
+    "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
+    " IS NOT NULL"
+)
+_DEMO_CAN_BE_APP = (
+    "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = 'routing_app')"
+    " AND pg_has_role(current_user, 'routing_app', 'MEMBER')"
+)
+# Read-only summary of this run's requests (request_id LIKE the run's prefix).
+_SUMMARY_OUTCOMES = """
+SELECT coalesce(outcome_status, '(in flight)'), count(*), coalesce(sum(cost_actual_usd), 0)
+  FROM routing.routing_outcomes WHERE request_id LIKE %s
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_SUMMARY_RULES = """
+SELECT decision_rule, count(*) FROM routing.routing_outcomes WHERE request_id LIKE %s
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_SUMMARY_ATTEMPTS = """
+WITH a AS (
+    SELECT i.status, i.model_slug, i.cost_usd,
+           lag(i.model_slug) OVER (PARTITION BY i.outcome_id ORDER BY i.attempt_no) AS previous
+      FROM routing.inferences i
+      JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+     WHERE o.request_id LIKE %s)
+SELECT count(*),
+       count(*) FILTER (WHERE previous = model_slug),
+       count(*) FILTER (WHERE previous <> model_slug),
+       count(*) FILTER (WHERE status = 'succeeded'),
+       count(*) FILTER (WHERE status = 'failed'),
+       count(*) FILTER (WHERE status = 'routed'),
+       coalesce(sum(cost_usd), 0)
+  FROM a
+"""
+_SUMMARY_ERRORS = """
+SELECT i.error_code, count(*) FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+ WHERE o.request_id LIKE %s AND i.status = 'failed'
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_SUMMARY_MODELS = """
+SELECT i.model_slug,
+       count(*) FILTER (WHERE i.status = 'succeeded'),
+       count(*) FILTER (WHERE i.status = 'failed'),
+       coalesce(sum(i.cost_usd), 0)
+  FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+ WHERE o.request_id LIKE %s
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_CHECK_STATUSES = (
+    "SELECT request_id, outcome_status FROM routing.routing_outcomes WHERE request_id LIKE %s"
+)
+# Each check counts this run's rows that break a promise; every one must be 0.
+_CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "outcomes still in flight",
+        "SELECT count(*) FROM routing.routing_outcomes"
+        " WHERE request_id LIKE %s AND outcome_status IS NULL",
+    ),
+    (
+        "attempts left routed",
+        "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
+        " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'routed'",
+    ),
+    (
+        "dispatched outcomes not linked to their newest attempt",
+        """SELECT count(*) FROM routing.routing_outcomes o
+            WHERE o.request_id LIKE %s AND o.chosen_model_slug IS NOT NULL
+              AND o.decision_rule <> 'failed_pre_dispatch'
+              AND o.inference_id IS DISTINCT FROM (
+                  SELECT i.id FROM routing.inferences i WHERE i.outcome_id = o.id
+                   ORDER BY i.attempt_no DESC LIMIT 1)""",
+    ),
+    (
+        "outcome status disagreeing with its final attempt",
+        """SELECT count(*) FROM routing.routing_outcomes o
+             JOIN routing.inferences i ON i.id = o.inference_id
+            WHERE o.request_id LIKE %s
+              AND ((o.outcome_status = 'succeeded') IS DISTINCT FROM (i.status = 'succeeded')
+                   OR i.outcome_id IS DISTINCT FROM o.id)""",
+    ),
+    (
+        "outcomes whose attempts count is wrong",
+        """SELECT count(*) FROM routing.routing_outcomes o
+            WHERE o.request_id LIKE %s
+              AND o.attempts <> (SELECT count(*) FROM routing.inferences i
+                                  WHERE i.outcome_id = o.id)""",
+    ),
+    (
+        "failed attempts without error_message or completed_at",
+        "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
+        " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'failed'"
+        " AND (i.error_message IS NULL OR i.completed_at IS NULL)",
+    ),
+)
+_CHECK_KEY_LEAK = """
+SELECT count(*) FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+ WHERE o.request_id LIKE %(prefix)s
+   AND (strpos(coalesce(i.request_payload::text, ''), %(key)s) > 0
+        OR strpos(coalesce(i.response_payload::text, ''), %(key)s) > 0
+        OR strpos(coalesce(i.error_message, ''), %(key)s) > 0
+        OR strpos(o.explanation::text, %(key)s) > 0)
+"""
+
+
+@dataclass(frozen=True)
+class _DemoRequest:
+    index: int
+    agent: str
+    task_type: str
+    max_tokens: int
+    messages: list[dict[str, str]]
+
+
+@dataclass
+class _Burst:
+    client_status: dict[str, str] = field(default_factory=dict)
+    unexpected: Counter[str] = field(default_factory=Counter)
+    counts: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+def _pick(rng: random.Random, weights: dict[str, float]) -> str:
+    return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+def _demo_requests(n: int, seed: int) -> list[_DemoRequest]:
+    rng = random.Random(seed)
+    requests = []
+    for i in range(n):
+        task = _pick(rng, DEMO_TASK_MIX)
+        topic = rng.choice(DEMO_TOPICS)
+        messages = [
+            {"role": "system", "content": "You are a concise assistant."},
+            {"role": "user", "content": f"Request {i} ({task}): summarise {topic}."},
+        ]
+        requests.append(
+            _DemoRequest(
+                i, _pick(rng, DEMO_AGENT_MIX), task, rng.choice((32, 64, 128, 256)), messages
+            )
+        )
+    return requests
+
+
+def _demo_fault_mix() -> dict[Any, float]:
+    from routing_ledger.testing import Fault
+
+    return {
+        Fault.rate_limited(0.2): 0.08,
+        Fault.server_error(500): 0.03,
+        Fault.server_error(503): 0.02,
+        Fault.slow(DEMO_TIMEOUT_S * 2): 0.02,
+        Fault.drop(): 0.02,
+        Fault.malformed(): 0.01,
+        Fault.bad_request(): 0.02,
+    }
+
+
+async def _run_burst(
+    conninfo: str,
+    base_url: str,
+    api_key: str,
+    requests: list[_DemoRequest],
+    prefix: str,
+    concurrency: int,
+    console: Console,
+) -> _Burst:
+    burst = _Burst()
+    providers = {
+        name: OpenAICompatibleProvider(base_url, api_key, timeout_s=DEMO_TIMEOUT_S)
+        for name in DEMO_PROVIDERS
+    }
+    queue: asyncio.Queue[_DemoRequest] = asyncio.Queue()
+    for request in requests:
+        queue.put_nowait(request)
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]calls"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[stats]}"),
+        TimeElapsedColumn(),
+    )
+    ledger = AsyncLedger(conninfo, providers, min_size=min(4, concurrency), max_size=concurrency)
+    try:
+        await ledger.open()
+        with Progress(*columns, console=console) as progress:
+            task_id = progress.add_task("calls", total=len(requests), stats="")
+
+            async def worker() -> None:
+                while True:
+                    try:
+                        request = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        return
+                    request_id = f"{prefix}{request.index:06d}"
+                    try:
+                        result: CallResult = await ledger.call(
+                            DEMO_AGENTS[request.agent],
+                            request.task_type,
+                            request.messages,
+                            request.max_tokens,
+                            request_id,
+                        )
+                        status = result.outcome_status
+                    except NoCandidate:
+                        status = "rejected"
+                    except PreDispatchRefused:
+                        status = "failed_pre_dispatch"
+                    except ProviderFailed as exc:
+                        status = exc.outcome_status or "failed"
+                    except Exception as exc:  # a bug: counted, and the demo fails
+                        status = f"client exception {type(exc).__name__}"
+                        burst.unexpected[f"{type(exc).__name__}: {exc}"[:200]] += 1
+                    burst.client_status[request_id] = status
+                    burst.counts[status] += 1
+                    stats = " · ".join(f"{k} {v}" for k, v in burst.counts.most_common(4))
+                    progress.update(task_id, advance=1, stats=stats)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            burst.seconds = time.perf_counter() - started
+    finally:
+        await ledger.close()
+        for provider in providers.values():
+            await provider.aclose()
+    return burst
+
+
+def _money(value: Any) -> str:
+    return f"${Decimal(value):.6f}"
+
+
+def _demo_summary(
+    conn: psycopg.Connection[Any], prefix: str, burst: _Burst, api_key: str, console: Console
+) -> list[str]:
+    """Print the summary tables; return the failed checks (empty: all good)."""
+    like = prefix + "%"
+    calls = len(burst.client_status)
+
+    outcomes = conn.execute(_SUMMARY_OUTCOMES, (like,)).fetchall()
+    total_outcomes = sum(int(r[1]) for r in outcomes)
+    table = Table(title="outcomes by status", title_justify="left")
+    table.add_column("outcome_status")
+    table.add_column("requests", justify="right")
+    table.add_column("share", justify="right")
+    table.add_column("cost", justify="right")
+    for status, count, cost in outcomes:
+        share = f"{100 * count / total_outcomes:.1f}%" if total_outcomes else "-"
+        table.add_row(str(status), str(count), share, _money(cost))
+    table.add_row("[bold]total", f"[bold]{total_outcomes}", "", "")
+    console.print(table)
+
+    rules = Table(title="decision rules", title_justify="left")
+    rules.add_column("decision_rule")
+    rules.add_column("requests", justify="right")
+    for rule, count in conn.execute(_SUMMARY_RULES, (like,)).fetchall():
+        rules.add_row(str(rule), str(count))
+    console.print(rules)
+
+    row = conn.execute(_SUMMARY_ATTEMPTS, (like,)).fetchone()
+    assert row is not None
+    attempts, retries, failovers, ok, failed, routed, cost = row
+    errors = conn.execute(_SUMMARY_ERRORS, (like,)).fetchall()
+    table = Table(title="attempts", title_justify="left")
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row("attempts (dispatches)", str(attempts))
+    table.add_row("  succeeded", str(ok))
+    table.add_row("  failed", str(failed))
+    table.add_row("  left routed", str(routed))
+    table.add_row("retries (same model)", str(retries))
+    table.add_row("failovers (next candidate)", str(failovers))
+    for code, count in errors:
+        table.add_row(f"  failed: {code}", str(count))
+    table.add_row("cost of all attempts", _money(cost))
+    table.add_row("calls", str(calls))
+    table.add_row("wall time of the burst", f"{burst.seconds:.2f} s")
+    rate = calls / burst.seconds if burst.seconds else 0.0
+    table.add_row("[bold]calls/second", f"[bold]{rate:.1f}")
+    console.print(table)
+
+    models = Table(title="attempts by model", title_justify="left")
+    for column in ("model", "succeeded", "failed", "cost"):
+        models.add_column(column, justify="left" if column == "model" else "right")
+    for slug, succeeded, failed_n, model_cost in conn.execute(_SUMMARY_MODELS, (like,)):
+        models.add_row(str(slug), str(succeeded), str(failed_n), _money(model_cost))
+    console.print(models)
+
+    # The promises, checked from the outside.
+    failures: list[str] = []
+    checks = Table(title="checks (this run)", title_justify="left")
+    checks.add_column("check")
+    checks.add_column("found", justify="right")
+    checks.add_column("")
+
+    def check(name: str, found: int, expected: int = 0) -> None:
+        good = found == expected
+        if not good:
+            failures.append(f"{name}: {found} (expected {expected})")
+        checks.add_row(name, str(found), "[green]ok[/green]" if good else "[red]FAIL[/red]")
+
+    check("requests with exactly one outcome", total_outcomes, calls)
+    for name, query in _CHECKS:
+        found_row = conn.execute(query, (like,)).fetchone()
+        check(name, int(found_row[0]) if found_row else -1)
+    db_status = {str(r[0]): r[1] for r in conn.execute(_CHECK_STATUSES, (like,))}
+    disagree = sum(1 for rid, s in burst.client_status.items() if db_status.get(rid) != s)
+    check("client result disagreeing with the database", disagree)
+    check("unexpected client exceptions", sum(burst.unexpected.values()))
+    leak_row = conn.execute(_CHECK_KEY_LEAK, {"prefix": like, "key": api_key}).fetchone()
+    check("rows holding the API key", int(leak_row[0]) if leak_row else -1)
+    console.print(checks)
+    for message, count in burst.unexpected.most_common(5):
+        console.print(f"[red]unexpected[/red] ×{count}: {message}")
+
+    try:
+        rows = integrity_report(conn)
+    except Unavailable as exc:
+        console.print(f"integrity report not available: {exc}")
+    else:
+        table, violated = report_table(rows, violation_metrics(conn), "integrity report (database)")
+        console.print(table)
+        failures.extend(f"integrity_report: {m}" for m in violated)
+    return failures
+
+
+def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Console) -> None:
+    from routing_ledger.cluster import find_project_dir, sqitch_deploy
+
+    row = conn.execute(_DEMO_IS_DEPLOYED).fetchone()
+    if row is not None and row[0]:
+        return
+    started = time.perf_counter()
+    # A target Sqitch can use even when the conninfo was empty (libpq environment).
+    target = conninfo if conninfo.strip() else conn.info.dsn
+    sqitch_deploy(target, find_project_dir())
+    console.print(f"deployed the Sqitch plan ({time.perf_counter() - started:.1f} s)")
+
+
+def _seed_demo(conn: psycopg.Connection[Any], console: Console) -> None:
+    from routing_ledger.cluster import find_project_dir
+
+    foreign = conn.execute(_DEMO_CATALOG_FOREIGN).fetchone()
+    if foreign is not None and foreign[0]:
+        raise Unavailable(
+            "this database has a catalog of its own; the demo seeds demo models and makes the "
+            "retry policy fast, so run it on a scratch database (or without --db)"
+        )
+    seed = find_project_dir() / "sql" / "demo_seed.sql"
+    conn.execute(seed.read_text())
+    console.print(f"seeded the demo catalog and agents ({seed.relative_to(seed.parents[1])})")
+
+
+def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, str]:
+    """Connect the client as routing_app when we may: it needs nothing else."""
+    row = conn.execute(_DEMO_CAN_BE_APP).fetchone()
+    if row is None or not row[0]:
+        return conninfo, "the connecting role"
+    options = str(conninfo_to_dict(conninfo).get("options") or "")
+    return make_conninfo(conninfo, options=f"{options} -c role=routing_app".strip()), "routing_app"
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from routing_ledger.cluster import ClusterError, LocalCluster, SqitchError
+    from routing_ledger.testing import FaultInjectingProvider
+
+    if args.calls < 1 or args.concurrency < 1:
+        console.print("[red]--calls and --concurrency must be at least 1[/red]")
+        return EXIT_UNAVAILABLE
+    cluster: LocalCluster | None = None
+    # A throwaway key for this run: the fault server checks the Authorization header, and
+    # the summary checks that the key reached no row of the ledger.
+    api_key = "demo-" + secrets.token_hex(12)
+    fault = FaultInjectingProvider(api_key=api_key)
+    try:
+        if args.db is None:
+            started = time.perf_counter()
+            cluster = LocalCluster().start()
+            cluster.create_database(DEMO_DB)
+            conninfo = cluster.conninfo(DEMO_DB)
+            console.print(
+                f"started a private PostgreSQL on port {cluster.port} "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
+        else:
+            conninfo = args.db
+        with _connect(conninfo) as conn:
+            _deploy_if_needed(conn, conninfo, console)
+            _seed_demo(conn, console)
+            app_conninfo, role = _app_conninfo(conn, conninfo)
+
+        fault.start()
+        fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
+        console.print(
+            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} "
+            f"(~80% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400)"
+        )
+        console.print(
+            f"{args.calls} calls, concurrency {args.concurrency}, seed {args.seed}, "
+            f"client connected as {role}"
+        )
+        prefix = f"demo-{secrets.token_hex(4)}-"
+        requests = _demo_requests(args.calls, args.seed)
+        burst = asyncio.run(
+            _run_burst(
+                app_conninfo, fault.base_url, api_key, requests, prefix, args.concurrency, console
+            )
+        )
+        with _connect(conninfo) as conn:
+            failures = _demo_summary(conn, prefix, burst, api_key, console)
+        if failures:
+            console.print("[red bold]invariant violated:[/red bold]")
+            for failure in failures:
+                console.print(f"  {failure}")
+            return EXIT_VIOLATION
+        rate = len(requests) / burst.seconds if burst.seconds else 0.0
+        console.print(
+            f"[green bold]every request ended in exactly one terminal outcome; "
+            f"0 orphans, 0 stuck attempts[/green bold] ({rate:.1f} calls/s)"
+        )
+        if cluster is not None and args.keep:
+            stop = f"{cluster.bindir / 'pg_ctl'} -D {cluster.data_dir} stop"
+            if os.geteuid() == 0:  # the server runs as the postgres OS user
+                stop = f"su postgres -s /bin/sh -c '{stop}'"
+            console.print(f'kept the cluster running: psql "{cluster.conninfo(DEMO_DB)}"')
+            console.print(f"stop it with: {stop}; then remove {cluster.base_dir}")
+        return EXIT_OK
+    except (Unavailable, ClusterError, SqitchError, FileNotFoundError) as exc:
+        console.print(f"[red]demo: {exc}[/red]")
+        return EXIT_UNAVAILABLE
+    finally:
+        fault.stop()
+        if cluster is not None:
+            if args.keep:
+                import atexit
+
+                atexit.unregister(cluster.stop)
+            else:
+                cluster.stop()
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="routing-ledger",
+        description="routing-ledger: demo, integrity report, reaper and repair.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    db_help = "libpq conninfo or URI (default: the PG* environment)"
+    parser.add_argument("--db", metavar="CONNINFO", default=None, help=db_help)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def db_option(p: argparse.ArgumentParser, text: str = db_help) -> None:
+        # Accepted after the subcommand too; the global one applies when absent here.
+        p.add_argument("--db", metavar="CONNINFO", default=argparse.SUPPRESS, help=text)
+
+    demo = sub.add_parser(
+        "demo",
+        help="burst of calls on a private PostgreSQL and a fault-injecting provider",
+        description="Start a private PostgreSQL (or use --db, a scratch database), deploy "
+        "the plan, seed a demo catalog, start a fault-injecting provider on loopback, run a "
+        "burst of concurrent calls, print a summary and the integrity report. Exit 1 if any "
+        "request did not end in exactly one terminal outcome or an invariant is violated.",
+    )
+    demo.add_argument("--calls", type=int, default=300, help="number of calls (default 300)")
+    demo.add_argument("--concurrency", type=int, default=16, help="concurrent calls (16)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the call and fault mix (7)")
+    db_option(demo, "run on this scratch database instead of a private one (it is seeded)")
+    demo.add_argument(
+        "--keep", action="store_true", help="leave the private PostgreSQL running at the end"
+    )
+    demo.set_defaults(func=cmd_demo, uses_env=False)
+
+    doctor = sub.add_parser(
+        "doctor", help="integrity report; exit 1 on a violation, 2 if unavailable"
+    )
+    db_option(doctor)
+    doctor.set_defaults(func=cmd_doctor, uses_env=True)
+
+    reap = sub.add_parser("reap", help="close attempts stuck in routed (failed_abandoned)")
+    reap.add_argument("--older-than", default="1 hour", help="interval (default '1 hour')")
+    db_option(reap)
+    reap.set_defaults(func=cmd_reap, uses_env=True)
+
+    repair = sub.add_parser(
+        "repair", help="re-link legacy orphan outcomes (dry run unless --apply)"
+    )
+    repair.add_argument("--window", default="3 seconds", help="match window ('3 seconds')")
+    mode = repair.add_mutually_exclusive_group()
+    mode.add_argument("--apply", action="store_true", help="re-link (backed up first)")
+    mode.add_argument("--rollback", type=int, metavar="RUN", help="undo an applied run")
+    repair.add_argument("--limit", type=int, default=200, help="rows to print (200)")
+    db_option(repair)
+    repair.set_defaults(func=cmd_repair, uses_env=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.db is None and args.uses_env:
+        args.db = ""  # libpq reads PGHOST, PGDATABASE, … from the environment
+    console = Console()
+    try:
+        return int(args.func(args, console))
+    except Unavailable as exc:
+        console.print(f"[red]{exc}[/red]")
+        return EXIT_UNAVAILABLE
+    except psycopg.Error as exc:
+        console.print(f"[red]database error: {exc.diag.message_primary or exc}[/red]")
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
