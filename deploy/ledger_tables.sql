@@ -171,6 +171,9 @@ CREATE INDEX IF NOT EXISTS routing_outcomes_judge_claimed
     ON routing.routing_outcomes (judge_claim_expires_at) WHERE judge_status = 'claimed';
 CREATE INDEX IF NOT EXISTS routing_outcomes_created
     ON routing.routing_outcomes (created_at);
+-- Succeeded but never made judgeable (integrity report).
+CREATE INDEX IF NOT EXISTS routing_outcomes_succeeded_unjudged
+    ON routing.routing_outcomes (id) WHERE outcome_status = 'succeeded' AND judge_status IS NULL;
 
 -- Transitions a CHECK cannot see: it compares a row with nothing but itself.
 CREATE OR REPLACE FUNCTION routing._guard_inference_transition()

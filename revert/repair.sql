@@ -1,0 +1,14 @@
+-- Revert routing_ledger:repair from pg
+--
+-- Drops the repair functions and their record, before-images included: revert this
+-- change only once no run will need rolling back.
+
+BEGIN;
+
+DROP FUNCTION routing.rollback_repair(bigint);
+DROP FUNCTION routing.repair_orphans(interval, boolean);
+DROP FUNCTION routing._orphan_matches(interval);
+DROP TABLE routing.repair_backup;
+DROP TABLE routing.repair_runs;
+
+COMMIT;
