@@ -467,11 +467,10 @@ def test_unreachable_database_while_recording_warns_and_reraises(cluster, catalo
     (record,) = [r for r in caplog.records if "could not record" in r.getMessage()]
     assert f"inference {attempt['id']}" in record.getMessage()
     assert "reap_stuck_inferences" in record.getMessage()
-    if _has_function(catalog.conn, "routing.reap_stuck_inferences(interval,timestamptz)"):
-        catalog.conn.execute("SELECT routing.reap_stuck_inferences('0 seconds'::interval)")
-        (attempt,) = catalog.attempts(outcome["id"])
-        assert (attempt["status"], attempt["error_code"]) == ("failed", "abandoned")
-        assert catalog.outcome(outcome["id"])["outcome_status"] == "failed_abandoned"
+    catalog.conn.execute("SELECT routing.reap_stuck_inferences('0 seconds'::interval)")
+    (attempt,) = catalog.attempts(outcome["id"])
+    assert (attempt["status"], attempt["error_code"]) == ("failed", "abandoned")
+    assert catalog.outcome(outcome["id"])["outcome_status"] == "failed_abandoned"
 
 
 def test_caller_pool_without_autocommit_still_commits(catalog, server):
@@ -499,8 +498,6 @@ class ReapedWhileSlowProvider:
 
 
 def test_attempt_reaped_while_in_flight_raises_attempt_closed(catalog, server):
-    if not _has_function(catalog.conn, "routing.reap_stuck_inferences(interval,timestamptz)"):
-        pytest.skip("routing.reap_stuck_inferences is not deployed yet (reaper change)")
     real = providers_for(server)
     providers = {**real, "alpha": ReapedWhileSlowProvider(real["alpha"], catalog.conn)}
 
@@ -784,14 +781,7 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*argv, *args], capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def _has_function(conn: psycopg.Connection[Any], signature: str) -> bool:
-    row = conn.execute("SELECT to_regprocedure(%s) IS NOT NULL", (signature,)).fetchone()
-    return bool(row and next(iter(row.values())) if isinstance(row, dict) else row and row[0])
-
-
 def test_cli_doctor_reports_and_fails_on_violations(catalog):
-    if not _has_function(catalog.conn, "routing.integrity_report(timestamptz)"):
-        pytest.skip("routing.integrity_report is not deployed yet (integrity change)")
     clean = _cli("--db", catalog.db, "doctor")
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "stuck_routed_1h" in clean.stdout and "no violations" in clean.stdout
@@ -806,11 +796,10 @@ def test_cli_doctor_reports_and_fails_on_violations(catalog):
     assert stuck.returncode == 1, stuck.stdout + stuck.stderr
     assert "VIOLATED" in stuck.stdout and "stuck_routed_1h" in stuck.stdout
 
-    if _has_function(catalog.conn, "routing.reap_stuck_inferences(interval,timestamptz)"):
-        reaped = _cli("--db", catalog.db, "reap", "--older-than", "1 hour")
-        assert reaped.returncode == 0, reaped.stdout + reaped.stderr
-        assert "closed 1 " in reaped.stdout
-        assert _cli("--db", catalog.db, "doctor").returncode == 0
+    reaped = _cli("--db", catalog.db, "reap", "--older-than", "1 hour")
+    assert reaped.returncode == 0, reaped.stdout + reaped.stderr
+    assert "closed 1 " in reaped.stdout
+    assert _cli("--db", catalog.db, "doctor").returncode == 0
 
     unreachable = _cli("--db", "host=127.0.0.1 port=1 dbname=x connect_timeout=2", "doctor")
     assert unreachable.returncode == 2
@@ -825,9 +814,7 @@ def test_cli_demo_on_a_deployed_database(db):
 
 
 def test_cli_repair_dry_run_apply_and_rollback(conn, db):
-    legacy_fixture = pytest.importorskip("legacy_fixture")
-    if not _has_function(conn, "routing.repair_orphans(interval,boolean)"):
-        pytest.skip("routing.repair_orphans is not deployed yet (repair change)")
+    import legacy_fixture
     fx = legacy_fixture.load_legacy_history(conn)
     assert fx.one_to_one
 

@@ -293,21 +293,6 @@ def test_validate_passes_after_repair_reap_and_runbook(
     fx, orphans = _deploy_with_legacy_history(cluster, fresh_db, project_dir)
     conninfo = cluster.conninfo(fresh_db)
     with connect(conninfo) as conn:
-        missing = [
-            sig
-            for sig in (
-                "routing.repair_orphans(interval, boolean)",
-                "routing.reap_stuck_inferences(interval, timestamptz)",
-            )
-            if not has_function(conn, sig)
-        ]
-    if missing:
-        pytest.skip(
-            f"{', '.join(missing)} not deployed before {VALIDATE_CHANGE}; the failing half "
-            "runs in test_validate_fails_with_one_clear_message_and_changes_nothing"
-        )
-
-    with connect(conninfo) as conn:
         dry = dict(
             conn.execute(
                 "SELECT action, count(DISTINCT outcome_id) FROM routing.repair_orphans() GROUP BY 1"
