@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS routing.settings (
     singleton              boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     default_min_quality    numeric  NOT NULL DEFAULT 0.5  CHECK (default_min_quality BETWEEN 0 AND 1),
     max_attempts           int      NOT NULL DEFAULT 6    CHECK (max_attempts >= 1),
-    rate_limit_cooldown_ms int      NOT NULL DEFAULT 10000 CHECK (rate_limit_cooldown_ms >= 0),
+    rate_limit_cooldown_ms int      NOT NULL DEFAULT 5000 CHECK (rate_limit_cooldown_ms >= 0),
     min_judged_samples     int      NOT NULL DEFAULT 30   CHECK (min_judged_samples >= 1),
     judge_lease            interval NOT NULL DEFAULT '5 minutes' CHECK (judge_lease > '0'),
     spend_day_time_zone    text     NOT NULL DEFAULT 'UTC'

@@ -182,6 +182,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
+    -- routing.rollback_repair puts a repair run's before-images back, exactly; it says
+    -- so for its own transaction only. Only the table owner can write here at all.
+    IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
+        RETURN NEW;
+    END IF;
     IF OLD.status <> 'routed'
        AND (NEW.status, NEW.error_code, NEW.completed_at, NEW.cost_usd, NEW.model_slug, NEW.attempt_no)
            IS DISTINCT FROM
@@ -205,6 +210,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
+    -- routing.rollback_repair puts a repair run's before-images back, exactly; it says
+    -- so for its own transaction only. Only the table owner can write here at all.
+    IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
+        RETURN NEW;
+    END IF;
     IF OLD.outcome_status IS NOT NULL
        AND (NEW.outcome_status, NEW.completed_at, NEW.cost_actual_usd)
            IS DISTINCT FROM (OLD.outcome_status, OLD.completed_at, OLD.cost_actual_usd)
@@ -212,6 +222,16 @@ BEGIN
         RAISE EXCEPTION 'outcome % is already % and cannot change', OLD.id, OLD.outcome_status
             USING ERRCODE = 'check_violation',
                   HINT = 'an outcome reaches exactly one terminal state; write through the routing.* functions';
+    END IF;
+    -- A finished request keeps the attempt it ended on. (Linking history that had none,
+    -- and a repair rollback unlinking it again, are not re-pointing.)
+    IF OLD.outcome_status IS NOT NULL
+       AND OLD.inference_id IS NOT NULL AND NEW.inference_id IS NOT NULL
+       AND NEW.inference_id <> OLD.inference_id
+    THEN
+        RAISE EXCEPTION 'outcome % is already % and stays linked to its final attempt %',
+                        OLD.id, OLD.outcome_status, OLD.inference_id
+            USING ERRCODE = 'check_violation';
     END IF;
     IF (NEW.request_id, NEW.agent_id, NEW.decision_rule, NEW.chosen_model_slug)
        IS DISTINCT FROM (OLD.request_id, OLD.agent_id, OLD.decision_rule, OLD.chosen_model_slug)

@@ -25,19 +25,22 @@ CREATE TABLE IF NOT EXISTS routing.replaced_constraints (
     -- pg_get_constraintdef() of what was there before the first deploy; NULL: nothing.
     definition  text,
     validated   boolean,
+    comment     text,
     recorded_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (change, conname)
 );
 COMMENT ON TABLE routing.replaced_constraints IS
-    'Constraint definitions a deploy replaced (or their absence), so its revert restores exactly what existed before.';
+    'Constraint definitions a deploy replaced (or their absence), with validated state and comment, so its revert restores exactly what existed before.';
 REVOKE ALL ON routing.replaced_constraints FROM PUBLIC;
+GRANT SELECT ON routing.replaced_constraints TO routing_readonly;
 
 -- Only the first deploy records: a re-run must not mistake our own constraint for
 -- the one it replaced.
-INSERT INTO routing.replaced_constraints (change, table_name, conname, definition, validated)
+INSERT INTO routing.replaced_constraints (change, table_name, conname, definition, validated, comment)
 SELECT 'outcome_requires_inference', 'routing.routing_outcomes',
        'outcome_requires_inference_when_model_chosen',
-       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated
+       pg_catalog.pg_get_constraintdef(c.oid), c.convalidated,
+       pg_catalog.obj_description(c.oid, 'pg_constraint')
   FROM (SELECT) AS one
   LEFT JOIN pg_catalog.pg_constraint c
          ON c.conrelid = 'routing.routing_outcomes'::regclass

@@ -34,6 +34,8 @@ CREATE TABLE IF NOT EXISTS routing.repair_runs (
                      (SEQUENCE NAME routing.repair_runs_run_id_seq) PRIMARY KEY,
     started_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     run_by           text NOT NULL DEFAULT session_user,
+    -- relink: repair_orphans; close_unmatched: close_unmatched_orphans.
+    kind             text NOT NULL DEFAULT 'relink' CHECK (kind IN ('relink', 'close_unmatched')),
     match_window     interval NOT NULL CHECK (match_window >= interval '0'),
     -- Pairs re-linked, and outcomes left alone.
     applied          bigint NOT NULL DEFAULT 0 CHECK (applied >= 0),
@@ -46,14 +48,15 @@ CREATE TABLE IF NOT EXISTS routing.repair_runs (
         CHECK ((rolled_back_at IS NULL) = (rolled_back_by IS NULL AND rolled_back_rows IS NULL))
 );
 COMMENT ON TABLE routing.repair_runs IS
-    'One row per applied routing.repair_orphans run (dry runs write nothing): when, by whom, with which window, how many pairs it re-linked and how many outcomes it left ambiguous or unmatched, and whether it was rolled back.';
+    'One row per applied routing.repair_orphans or routing.close_unmatched_orphans run (kind; dry runs write nothing): when, by whom, with which window, how many pairs it re-linked and how many outcomes it left ambiguous or unmatched, and whether it was rolled back.';
 
 CREATE TABLE IF NOT EXISTS routing.repair_backup (
     run_id     bigint NOT NULL REFERENCES routing.repair_runs (run_id),
     table_name text   NOT NULL CHECK (table_name IN ('routing_outcomes', 'inferences')),
     row_id     bigint NOT NULL,
-    -- The whole row before the repair touched it (to_jsonb of the row).
-    row_data   jsonb  NOT NULL,
+    -- The whole row before the repair touched it (to_jsonb of the row); NULL: the run
+    -- inserted this row, and rollback deletes it.
+    row_data   jsonb,
     -- The whole row as the repair left it; rollback refuses if the row differs now.
     after_data jsonb,
     taken_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
@@ -263,6 +266,10 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
+    -- Read the constraint's state under a lock VALIDATE also needs (SHARE UPDATE
+    -- EXCLUSIVE conflicts with itself), so a VALIDATE cannot commit between this check
+    -- and the drop and re-add below.
+    LOCK TABLE routing.routing_outcomes IN SHARE UPDATE EXCLUSIVE MODE;
     SELECT pg_catalog.pg_get_constraintdef(c.oid), c.convalidated,
            pg_catalog.obj_description(c.oid, 'pg_constraint')
       INTO v_con_def, v_con_valid, v_con_note
@@ -317,6 +324,10 @@ BEGIN
         ALTER TABLE routing.routing_outcomes DROP CONSTRAINT outcome_requires_inference_when_model_chosen;
     END IF;
 
+    -- The guard triggers let an exact restore through (a closed outcome back in flight),
+    -- for this transaction only and until the restore is done.
+    PERFORM pg_catalog.set_config('routing.restoring_repair_run', p_run_id::text, true);
+
     -- Every column but the key, from the before-image, whatever columns the tables have.
     FOREACH v_table IN ARRAY ARRAY['routing_outcomes', 'inferences'] LOOP
         SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum)
@@ -328,7 +339,8 @@ BEGIN
         EXECUTE format(
             'UPDATE routing.%1$I t SET (%2$s) = (SELECT %3$s FROM jsonb_populate_record(NULL::routing.%1$I, b.row_data) r)
                FROM routing.repair_backup b
-              WHERE b.run_id = $1 AND b.table_name = %4$L AND t.id = b.row_id',
+              WHERE b.run_id = $1 AND b.table_name = %4$L AND t.id = b.row_id
+                AND b.row_data IS NOT NULL',
             v_table, v_cols,
             (SELECT string_agg('r.' || c, ', ') FROM unnest(string_to_array(v_cols, ', ')) c),
             v_table)
@@ -336,6 +348,16 @@ BEGIN
         GET DIAGNOSTICS v_n = ROW_COUNT;
         v_rows := v_rows + v_n;
     END LOOP;
+
+    -- Rows the run inserted (close_unmatched_orphans' closing attempts) go; the
+    -- outcomes restored above no longer point at them.
+    DELETE FROM routing.inferences i
+     USING routing.repair_backup b
+     WHERE b.run_id = p_run_id AND b.table_name = 'inferences' AND b.row_id = i.id
+       AND b.row_data IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    v_rows := v_rows + v_n;
+    PERFORM pg_catalog.set_config('routing.restoring_repair_run', '', true);
 
     IF v_con_def IS NOT NULL THEN
         EXECUTE format('ALTER TABLE routing.routing_outcomes ADD CONSTRAINT outcome_requires_inference_when_model_chosen %s',
@@ -353,16 +375,153 @@ BEGIN
 END
 $$;
 
+-- What repair_orphans must leave alone (ambiguous, or nothing matched) blocks the
+-- validation forever unless someone decides. This is that decision, made explicit,
+-- recorded and reversible: an old enough orphan that owns an attempt is linked to its
+-- newest one (the attempt names it); one that owns none gets a closing attempt,
+-- failed / abandoned, that says what happened, and an outcome still in flight becomes
+-- failed_abandoned. Nothing is invented about the provider's answer: a succeeded
+-- orphan closed this way keeps its status but is not judgeable, its answer was lost
+-- with the old write path. The competing unowned attempts stay as they were.
+CREATE OR REPLACE FUNCTION routing.close_unmatched_orphans(
+    p_window     interval    DEFAULT '3 seconds',
+    p_older_than interval    DEFAULT '1 hour',
+    p_apply      boolean     DEFAULT false,
+    p_as_of      timestamptz DEFAULT now()
+) RETURNS TABLE (run_id bigint, outcome_id bigint, inference_id bigint, action text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_run    bigint;
+    v_now    timestamptz := clock_timestamp();
+    v_inf    bigint;
+    v_closed bigint := 0;
+    r        record;
+BEGIN
+    IF p_window IS NULL OR p_window < interval '0' THEN
+        RAISE EXCEPTION 'close_unmatched_orphans: p_window must be a non-negative interval, got %',
+                        coalesce(p_window::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_older_than IS NULL OR p_older_than < interval '0' THEN
+        RAISE EXCEPTION 'close_unmatched_orphans: p_older_than must be a non-negative interval, got %',
+                        coalesce(p_older_than::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_apply IS NULL THEN
+        RAISE EXCEPTION 'close_unmatched_orphans: p_apply must be true or false, not NULL'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_as_of IS NULL THEN
+        RAISE EXCEPTION 'close_unmatched_orphans: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    IF p_apply THEN
+        -- One repair, close or rollback at a time.
+        LOCK TABLE routing.repair_runs IN SHARE ROW EXCLUSIVE MODE;
+        INSERT INTO routing.repair_runs (kind, match_window) VALUES ('close_unmatched', p_window)
+        RETURNING routing.repair_runs.run_id INTO v_run;
+    END IF;
+
+    FOR r IN
+        WITH verdicts AS (
+            SELECT m.outcome_id,
+                   bool_or(m.verdict = 'unique') AS relinkable,
+                   bool_or(m.verdict = 'ambiguous') AS ambiguous,
+                   array_agg(m.inference_id ORDER BY m.inference_id)
+                       FILTER (WHERE m.inference_id IS NOT NULL) AS candidates
+              FROM routing._orphan_matches(p_window) m
+             GROUP BY m.outcome_id
+        )
+        SELECT o.id, o.agent_id, o.chosen_model_slug, o.created_at, v.relinkable, v.ambiguous,
+               v.candidates, o.created_at >= p_as_of - p_older_than AS too_recent,
+               (SELECT x.id FROM routing.inferences x
+                 WHERE x.outcome_id = o.id ORDER BY x.attempt_no DESC LIMIT 1) AS owned
+          FROM verdicts v
+          JOIN routing.routing_outcomes o ON o.id = v.outcome_id
+         ORDER BY o.id
+    LOOP
+        IF r.relinkable OR r.too_recent THEN
+            RETURN QUERY SELECT v_run, r.id, NULL::bigint,
+                                CASE WHEN r.relinkable THEN 'relink_first' ELSE 'too_recent' END;
+            CONTINUE;
+        END IF;
+        IF NOT p_apply THEN
+            RETURN QUERY SELECT NULL::bigint, r.id, r.owned, 'would_close'::text;
+            CONTINUE;
+        END IF;
+
+        -- Attempt (when one is owned) before outcome, as everywhere; the outcome must
+        -- still be an orphan, or a concurrent repair got there first.
+        PERFORM FROM routing.inferences i WHERE i.id = r.owned FOR UPDATE;
+        PERFORM FROM routing.routing_outcomes o WHERE o.id = r.id AND o.inference_id IS NULL FOR UPDATE;
+        CONTINUE WHEN NOT FOUND;
+
+        INSERT INTO routing.repair_backup (run_id, table_name, row_id, row_data)
+        SELECT v_run, 'routing_outcomes', o.id, to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = r.id;
+
+        IF r.owned IS NOT NULL THEN
+            v_inf := r.owned;
+        ELSE
+            v_inf := nextval('routing.inferences_id_seq');
+            INSERT INTO routing.inferences
+                   (id, outcome_id, attempt_no, agent_id, model_slug, status, error_code,
+                    error_message, created_at, completed_at)
+            VALUES (v_inf, r.id, 1, r.agent_id, r.chosen_model_slug, 'failed', 'abandoned',
+                    format('closed by routing.close_unmatched_orphans (repair run %s): the older write path '
+                           'recorded no attempt this outcome could be proved to own (%s); what the provider '
+                           'answered, if anything, is lost',
+                           v_run,
+                           CASE WHEN r.ambiguous
+                                THEN 'ambiguous between unowned inferences ' || array_to_string(r.candidates, ', ')
+                                ELSE 'no unowned inference matched' END),
+                    r.created_at, v_now);
+            INSERT INTO routing.repair_backup (run_id, table_name, row_id, row_data)
+            VALUES (v_run, 'inferences', v_inf, NULL);
+        END IF;
+
+        UPDATE routing.routing_outcomes o
+           SET inference_id   = v_inf,
+               attempts       = greatest(o.attempts, (SELECT i.attempt_no FROM routing.inferences i WHERE i.id = v_inf)),
+               outcome_status = CASE WHEN r.owned IS NULL THEN coalesce(o.outcome_status, 'failed_abandoned')
+                                     ELSE o.outcome_status END,
+               completed_at   = CASE WHEN r.owned IS NULL THEN coalesce(o.completed_at, v_now)
+                                     ELSE o.completed_at END
+         WHERE o.id = r.id;
+        v_closed := v_closed + 1;
+
+        RETURN QUERY SELECT v_run, r.id, v_inf, 'closed'::text;
+    END LOOP;
+
+    IF p_apply THEN
+        UPDATE routing.repair_runs u SET applied = v_closed WHERE u.run_id = v_run;
+        UPDATE routing.repair_backup b
+           SET after_data = CASE b.table_name
+                                WHEN 'inferences' THEN (SELECT to_jsonb(i) FROM routing.inferences i WHERE i.id = b.row_id)
+                                ELSE (SELECT to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = b.row_id)
+                            END
+         WHERE b.run_id = v_run;
+    END IF;
+END
+$$;
+
 COMMENT ON FUNCTION routing.repair_orphans(interval, boolean) IS
     'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 on a NULL or negative p_window or a NULL p_apply.';
+COMMENT ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) IS
+    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than: one owning an attempt is linked to its newest one; one owning none gets a closing attempt (failed, abandoned, a message naming the competing inferences), and if still in flight becomes failed_abandoned. A succeeded orphan keeps its status and is not made judgeable (its answer is lost). Rows it leaves: relink_first (run repair_orphans first), too_recent. Dry run (default) writes nothing (would_close); apply records a run (kind close_unmatched) with before-images, undone by rollback_repair, which deletes the closing attempts. 22023 on a NULL or negative interval, a NULL p_apply or p_as_of.';
 COMMENT ON FUNCTION routing.rollback_repair(bigint) IS
-    'Restores every row of an applied repair run exactly from its before-images and marks the run rolled back; returns the number of rows restored. Works while outcome_requires_inference_when_model_chosen is NOT VALID (it is dropped and re-added NOT VALID with its exact definition in the same transaction, under ACCESS EXCLUSIVE on routing_outcomes). 22023 on NULL, P0002 for an unknown run, 55000 if the run was already rolled back, if the constraint is validated, or if a row changed since the run (reaped, completed, judged).';
+    'Restores every row of an applied repair_orphans or close_unmatched_orphans run exactly from its before-images (deleting the rows the run inserted) and marks the run rolled back; returns the number of rows restored. Works while outcome_requires_inference_when_model_chosen is NOT VALID (it is dropped and re-added NOT VALID with its exact definition in the same transaction, under ACCESS EXCLUSIVE on routing_outcomes). 22023 on NULL, P0002 for an unknown run, 55000 if the run was already rolled back, if the constraint is validated, or if a row changed since the run (reaped, completed, judged).';
 
 REVOKE ALL ON routing.repair_runs, routing.repair_backup FROM PUBLIC;
 GRANT SELECT ON routing.repair_runs, routing.repair_backup TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._orphan_matches(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.repair_orphans(interval, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.rollback_repair(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) TO routing_ops;
 GRANT EXECUTE ON FUNCTION routing.repair_orphans(interval, boolean) TO routing_ops;
 GRANT EXECUTE ON FUNCTION routing.rollback_repair(bigint) TO routing_ops;
 

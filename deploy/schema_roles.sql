@@ -36,5 +36,6 @@ $$;
 REVOKE ALL ON SCHEMA routing FROM PUBLIC;
 GRANT USAGE ON SCHEMA routing TO routing_app, routing_judge, routing_ops, routing_readonly;
 REVOKE ALL ON TABLE routing._created_roles FROM PUBLIC;
+GRANT SELECT ON TABLE routing._created_roles TO routing_readonly;
 
 COMMIT;

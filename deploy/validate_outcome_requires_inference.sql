@@ -25,7 +25,7 @@ BEGIN
         RAISE EXCEPTION 'cannot validate outcome_requires_inference_when_model_chosen: % outcome(s) name a dispatched model but no inference',
                         v_orphans
             USING ERRCODE = 'check_violation',
-                  HINT = 'history from the older write path: dry-run SELECT * FROM routing.repair_orphans(), apply with routing.repair_orphans(p_apply => true), close stuck attempts with routing.reap_stuck_inferences(), then deploy again (docs/runbook.md)';
+                  HINT = 'history from the older write path: dry-run SELECT * FROM routing.repair_orphans(), apply with routing.repair_orphans(p_apply => true), close stuck attempts with routing.reap_stuck_inferences(), decide what nothing matched with routing.close_unmatched_orphans(p_apply => true), then deploy again (docs/runbook.md)';
     END IF;
 END
 $$;

@@ -2,6 +2,8 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 DROP TABLE routing.settings;
 DROP TABLE routing.agents;
 DROP TABLE routing.task_floors;

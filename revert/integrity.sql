@@ -2,6 +2,8 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 DROP VIEW routing.link_mismatches;
 DROP VIEW routing.stuck_inferences;
 DROP VIEW routing.orphan_outcomes;

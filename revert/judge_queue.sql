@@ -5,6 +5,8 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 DROP FUNCTION routing.record_judgement(bigint, text, numeric, text, text);
 DROP FUNCTION routing.claim_judge_batch(text, int, timestamptz);
 DROP VIEW routing.judge_queue;

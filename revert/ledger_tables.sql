@@ -2,6 +2,8 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 ALTER TABLE routing.routing_outcomes DROP CONSTRAINT routing_outcomes_inference_id_fkey;
 DROP TABLE routing.inferences;
 DROP TABLE routing.routing_outcomes;

@@ -25,6 +25,10 @@ BEGIN
         -- the ACCESS EXCLUSIVE lock (docs/runbook.md says so); NOT VALID adds no scan.
         EXECUTE format('ALTER TABLE routing.routing_outcomes ADD CONSTRAINT %I %s',
                        v_prev.conname, v_prev.definition);
+        IF v_prev.comment IS NOT NULL THEN
+            EXECUTE format('COMMENT ON CONSTRAINT %I ON routing.routing_outcomes IS %L',
+                           v_prev.conname, v_prev.comment);
+        END IF;
     END IF;
 
     DELETE FROM routing.replaced_constraints

@@ -5,6 +5,9 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
+DROP FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz);
 DROP FUNCTION routing.rollback_repair(bigint);
 DROP FUNCTION routing.repair_orphans(interval, boolean);
 DROP FUNCTION routing._orphan_matches(interval);

@@ -6,12 +6,19 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 DO $$
 DECLARE
-    r name;
+    v_roles name[];
+    r       name;
 BEGIN
-    FOR r IN SELECT rolname FROM routing._created_roles ORDER BY rolname LOOP
-        EXECUTE format('REVOKE ALL ON SCHEMA routing FROM %I', r);
+    SELECT coalesce(array_agg(rolname ORDER BY rolname), '{}') INTO v_roles FROM routing._created_roles;
+
+    DROP TABLE routing._created_roles;
+    DROP SCHEMA routing;
+
+    FOREACH r IN ARRAY v_roles LOOP
         BEGIN
             EXECUTE format('DROP ROLE IF EXISTS %I', r);
         EXCEPTION WHEN dependent_objects_still_exist THEN
@@ -20,8 +27,5 @@ BEGIN
     END LOOP;
 END
 $$;
-
-DROP TABLE routing._created_roles;
-DROP SCHEMA routing;
 
 COMMIT;

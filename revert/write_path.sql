@@ -2,6 +2,8 @@
 
 BEGIN;
 
+SET LOCAL lock_timeout = '5s';
+
 DROP FUNCTION routing.fail_inference(bigint, text, text, int, int);
 DROP FUNCTION routing.complete_decision(bigint, jsonb, int, int, int);
 DROP FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb);

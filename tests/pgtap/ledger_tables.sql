@@ -7,7 +7,7 @@
 -- grants). Explicit ids far above anything the sequences hand out keep the fixture
 -- readable.
 BEGIN;
-SELECT plan(38);
+SELECT plan(39);
 
 -- Fixture: one agent, two enrolled models.
 INSERT INTO routing.agents (id, tenant_id, name)
@@ -245,6 +245,11 @@ SELECT throws_ok(
        WHERE id = 1000001$$,
     '23514', NULL,
     'a terminal outcome cannot change to another terminal state'
+);
+SELECT throws_ok(
+    $$UPDATE routing.routing_outcomes SET inference_id = 1000190 WHERE id = 1000001$$,
+    '23514', NULL,
+    'a terminal outcome stays linked to its final attempt (no re-pointing)'
 );
 SELECT throws_ok(
     $$INSERT INTO routing.routing_outcomes (request_id, agent_id, task_type, decision_rule, outcome_status)

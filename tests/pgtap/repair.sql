@@ -1,7 +1,7 @@
 -- pgTAP: routing_ledger:repair — repair_orphans (dry run, apply) and rollback_repair on
 -- history written by the older two-phase path, loaded while the CHECK was NOT VALID.
 BEGIN;
-SELECT plan(51);
+SELECT plan(67);
 
 -- Structure -------------------------------------------------------------------------
 
@@ -207,6 +207,50 @@ SELECT throws_ok($$SELECT * FROM routing.repair_orphans('-1 second')$$, '22023',
                  'repair_orphans: p_window must be a non-negative interval, got -00:00:01', 'a negative p_window is 22023');
 SELECT throws_ok($$SELECT * FROM routing.repair_orphans('3 seconds', NULL)$$, '22023',
                  'repair_orphans: p_apply must be true or false, not NULL', 'a NULL p_apply is 22023');
+
+-- close_unmatched_orphans: the explicit, reversible decision for what nothing matched.
+SELECT has_function('routing', 'close_unmatched_orphans', ARRAY['interval', 'interval', 'boolean', 'timestamp with time zone'],
+    'close_unmatched_orphans(p_window, p_older_than, p_apply, p_as_of) exists');
+SELECT function_privs_are('routing', 'close_unmatched_orphans', ARRAY['interval', 'interval', 'boolean', 'timestamp with time zone'],
+    'routing_ops', ARRAY['EXECUTE'], 'routing_ops may close unmatched orphans');
+SELECT function_privs_are('routing', 'close_unmatched_orphans', ARRAY['interval', 'interval', 'boolean', 'timestamp with time zone'],
+    'routing_app', ARRAY[]::text[], 'routing_app may not');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans(NULL)$$, '22023', NULL, 'close: a NULL p_window is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '-1 hour')$$, '22023', NULL,
+    'close: a negative p_older_than is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', NULL)$$, '22023', NULL,
+    'close: a NULL p_apply is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', false, NULL)$$, '22023', NULL,
+    'close: a NULL p_as_of is 22023');
+
+SELECT (SELECT value FROM routing.integrity_report() WHERE metric = 'orphan_outcomes') AS orphans_before \gset
+CREATE TEMP TABLE t_close_dry AS
+SELECT * FROM routing.close_unmatched_orphans(p_older_than => '0', p_as_of => now() + interval '1 day');
+SELECT is((SELECT count(*) FROM routing.repair_runs WHERE kind = 'close_unmatched'), 0::bigint,
+    'the close dry run records no run');
+SELECT is((SELECT value FROM routing.integrity_report() WHERE metric = 'orphan_outcomes'), :'orphans_before'::bigint,
+    'and closes nothing');
+SELECT ok((SELECT count(*) FROM t_close_dry WHERE action = 'would_close') > 0
+          AND (SELECT count(*) FROM t_close_dry WHERE action = 'relink_first')
+              = (SELECT count(*) FROM routing.repair_orphans() WHERE action = 'would_relink'),
+    'it proposes closing the undecidable orphans and leaves the re-linkable ones to repair_orphans');
+CREATE TEMP TABLE t_close AS
+SELECT * FROM routing.close_unmatched_orphans(p_older_than => '0', p_apply => true, p_as_of => now() + interval '1 day');
+SELECT is((SELECT count(*) FROM t_close WHERE action = 'closed'), (SELECT count(*) FROM t_close_dry WHERE action = 'would_close'),
+    'apply closes exactly what the dry run proposed');
+SELECT is((SELECT value FROM routing.integrity_report() WHERE metric = 'orphan_outcomes'),
+          (SELECT count(*) FROM t_close WHERE action = 'relink_first'),
+    'only the re-linkable orphans are left');
+SELECT ok(NOT EXISTS (SELECT FROM t_close c JOIN routing.inferences i ON i.id = c.inference_id
+                       WHERE c.action = 'closed' AND (i.outcome_id <> c.outcome_id OR i.status = 'routed')),
+    'every closed orphan names an attempt that names it back and is not routed');
+SELECT is(routing.rollback_repair((SELECT DISTINCT run_id FROM t_close WHERE action = 'closed')) > 0, true,
+    'rollback_repair undoes a close run');
+SELECT is((SELECT value FROM routing.integrity_report() WHERE metric = 'orphan_outcomes'), :'orphans_before'::bigint,
+    'the orphans are back as they were');
+SELECT is((SELECT count(*) FROM routing.inferences i JOIN t_close c ON c.inference_id = i.id
+            WHERE c.action = 'closed' AND i.error_message LIKE 'closed by routing.close_unmatched_orphans%'), 0::bigint,
+    'and the closing attempts it inserted are gone');
 
 -- Once validated, rollback refuses: the restored rows would violate the constraint.
 SET CONSTRAINTS ALL IMMEDIATE;

@@ -6,7 +6,7 @@
 -- a digest of every ledger and cooldown row *including its ctid*: any UPDATE, even one
 -- that rewrites the same values, moves the row and changes the digest.
 BEGIN;
-SELECT plan(126);
+SELECT plan(130);
 
 ------------------------------------------------------------------------------ helpers
 
@@ -664,6 +664,36 @@ SELECT throws_ok(
     $$SELECT * FROM routing.insert_decision('as-readonly', '00000000-0000-4000-8000-00000000d001', 'general', 1, 1)$$,
     '42501', NULL, 'routing_readonly cannot write through insert_decision either');
 RESET ROLE;
+
+------------------------------------------------ a terminal outcome, and the model's own cooldown
+
+-- History: a terminal outcome whose attempt was left routed (the older write path).
+-- fail_inference must refuse (55000), not add an attempt to a finished request.
+DELETE FROM routing.model_cooldowns;
+SELECT outcome_id AS term_o, inference_id AS term_i
+  FROM routing.insert_decision('terminal-history', :main, 'general', 1000, 500) \gset
+-- (History is loaded as the owner; the guard's restore switch stands in for that load.)
+SELECT set_config('routing.restoring_repair_run', 'history', true);
+UPDATE routing.routing_outcomes SET outcome_status = 'failed_provider', completed_at = now()
+ WHERE id = :term_o;
+SELECT set_config('routing.restoring_repair_run', '', true);
+SELECT pg_temp.fingerprint() AS fp_term \gset
+SELECT throws_ok(format($$SELECT * FROM routing.fail_inference(%s, 'rate_limited', '429', 429, 100)$$, :term_i),
+    '55000', NULL, 'fail_inference on an attempt whose outcome is already terminal: 55000');
+SELECT is(pg_temp.fingerprint(), :'fp_term', '... and nothing was written (no new attempt, no cooldown)');
+
+-- A 429 without Retry-After cools the model down for settings.rate_limit_cooldown_ms;
+-- the same-model retry is not scheduled before that cooldown ends.
+SELECT outcome_id AS cd_o, inference_id AS cd_i
+  FROM routing.insert_decision('own-cooldown', :main, 'general', 1000, 500) \gset
+SELECT not_before AS cd_nb FROM routing.fail_inference(:cd_i, 'rate_limited', '429 without Retry-After', 429) \gset
+SELECT ok(:'cd_nb'::timestamptz >= (SELECT cooling_until FROM routing.model_cooldowns
+                                      WHERE model_slug = (SELECT model_slug FROM routing.inferences WHERE id = :cd_i)),
+    'a same-model retry is never scheduled before the model''s shared cooldown ends');
+SELECT ok((SELECT cooling_until - completed_at FROM routing.model_cooldowns c, routing.inferences i
+            WHERE i.id = :cd_i AND c.model_slug = i.model_slug)
+          >= (SELECT make_interval(secs => rate_limit_cooldown_ms / 1000.0) FROM routing.settings),
+    'without Retry-After the cooldown is the seeded default');
 
 SELECT * FROM finish();
 ROLLBACK;

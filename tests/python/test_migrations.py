@@ -7,8 +7,9 @@
   nothing where there was nothing.
 - Validation that fails well: with the older path's history loaded (legacy_fixture.py), the
   VALIDATE change fails with one message (the count and the repair functions) and leaves the
-  database as it was; after repair_orphans, reap_stuck_inferences and the runbook's SQL for
-  what nothing matched (read from docs/runbook.md), the same ``sqitch deploy`` succeeds.
+  database as it was; after repair_orphans, reap_stuck_inferences and close_unmatched_orphans
+  for what nothing matched (sql/close_unmatched.sql, the runbook's step 6), the same
+  ``sqitch deploy`` succeeds.
 - Round trip: deploy, verify, revert to nothing, deploy, verify.
 - Drift: a fresh deploy, dumped and normalised, equals ``tests/fixtures/schema.sql``.
 - Locks: VALIDATE on a table of 100,000 outcomes while a writer keeps calling
@@ -24,10 +25,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import statistics
 import subprocess
-import textwrap
 import threading
 import time
 import uuid
@@ -183,17 +182,7 @@ def existing_roles(cluster: LocalCluster) -> set[str]:
 
 
 RUNBOOK = Path("docs") / "runbook.md"
-
-
-def runbook_close_unmatched_sql(project_dir: Path) -> str:
-    """The SQL docs/runbook.md gives for orphans nothing matched (run with -v ids='{…}').
-
-    Taken from the runbook itself, so the commands a DBA copies are the ones tested here.
-    """
-    text = (project_dir / RUNBOOK).read_text()
-    match = re.search(r"<<'SQL'\n(.*?)\n\s*SQL\n", text, re.DOTALL)
-    assert match, f"{RUNBOOK} has no <<'SQL' block for the unmatched orphans"
-    return textwrap.dedent(match.group(1)) + "\n"
+CLOSE_UNMATCHED = Path("sql") / "close_unmatched.sql"
 
 
 def _deploy_with_legacy_history(
@@ -287,9 +276,9 @@ def test_validate_fails_with_one_clear_message_and_changes_nothing(
 
 
 def test_validate_passes_after_repair_reap_and_runbook(
-    cluster: LocalCluster, fresh_db: str, project_dir: Path, tmp_path: Path
+    cluster: LocalCluster, fresh_db: str, project_dir: Path
 ) -> None:
-    """Repair re-links, the reaper closes, the runbook's SQL decides the rest; then VALIDATE."""
+    """Repair re-links, the reaper closes, close_unmatched_orphans decides the rest; validate."""
     fx, orphans = _deploy_with_legacy_history(cluster, fresh_db, project_dir)
     conninfo = cluster.conninfo(fresh_db)
     with connect(conninfo) as conn:
@@ -322,11 +311,15 @@ def test_validate_passes_after_repair_reap_and_runbook(
     # What no repair can decide: left to a human (docs/runbook.md, step 6).
     assert remaining == sorted(fx.ambiguous_outcomes + fx.no_match_outcomes)
 
-    script = tmp_path / "close_unmatched.sql"
-    script.write_text(runbook_close_unmatched_sql(project_dir))
-    ids = "{" + ",".join(map(str, remaining)) + "}"
-    closed = cluster.psql(fresh_db, "-v", f"ids={ids}", "-f", str(script), check=False)
-    assert closed.returncode == 0, closed.stdout + closed.stderr
+    # The runbook's step 6 command, as a DBA runs it: the operator script, applied.
+    assert str(CLOSE_UNMATCHED) in (project_dir / RUNBOOK).read_text()
+    script = str(project_dir / CLOSE_UNMATCHED)
+    dry = cluster.psql(fresh_db, "-f", script, check=False)
+    assert dry.returncode == 0 and "would_close" in dry.stdout, dry.stdout + dry.stderr
+    with connect(conninfo) as conn:
+        assert orphan_count(conn) == len(remaining), "the dry run must change nothing"
+    closed = cluster.psql(fresh_db, "-v", "apply=1", "-f", script, check=False)
+    assert closed.returncode == 0 and "closed" in closed.stdout, closed.stdout + closed.stderr
 
     _sqitch(cluster, fresh_db, "deploy", project_dir=project_dir)
     with connect(conninfo) as conn:
