@@ -275,6 +275,36 @@ def test_validate_fails_with_one_clear_message_and_changes_nothing(
         assert legacy_fixture.dump(conn) == rows_before, "a failed VALIDATE must write nothing"
 
 
+def test_whole_plan_deploy_on_history_keeps_the_repair_tools(
+    cluster: LocalCluster, fresh_db: str, project_dir: Path
+) -> None:
+    """A DBA who runs plain ``sqitch deploy`` on a ledger with history is not stranded.
+
+    In one run the plan deploys the repair and reaper functions, then VALIDATE fails on
+    the orphans. With ``deploy.mode = change`` (sqitch.conf) only VALIDATE is reverted,
+    so the functions its message names are there to use.
+    """
+    _deploy_with_legacy_history(cluster, fresh_db, project_dir)
+    _sqitch(cluster, fresh_db, "revert", "-y", "--to", "write_path", project_dir=project_dir)
+    conninfo = cluster.conninfo(fresh_db)
+    with connect(conninfo) as conn:
+        assert not has_function(conn, "routing.repair_orphans(interval, boolean)")
+        assert orphan_count(conn) > 0, "reverting the tools must keep the history"
+
+    proc = _sqitch(cluster, fresh_db, "deploy", project_dir=project_dir, check=False)
+    assert proc.returncode != 0, proc.stdout
+    with connect(conninfo) as conn:
+        changes = deployed_changes(conn)
+        assert VALIDATE_CHANGE not in changes
+        assert {"outcome_requires_inference", "integrity", "reaper", "repair"} <= set(changes)
+        for fn in (
+            "routing.repair_orphans(interval, boolean)",
+            "routing.reap_stuck_inferences(interval, timestamptz)",
+            "routing.close_unmatched_orphans(interval, interval, boolean, timestamptz)",
+        ):
+            assert has_function(conn, fn), f"{fn} must survive the failed VALIDATE"
+
+
 def test_validate_passes_after_repair_reap_and_runbook(
     cluster: LocalCluster, fresh_db: str, project_dir: Path
 ) -> None:
