@@ -1,6 +1,7 @@
 """``routing-ledger``: the demo, and the operator's doctor, reaper and repair commands.
 
     routing-ledger demo [--calls N] [--concurrency C] [--seed S] [--db CONNINFO] [--keep]
+                        [--no-judge]
     routing-ledger [--db CONNINFO] doctor
     routing-ledger [--db CONNINFO] reap [--older-than '1 hour']
     routing-ledger [--db CONNINFO] repair [--window '3 seconds'] [--apply | --rollback RUN]
@@ -60,6 +61,17 @@ EXIT_UNAVAILABLE = 2
 INTEGRITY_REPORT = "SELECT * FROM routing.integrity_report()"
 REAP_STUCK_INFERENCES = "SELECT * FROM routing.reap_stuck_inferences(%s::interval)"
 REPAIR_ORPHANS = "SELECT * FROM routing.repair_orphans(%s::interval, %s::boolean)"
+# The reaper as an operator's cron runs it: the function's own default threshold (1 hour).
+REAP_DEFAULT_THRESHOLD = "SELECT * FROM routing.reap_stuck_inferences()"
+# The routing_judge functions and view, as a judge worker calls them.
+CLAIM_JUDGE_BATCH = (
+    "SELECT outcome_id, model_slug, response_payload"
+    " FROM routing.claim_judge_batch(%s::text, %s::int)"
+)
+RECORD_JUDGEMENT = (
+    "SELECT * FROM routing.record_judgement(%s::bigint, %s::text, %s::numeric, %s::text, %s::text)"
+)
+JUDGE_QUEUE_DEPTH = "SELECT count(*) FROM routing.judge_queue"
 ROLLBACK_REPAIR = "SELECT * FROM routing.rollback_repair(%s::bigint)"
 
 #: The violations the contract names. The database's own list (routing.integrity_metrics,
@@ -256,6 +268,12 @@ DEMO_TASK_MIX = {
     "demo_formal_proof": 0.03,
 }
 DEMO_TIMEOUT_S = 0.5
+# The operator's side, running beside the burst as in production: a reaper every half
+# second (default threshold) and a judge worker labelling what succeeded.
+DEMO_REAP_EVERY_S = 0.5
+DEMO_JUDGE_BATCH = 16
+DEMO_JUDGE_WORKER = "demo-judge-worker"
+DEMO_JUDGE_MODEL = "demo-judge"
 DEMO_TOPICS = (
     "the quarterly invoice backlog",
     "a flaky integration test",
@@ -270,9 +288,9 @@ _DEMO_IS_DEPLOYED = (
     "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
     " IS NOT NULL"
 )
-_DEMO_CAN_BE_APP = (
-    "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = 'routing_app')"
-    " AND pg_has_role(current_user, 'routing_app', 'MEMBER')"
+_DEMO_CAN_BE_ROLE = (
+    "SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = %(role)s)"
+    " THEN pg_has_role(current_user, %(role)s, 'MEMBER') ELSE false END"
 )
 # Read-only summary of this run's requests (request_id LIKE the run's prefix).
 _SUMMARY_OUTCOMES = """
@@ -316,6 +334,27 @@ SELECT i.model_slug,
  WHERE o.request_id LIKE %s
  GROUP BY 1 ORDER BY 2 DESC, 1
 """
+_SUMMARY_JUDGED = """
+SELECT judge_status, count(*), avg(judge_score) FROM routing.routing_outcomes
+ WHERE request_id LIKE %s AND judge_status IS NOT NULL
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+_SUMMARY_LEARNED = """
+SELECT q.model_slug, q.task_type, q.judged_samples, q.learned_quality,
+       q.judged_samples >= s.min_judged_samples
+  FROM routing.model_task_quality q CROSS JOIN routing.settings s
+ ORDER BY q.judged_samples DESC, q.model_slug, q.task_type
+ LIMIT 12
+"""
+_CHECK_JUDGE_QUEUE = """
+SELECT count(*) FROM routing.judge_queue q JOIN routing.routing_outcomes o ON o.id = q.id
+ WHERE o.request_id LIKE %s
+"""
+_CHECK_JUDGED_AS_RECORDED = """
+SELECT count(*) FROM routing.routing_outcomes
+ WHERE id = ANY(%s) AND judge_model = %s AND outcome_status = 'succeeded'
+   AND judge_status IN ('labeled', 'cannot_evaluate')
+"""
 _CHECK_STATUSES = (
     "SELECT request_id, outcome_status FROM routing.routing_outcomes WHERE request_id LIKE %s"
 )
@@ -356,6 +395,11 @@ _CHECKS: tuple[tuple[str, str], ...] = (
                                   WHERE i.outcome_id = o.id)""",
     ),
     (
+        "judged outcomes that did not succeed",
+        "SELECT count(*) FROM routing.routing_outcomes WHERE request_id LIKE %s"
+        " AND judge_status IS NOT NULL AND outcome_status IS DISTINCT FROM 'succeeded'",
+    ),
+    (
         "failed attempts without error_message or completed_at",
         "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
         " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'failed'"
@@ -388,6 +432,19 @@ class _Burst:
     unexpected: Counter[str] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
+    slowest_call_s: float = 0.0
+    # The reaper and the judge worker that ran beside the burst.
+    roles: dict[str, str] = field(default_factory=dict)
+    judge_enabled: bool = True
+    reaper_runs: int = 0
+    reaper_closed: int = 0
+    judge_batches: int = 0
+    judged: dict[int, str] = field(default_factory=dict)  # outcome id -> verdict recorded
+    judged_twice: int = 0
+    judged_during_burst: int = 0
+    scores: list[float] = field(default_factory=list)
+    queue_at_burst_end: int | None = None
+    background_errors: list[str] = field(default_factory=list)
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:
@@ -426,6 +483,83 @@ def _demo_fault_mix() -> dict[Any, float]:
     }
 
 
+def _stand_in_judge(model_slug: str, response: Any) -> tuple[str, Decimal | None, str]:
+    """A STAND-IN for an LLM judge: no model is called, the verdict is deterministic.
+
+    It scores the answer's shape only (5 for a complete answer, 4 for a short one, 3 when the
+    model stopped at max_tokens), so the demo shows the loop a real judge drives (claim,
+    label, learned quality per model and task) without a judge model or its cost.
+    """
+    choice: dict[str, Any] = {}
+    if isinstance(response, dict) and isinstance(response.get("choices"), list):
+        first = response["choices"][0] if response["choices"] else {}
+        choice = first if isinstance(first, dict) else {}
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(content, str) or not content.strip():
+        return "cannot_evaluate", None, "stand-in judge (not an LLM): no answer text to judge"
+    finish = choice.get("finish_reason")
+    score = 3 if finish == "length" else 4 if len(content) < 60 else 5
+    rationale = (
+        f"stand-in judge (not an LLM): {len(content)} characters from {model_slug}, "
+        f"finish_reason {finish}"
+    )
+    return "labeled", Decimal(score), rationale
+
+
+async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
+    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over."""
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            while True:
+                final = done.is_set()
+                cur = await conn.execute(REAP_DEFAULT_THRESHOLD)
+                row = await cur.fetchone()
+                burst.reaper_runs += 1
+                burst.reaper_closed += int(row[0]) if row is not None and row[0] else 0
+                if final:
+                    return
+                try:
+                    await asyncio.wait_for(done.wait(), DEMO_REAP_EVERY_S)
+                except TimeoutError:
+                    pass
+    except (psycopg.Error, OSError) as exc:
+        burst.background_errors.append(f"reaper: {type(exc).__name__}: {exc}"[:300])
+
+
+async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
+    """Claim batches and record the stand-in judge's verdict; drain the queue at the end."""
+    try:
+        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            while True:
+                burst_over = done.is_set()
+                if burst_over and burst.queue_at_burst_end is None:
+                    cur = await conn.execute(JUDGE_QUEUE_DEPTH)
+                    row = await cur.fetchone()
+                    burst.queue_at_burst_end = int(row[0]) if row is not None else 0
+                cur = await conn.execute(CLAIM_JUDGE_BATCH, (DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH))
+                batch = await cur.fetchall()
+                if batch:
+                    burst.judge_batches += 1
+                for outcome_id, model_slug, response in batch:
+                    verdict, score, rationale = _stand_in_judge(str(model_slug), response)
+                    await conn.execute(
+                        RECORD_JUDGEMENT, (outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
+                    )
+                    if outcome_id in burst.judged:
+                        burst.judged_twice += 1
+                    burst.judged[int(outcome_id)] = verdict
+                    burst.judged_during_burst += not done.is_set()
+                    if score is not None:
+                        burst.scores.append(float(score))
+                if burst_over and not batch:
+                    return  # the burst is over and the queue is drained
+                if not batch:
+                    await asyncio.sleep(0.05)
+    except (psycopg.Error, OSError) as exc:
+        burst.background_errors.append(f"judge: {type(exc).__name__}: {exc}"[:300])
+
+
 async def _run_burst(
     conninfo: str,
     base_url: str,
@@ -434,8 +568,16 @@ async def _run_burst(
     prefix: str,
     concurrency: int,
     console: Console,
+    ops_conninfo: str | None = None,
+    judge_conninfo: str | None = None,
 ) -> _Burst:
-    burst = _Burst()
+    burst = _Burst(judge_enabled=judge_conninfo is not None)
+    done = asyncio.Event()
+    background: list[asyncio.Task[None]] = []
+    if ops_conninfo is not None:
+        background.append(asyncio.create_task(_reaper_task(ops_conninfo, burst, done)))
+    if judge_conninfo is not None:
+        background.append(asyncio.create_task(_judge_task(judge_conninfo, burst, done)))
     providers = {
         name: OpenAICompatibleProvider(base_url, api_key, timeout_s=DEMO_TIMEOUT_S)
         for name in DEMO_PROVIDERS
@@ -465,6 +607,7 @@ async def _run_burst(
                     except asyncio.QueueEmpty:
                         return
                     request_id = f"{prefix}{request.index:06d}"
+                    call_started = time.perf_counter()
                     try:
                         result: CallResult = await ledger.call(
                             DEMO_AGENTS[request.agent],
@@ -483,15 +626,23 @@ async def _run_burst(
                     except Exception as exc:  # a bug: counted, and the demo fails
                         status = f"client exception {type(exc).__name__}"
                         burst.unexpected[f"{type(exc).__name__}: {exc}"[:200]] += 1
+                    burst.slowest_call_s = max(
+                        burst.slowest_call_s, time.perf_counter() - call_started
+                    )
                     burst.client_status[request_id] = status
                     burst.counts[status] += 1
                     stats = " · ".join(f"{k} {v}" for k, v in burst.counts.most_common(4))
+                    if burst.judge_enabled:
+                        stats += f" · judged {len(burst.judged)}"
                     progress.update(task_id, advance=1, stats=stats)
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             burst.seconds = time.perf_counter() - started
     finally:
+        # The reaper runs once more, the judge drains the queue; then both stop.
+        done.set()
+        await asyncio.gather(*background)
         await ledger.close()
         for provider in providers.values():
             await provider.aclose()
@@ -547,6 +698,7 @@ def _demo_summary(
     table.add_row("cost of all attempts", _money(cost))
     table.add_row("calls", str(calls))
     table.add_row("wall time of the burst", f"{burst.seconds:.2f} s")
+    table.add_row("slowest call", f"{burst.slowest_call_s:.3f} s")
     rate = calls / burst.seconds if burst.seconds else 0.0
     table.add_row("[bold]calls/second", f"[bold]{rate:.1f}")
     console.print(table)
@@ -557,6 +709,7 @@ def _demo_summary(
     for slug, succeeded, failed_n, model_cost in conn.execute(_SUMMARY_MODELS, (like,)):
         models.add_row(str(slug), str(succeeded), str(failed_n), _money(model_cost))
     console.print(models)
+    _demo_background_summary(conn, like, burst, console)
 
     # The promises, checked from the outside.
     failures: list[str] = []
@@ -579,11 +732,25 @@ def _demo_summary(
     disagree = sum(1 for rid, s in burst.client_status.items() if db_status.get(rid) != s)
     check("client result disagreeing with the database", disagree)
     check("unexpected client exceptions", sum(burst.unexpected.values()))
+    check("reaper or judge worker errors", len(burst.background_errors))
+    if burst.judge_enabled:
+        check("outcomes the judge worker recorded twice", burst.judged_twice)
+        recorded = list(burst.judged)
+        as_recorded = conn.execute(_CHECK_JUDGED_AS_RECORDED, (recorded, DEMO_JUDGE_MODEL))
+        as_recorded_row = as_recorded.fetchone()
+        check(
+            "judgements the ledger does not hold as recorded",
+            len(recorded) - (int(as_recorded_row[0]) if as_recorded_row else 0),
+        )
+        queue_row = conn.execute(_CHECK_JUDGE_QUEUE, (like,)).fetchone()
+        check("this run's outcomes left in the judge queue", int(queue_row[0]) if queue_row else -1)
     leak_row = conn.execute(_CHECK_KEY_LEAK, {"prefix": like, "key": api_key}).fetchone()
     check("rows holding the API key", int(leak_row[0]) if leak_row else -1)
     console.print(checks)
     for message, count in burst.unexpected.most_common(5):
         console.print(f"[red]unexpected[/red] ×{count}: {message}")
+    for message in burst.background_errors[:5]:
+        console.print(f"[red]background[/red]: {message}")
 
     try:
         rows = integrity_report(conn)
@@ -594,6 +761,61 @@ def _demo_summary(
         console.print(table)
         failures.extend(f"integrity_report: {m}" for m in violated)
     return failures
+
+
+def _demo_background_summary(
+    conn: psycopg.Connection[Any], like: str, burst: _Burst, console: Console
+) -> None:
+    """What the reaper and the judge worker did while the burst ran."""
+    table = Table(title="reaper and judge (ran beside the burst)", title_justify="left")
+    table.add_column("")
+    table.add_column("", justify="right")
+    table.add_row(
+        f"reaper runs (every {DEMO_REAP_EVERY_S:g} s, default threshold, as "
+        f"{burst.roles.get('routing_ops', 'the connecting role')})",
+        str(burst.reaper_runs),
+    )
+    table.add_row("  attempts closed by the reaper", str(burst.reaper_closed))
+    if not burst.judge_enabled:
+        table.add_row("judge worker", "off (--no-judge)")
+        console.print(table)
+        return
+    table.add_row(
+        f"judge batches claimed (as {burst.roles.get('routing_judge', 'the connecting role')})",
+        str(burst.judge_batches),
+    )
+    verdicts = Counter(burst.judged.values())
+    table.add_row(f"outcomes judged by {DEMO_JUDGE_MODEL} (a stand-in)", str(len(burst.judged)))
+    for verdict, count in sorted(verdicts.items()):
+        table.add_row(f"  {verdict}", str(count))
+    if burst.scores:
+        table.add_row("  mean score (1-5)", f"{sum(burst.scores) / len(burst.scores):.2f}")
+    table.add_row("  judged while the burst ran", str(burst.judged_during_burst))
+    depth = burst.queue_at_burst_end
+    table.add_row("judge queue depth when the burst ended", "-" if depth is None else str(depth))
+    now_row = conn.execute(JUDGE_QUEUE_DEPTH).fetchone()
+    table.add_row("judge queue depth now", str(int(now_row[0]) if now_row else "-"))
+    for status, count, mean in conn.execute(_SUMMARY_JUDGED, (like,)):
+        label = f"this run: judge_status {status}"
+        mean_text = f" (mean {Decimal(mean):.2f})" if mean is not None else ""
+        table.add_row(label, f"{count}{mean_text}")
+    console.print(table)
+
+    learned = Table(
+        title="learned quality (routing.model_task_quality, fed by the judge)",
+        title_justify="left",
+    )
+    for column in ("model", "task_type", "judged", "learned quality", "router uses it"):
+        learned.add_column(column, justify="left" if column in ("model", "task_type") else "right")
+    for slug, task, samples, quality, in_use in conn.execute(_SUMMARY_LEARNED):
+        learned.add_row(
+            str(slug),
+            str(task),
+            str(samples),
+            f"{Decimal(quality):.3f}" if quality is not None else "-",
+            "yes" if in_use else "not yet",
+        )
+    console.print(learned)
 
 
 def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Console) -> None:
@@ -623,13 +845,19 @@ def _seed_demo(conn: psycopg.Connection[Any], console: Console) -> None:
     console.print(f"seeded the demo catalog and agents ({seed.relative_to(seed.parents[1])})")
 
 
-def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, str]:
-    """Connect the client as routing_app when we may: it needs nothing else."""
-    row = conn.execute(_DEMO_CAN_BE_APP).fetchone()
+def _role_conninfo(conn: psycopg.Connection[Any], conninfo: str, role: str) -> tuple[str, str]:
+    """Connect as ``role`` (SET ROLE at connection start) when we may: it is all each
+    demo task needs, which proves the grants suffice."""
+    row = conn.execute(_DEMO_CAN_BE_ROLE, {"role": role}).fetchone()
     if row is None or not row[0]:
         return conninfo, "the connecting role"
     options = str(conninfo_to_dict(conninfo).get("options") or "")
-    return make_conninfo(conninfo, options=f"{options} -c role=routing_app".strip()), "routing_app"
+    return make_conninfo(conninfo, options=f"{options} -c role={role}".strip()), role
+
+
+def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, str]:
+    """Connect the client as routing_app when we may: it needs nothing else."""
+    return _role_conninfo(conn, conninfo, "routing_app")
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
@@ -660,6 +888,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             _deploy_if_needed(conn, conninfo, console)
             _seed_demo(conn, console)
             app_conninfo, role = _app_conninfo(conn, conninfo)
+            ops_conninfo, ops_role = _role_conninfo(conn, conninfo, "routing_ops")
+            judge_conninfo, judge_role = _role_conninfo(conn, conninfo, "routing_judge")
 
         fault.start()
         fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
@@ -671,13 +901,31 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             f"{args.calls} calls, concurrency {args.concurrency}, seed {args.seed}, "
             f"client connected as {role}"
         )
+        judging = (
+            f"a judge worker as {judge_role} (stand-in judge {DEMO_JUDGE_MODEL!r}, not an LLM)"
+            if not args.no_judge
+            else "no judge worker (--no-judge)"
+        )
+        console.print(
+            f"beside the burst, as in production: the reaper every {DEMO_REAP_EVERY_S:g} s "
+            f"as {ops_role}, and {judging}"
+        )
         prefix = f"demo-{secrets.token_hex(4)}-"
         requests = _demo_requests(args.calls, args.seed)
         burst = asyncio.run(
             _run_burst(
-                app_conninfo, fault.base_url, api_key, requests, prefix, args.concurrency, console
+                app_conninfo,
+                fault.base_url,
+                api_key,
+                requests,
+                prefix,
+                args.concurrency,
+                console,
+                ops_conninfo=ops_conninfo,
+                judge_conninfo=None if args.no_judge else judge_conninfo,
             )
         )
+        burst.roles = {"routing_ops": ops_role, "routing_judge": judge_role}
         with _connect(conninfo) as conn:
             failures = _demo_summary(conn, prefix, burst, api_key, console)
         if failures:
@@ -689,6 +937,16 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         console.print(
             f"[green bold]every request ended in exactly one terminal outcome; "
             f"0 orphans, 0 stuck attempts[/green bold] ({rate:.1f} calls/s)"
+        )
+        judged = (
+            f"{len(burst.judged)} outcomes judged once each; judge queue "
+            f"{burst.queue_at_burst_end or 0} as the burst ended, 0 now"
+            if burst.judge_enabled
+            else "no judge"
+        )
+        console.print(
+            f"[green]beside it: {burst.reaper_runs} reaper runs "
+            f"({burst.reaper_closed} closed); {judged}[/green]"
         )
         if cluster is not None and args.keep:
             stop = f"{cluster.bindir / 'pg_ctl'} -D {cluster.data_dir} stop"
@@ -733,7 +991,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="burst of calls on a private PostgreSQL and a fault-injecting provider",
         description="Start a private PostgreSQL (or use --db, a scratch database), deploy "
         "the plan, seed a demo catalog, start a fault-injecting provider on loopback, run a "
-        "burst of concurrent calls, print a summary and the integrity report. Exit 1 if any "
+        "burst of concurrent calls with a reaper and a judge worker beside it (as in "
+        "production), print a summary and the integrity report. Exit 1 if any "
         "request did not end in exactly one terminal outcome or an invariant is violated.",
     )
     demo.add_argument("--calls", type=int, default=300, help="number of calls (default 300)")
@@ -742,6 +1001,11 @@ def build_parser() -> argparse.ArgumentParser:
     db_option(demo, "run on this scratch database instead of a private one (it is seeded)")
     demo.add_argument(
         "--keep", action="store_true", help="leave the private PostgreSQL running at the end"
+    )
+    demo.add_argument(
+        "--no-judge",
+        action="store_true",
+        help="run no judge worker beside the burst (the reaper still runs)",
     )
     demo.set_defaults(func=cmd_demo, uses_env=False)
 
