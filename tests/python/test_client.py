@@ -836,3 +836,38 @@ def test_cli_repair_dry_run_apply_and_rollback(conn, db):
 
     again = _cli("--db", db, "repair", "--rollback", run_id)  # already rolled back: 55000
     assert again.returncode == 1 and "repair refused" in again.stdout
+
+
+def test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired(conn, db):
+    """The operator's day: doctor fails on the old path's history; repair, reap and
+    close what nothing matched, and it passes; undo the close, and it fails again."""
+    import legacy_fixture
+
+    fx = legacy_fixture.load_legacy_history(conn)
+    legacy_fixture.add_live_traffic(conn, fx)
+    before = _cli("--db", db, "doctor")
+    assert before.returncode == 1, before.stdout + before.stderr
+    assert "orphan_outcomes" in before.stdout and "stuck_routed_1h" in before.stdout
+
+    assert _cli("--db", db, "repair", "--apply").returncode == 0
+    reaped = _cli("--db", db, "reap")
+    assert reaped.returncode == 0, reaped.stdout + reaped.stderr
+    # What the repair must leave alone (ambiguous, no match) still fails the doctor.
+    assert _cli("--db", db, "doctor").returncode == 1
+
+    dry = _cli("--db", db, "repair", "--close-unmatched")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    undecided = len(fx.ambiguous_outcomes) + len(fx.no_match_outcomes)
+    assert f"would_close: {undecided}" in dry.stdout, dry.stdout
+    assert _cli("--db", db, "doctor").returncode == 1, "a dry run must change nothing"
+
+    closed = _cli("--db", db, "repair", "--close-unmatched", "--apply")
+    assert closed.returncode == 0 and f"closed: {undecided}" in closed.stdout, closed.stdout
+    after = _cli("--db", db, "doctor")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert "no violations" in after.stdout
+
+    run_line = next(line for line in closed.stdout.splitlines() if line.startswith("run id:"))
+    run_id = run_line.split(":", 1)[1].strip()
+    assert _cli("--db", db, "repair", "--rollback", run_id).returncode == 0
+    assert _cli("--db", db, "doctor").returncode == 1, "the close run is undone exactly"

@@ -5,6 +5,7 @@
     routing-ledger [--db CONNINFO] doctor
     routing-ledger [--db CONNINFO] reap [--older-than '1 hour']
     routing-ledger [--db CONNINFO] repair [--window '3 seconds'] [--apply | --rollback RUN]
+    routing-ledger [--db CONNINFO] repair --close-unmatched [--older-than '1 hour'] [--apply]
 
 Without ``--db`` the operator commands use the libpq environment (``PGHOST``, ``PGDATABASE``,
 …); the demo starts a private PostgreSQL for the run instead.
@@ -61,6 +62,9 @@ EXIT_UNAVAILABLE = 2
 INTEGRITY_REPORT = "SELECT * FROM routing.integrity_report()"
 REAP_STUCK_INFERENCES = "SELECT * FROM routing.reap_stuck_inferences(%s::interval)"
 REPAIR_ORPHANS = "SELECT * FROM routing.repair_orphans(%s::interval, %s::boolean)"
+CLOSE_UNMATCHED_ORPHANS = (
+    "SELECT * FROM routing.close_unmatched_orphans(%s::interval, %s::interval, %s::boolean)"
+)
 # The reaper as an operator's cron runs it: the function's own default threshold (1 hour).
 REAP_DEFAULT_THRESHOLD = "SELECT * FROM routing.reap_stuck_inferences()"
 # The routing_judge functions and view, as a judge worker calls them.
@@ -206,12 +210,18 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
                 restored = int(row[0]) if row is not None and row[0] is not None else 0
                 console.print(f"rolled back repair run {args.rollback}: {restored} row(s) restored")
                 return EXIT_OK
-            rows = _run_ops(conn, REPAIR_ORPHANS, (args.window, args.apply)).fetchall()
+            if args.close_unmatched:
+                params = (args.window, args.older_than, args.apply)
+                rows = _run_ops(conn, CLOSE_UNMATCHED_ORPHANS, params).fetchall()
+            else:
+                rows = _run_ops(conn, REPAIR_ORPHANS, (args.window, args.apply)).fetchall()
         except psycopg.Error as exc:
             console.print(f"[red]repair refused:[/red] {exc.diag.message_primary or exc}")
             return EXIT_VIOLATION
-    mode = "applied" if args.apply else "dry run (nothing changed; --apply to re-link)"
-    table = Table(title=f"repair_orphans, window {args.window}: {mode}", title_justify="left")
+    verb = "close" if args.close_unmatched else "re-link"
+    function = "close_unmatched_orphans" if args.close_unmatched else "repair_orphans"
+    mode = "applied" if args.apply else f"dry run (nothing changed; --apply to {verb})"
+    table = Table(title=f"{function}, window {args.window}: {mode}", title_justify="left")
     for column in ("run_id", "outcome_id", "inference_id", "action"):
         table.add_column(column, justify="right" if column != "action" else "left")
     shown = rows[: args.limit]
@@ -1027,6 +1037,17 @@ def build_parser() -> argparse.ArgumentParser:
     mode = repair.add_mutually_exclusive_group()
     mode.add_argument("--apply", action="store_true", help="re-link (backed up first)")
     mode.add_argument("--rollback", type=int, metavar="RUN", help="undo an applied run")
+    repair.add_argument(
+        "--close-unmatched",
+        action="store_true",
+        help="decide the orphans nothing matched (routing.close_unmatched_orphans; "
+        "dry run unless --apply, undone by --rollback)",
+    )
+    repair.add_argument(
+        "--older-than",
+        default="1 hour",
+        help="with --close-unmatched: only orphans older than this ('1 hour')",
+    )
     repair.add_argument("--limit", type=int, default=200, help="rows to print (200)")
     db_option(repair)
     repair.set_defaults(func=cmd_repair, uses_env=True)
