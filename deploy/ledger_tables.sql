@@ -53,8 +53,8 @@ CREATE TABLE IF NOT EXISTS routing.routing_outcomes (
     judge_claim_expires_at timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     completed_at        timestamptz,
-    -- request_id first: the only index that leads with agent_id is the daily-spend one,
-    -- so neither lookup can take the other's index, whatever the statistics say.
+    -- request_id first: the only other index that leads with agent_id is the partial
+    -- daily-spend one, so neither lookup can take the other's index.
     CONSTRAINT routing_outcomes_request_agent_key UNIQUE (request_id, agent_id),
     -- A request is in flight exactly while it has no terminal status.
     CONSTRAINT outcome_terminal_iff_completed
@@ -152,10 +152,14 @@ CREATE INDEX IF NOT EXISTS inferences_model_created
 
 CREATE INDEX IF NOT EXISTS routing_outcomes_inference
     ON routing.routing_outcomes (inference_id);
--- Daily spend of an agent (pre-dispatch cap), index-only.
+-- Daily spend of an agent (pre-dispatch cap), index-only. Partial, so that the lookup of
+-- a request by (request_id, agent_id) can never take it instead of the unique index, even
+-- in a plan cached while the ledger was empty; every row that can spend money has a
+-- projected cost.
 CREATE INDEX IF NOT EXISTS routing_outcomes_agent_day
     ON routing.routing_outcomes (agent_id, created_at)
-    INCLUDE (cost_actual_usd, projected_cost_usd, outcome_status);
+    INCLUDE (cost_actual_usd, projected_cost_usd, outcome_status)
+    WHERE projected_cost_usd IS NOT NULL;
 -- Requests still in flight.
 CREATE INDEX IF NOT EXISTS routing_outcomes_in_flight
     ON routing.routing_outcomes (created_at) WHERE outcome_status IS NULL;

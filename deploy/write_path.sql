@@ -43,16 +43,15 @@ ON CONFLICT (error_code) DO NOTHING;
 
 -- The row insert_decision returns, read back from the ledger: used for the idempotent
 -- repeat and for the loser of a race on the same (agent_id, request_id); it runs on
--- every insert_decision.
+-- every insert_decision. Its generic plan, cached once per session, is the unique index
+-- (request_id, agent_id) whatever the statistics: no other index can answer it.
 CREATE OR REPLACE FUNCTION routing._decision_row(p_agent_id uuid, p_request_id text)
 RETURNS TABLE (outcome_id bigint, inference_id bigint, decision_rule text, model_slug text,
                provider text, provider_model text, outcome_status text)
 LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, routing, pg_temp
--- Custom plans: the lookup must take the unique (request_id, agent_id) index even
--- when a generic plan would have been cached from a nearly empty ledger.
-SET plan_cache_mode = force_custom_plan
+SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
     RETURN QUERY
@@ -128,7 +127,8 @@ BEGIN
           INTO v_spent
           FROM routing.routing_outcomes o
          WHERE o.agent_id = p_agent_id
-           AND o.created_at >= (date_trunc('day', now() AT TIME ZONE v_tz) AT TIME ZONE v_tz);
+           AND o.created_at >= (date_trunc('day', now() AT TIME ZONE v_tz) AT TIME ZONE v_tz)
+           AND o.projected_cost_usd IS NOT NULL;
         IF v_spent + v_projected > v_agent.daily_cap_usd THEN
             v_refusal := jsonb_build_object('reason', 'daily_cap_exceeded',
                                             'spent_today_usd', v_spent,
