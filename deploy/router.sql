@@ -95,72 +95,78 @@ gated AS (
            END AS gate_reason
       FROM scored s
 ),
-bypass AS (
+judged AS (
     -- Cooldowns are ignored when every otherwise-eligible model is cooling down:
     -- a slow answer beats no answer.
-    SELECT coalesce(bool_and(cooling_until IS NOT NULL), false) AS all_cooling
-      FROM gated WHERE gate_reason IS NULL
-),
-judged AS (
-    SELECT g.*,
-           coalesce(g.gate_reason,
-                    CASE WHEN g.cooling_until IS NOT NULL AND NOT b.all_cooling THEN 'cooling_down' END) AS reason,
-           b.all_cooling
-      FROM gated g CROSS JOIN bypass b
+    SELECT w.*,
+           coalesce(w.gate_reason,
+                    CASE WHEN w.cooling_until IS NOT NULL AND NOT w.all_cooling THEN 'cooling_down' END) AS reason
+      FROM (SELECT g.*,
+                   coalesce(bool_and(g.cooling_until IS NOT NULL)
+                                FILTER (WHERE g.gate_reason IS NULL) OVER (), false) AS all_cooling
+              FROM gated g) w
 ),
 ranked AS (
     SELECT j.*,
-           (row_number() OVER (ORDER BY j.price_per_mtok_usd, j.effective_quality DESC, j.slug) - 1)::int AS rank
-      FROM judged j WHERE j.reason IS NULL
+           CASE WHEN j.reason IS NULL THEN
+               (row_number() OVER (PARTITION BY j.reason IS NULL
+                                   ORDER BY j.price_per_mtok_usd, j.effective_quality DESC, j.slug) - 1)::int
+           END AS rank
+      FROM judged j
 ),
-winner AS (
-    SELECT * FROM ranked WHERE rank = 0
+summary AS (
+    -- One pass over the ranked catalog: the winner (rank 0), the cheapest vetoed price,
+    -- whether anything fell at the floor, budget or cooldown gates, and both lists.
+    SELECT max(r.slug)               FILTER (WHERE r.rank = 0) AS slug,
+           max(r.provider)           FILTER (WHERE r.rank = 0) AS provider,
+           max(r.provider_model)     FILTER (WHERE r.rank = 0) AS provider_model,
+           max(r.projected_cost_usd) FILTER (WHERE r.rank = 0) AS projected_cost_usd,
+           max(r.price_per_mtok_usd) FILTER (WHERE r.rank = 0) AS price_per_mtok_usd,
+           min(r.price_per_mtok_usd) FILTER (WHERE r.reason = 'm_allowed_veto') AS cheapest_vetoed,
+           coalesce(bool_or(r.reason IN ('below_quality_floor', 'exceeds_budget_cap', 'cooling_down')), false)
+               AS fell_at_floor,
+           coalesce(bool_or(r.all_cooling), false) AS all_cooling,
+           coalesce(jsonb_agg(jsonb_build_object(
+                        'slug', r.slug, 'rank', r.rank,
+                        'provider', r.provider, 'provider_model', r.provider_model,
+                        'price_per_mtok_usd', r.price_per_mtok_usd,
+                        'projected_cost_usd', r.projected_cost_usd,
+                        'effective_quality', r.effective_quality,
+                        'quality_source', r.quality_source,
+                        'cooling_until', r.cooling_until)
+                    ORDER BY r.rank) FILTER (WHERE r.reason IS NULL), '[]'::jsonb) AS candidates,
+           coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                        'slug', r.slug, 'reason', r.reason,
+                        'effective_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.effective_quality END,
+                        'projected_cost_usd', CASE WHEN r.reason = 'exceeds_budget_cap' THEN r.projected_cost_usd END,
+                        'cooling_until', CASE WHEN r.reason = 'cooling_down' THEN r.cooling_until END,
+                        'price_per_mtok_usd', CASE WHEN r.reason = 'm_allowed_veto' THEN r.price_per_mtok_usd END))
+                    ORDER BY r.slug) FILTER (WHERE r.reason IS NOT NULL), '[]'::jsonb) AS dropped
+      FROM ranked r
 )
 SELECT jsonb_build_object(
     'decision_rule',
         CASE
-            WHEN EXISTS (SELECT FROM winner) THEN
-                CASE WHEN EXISTS (SELECT FROM judged j, winner w
-                                   WHERE j.reason = 'm_allowed_veto'
-                                     AND j.price_per_mtok_usd < w.price_per_mtok_usd)
+            WHEN s.slug IS NOT NULL THEN
+                CASE WHEN s.cheapest_vetoed < s.price_per_mtok_usd
                      THEN 'm_allowed_veto_applied' ELSE 'cheapest_clearing_floor' END
-            WHEN EXISTS (SELECT FROM judged
-                          WHERE reason IN ('below_quality_floor', 'exceeds_budget_cap', 'cooling_down'))
-                THEN 'no_candidate_clears_floor'
+            WHEN s.fell_at_floor THEN 'no_candidate_clears_floor'
             ELSE 'no_candidate_enrolled'
         END,
-    'chosen_model_slug', (SELECT slug FROM winner),
-    'provider',          (SELECT provider FROM winner),
-    'provider_model',    (SELECT provider_model FROM winner),
-    'projected_cost_usd', (SELECT projected_cost_usd FROM winner),
+    'chosen_model_slug', s.slug,
+    'provider',          s.provider,
+    'provider_model',    s.provider_model,
+    'projected_cost_usd', s.projected_cost_usd,
     'task_type',         p_task_type,
-    'min_quality',       (SELECT min_quality FROM cfg),
+    'min_quality',       c.min_quality,
     'input_tokens',      p_input_tokens,
     'max_tokens',        p_max_tokens,
     'per_call_cap_usd',  p_agent_cap_usd,
     'as_of',             p_as_of,
-    'cooldowns_ignored', (SELECT all_cooling FROM bypass),
-    'candidates', coalesce((
-        SELECT jsonb_agg(jsonb_build_object(
-                   'slug', r.slug, 'rank', r.rank,
-                   'provider', r.provider, 'provider_model', r.provider_model,
-                   'price_per_mtok_usd', r.price_per_mtok_usd,
-                   'projected_cost_usd', r.projected_cost_usd,
-                   'effective_quality', r.effective_quality,
-                   'quality_source', r.quality_source,
-                   'cooling_until', r.cooling_until)
-               ORDER BY r.rank)
-          FROM ranked r), '[]'::jsonb),
-    'dropped', coalesce((
-        SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-                   'slug', j.slug, 'reason', j.reason,
-                   'effective_quality', CASE WHEN j.reason = 'below_quality_floor' THEN j.effective_quality END,
-                   'projected_cost_usd', CASE WHEN j.reason = 'exceeds_budget_cap' THEN j.projected_cost_usd END,
-                   'cooling_until', CASE WHEN j.reason = 'cooling_down' THEN j.cooling_until END,
-                   'price_per_mtok_usd', CASE WHEN j.reason = 'm_allowed_veto' THEN j.price_per_mtok_usd END))
-               ORDER BY j.slug)
-          FROM judged j WHERE j.reason IS NOT NULL), '[]'::jsonb)
-)
+    'cooldowns_ignored', s.all_cooling,
+    'candidates',        s.candidates,
+    'dropped',           s.dropped)
+  FROM summary s, cfg c
 );
 END
 $$;
