@@ -68,6 +68,7 @@ ON CONFLICT (id) DO UPDATE
 -- Fast retries for the demo: backoff of tens of milliseconds (a 429's Retry-After still
 -- wins when it is longer), and a short cooldown after a 429 without Retry-After.
 UPDATE routing.retry_policy SET base_backoff_ms = 40, max_backoff_ms = 400;
-UPDATE routing.settings SET rate_limit_cooldown_ms = 300;
+-- A short demo: learned quality takes over from q_prior after 20 judged samples, not 30.
+UPDATE routing.settings SET rate_limit_cooldown_ms = 300, min_judged_samples = 20;
 
 COMMIT;

@@ -493,12 +493,30 @@ def _demo_fault_mix() -> dict[Any, float]:
     }
 
 
-def _stand_in_judge(model_slug: str, response: Any) -> tuple[str, Decimal | None, str]:
+#: What the stand-in judge "thinks" of each demo model, on the q_prior scale. Some differ
+#: from the catalog's priors on purpose: once a (model, task) has enough judged samples
+#: the router uses the learned quality, so the demo shows routing move with the labels
+#: (demo-mistral-tiny is judged worse than its prior and drops under the chat floor).
+DEMO_JUDGED_QUALITY = {
+    "demo-mistral-tiny": 0.50,
+    "demo-openai-mini": 0.82,
+    "demo-mistral-small": 0.70,
+    "demo-together-llama": 0.86,
+    "demo-mistral-medium": 0.84,
+    "demo-mistral-large": 0.92,
+    "demo-openai-4o": 0.95,
+}
+
+
+def _stand_in_judge(
+    outcome_id: int, model_slug: str, response: Any
+) -> tuple[str, Decimal | None, str]:
     """A STAND-IN for an LLM judge: no model is called, the verdict is deterministic.
 
-    It scores the answer's shape only (5 for a complete answer, 4 for a short one, 3 when the
-    model stopped at max_tokens), so the demo shows the loop a real judge drives (claim,
-    label, learned quality per model and task) without a judge model or its cost.
+    An answer with no text cannot be evaluated. Otherwise the score (1-5) is drawn around
+    the model's DEMO_JUDGED_QUALITY, deterministically from the outcome id, so the demo
+    shows the loop a real judge drives (claim, label, learned quality per model and task,
+    routing that follows it) without a judge model or its cost.
     """
     choice: dict[str, Any] = {}
     if isinstance(response, dict) and isinstance(response.get("choices"), list):
@@ -508,11 +526,14 @@ def _stand_in_judge(model_slug: str, response: Any) -> tuple[str, Decimal | None
     content = message.get("content") if isinstance(message, dict) else None
     if not isinstance(content, str) or not content.strip():
         return "cannot_evaluate", None, "stand-in judge (not an LLM): no answer text to judge"
-    finish = choice.get("finish_reason")
-    score = 3 if finish == "length" else 4 if len(content) < 60 else 5
+    target = 1 + 4 * DEMO_JUDGED_QUALITY.get(model_slug, 0.75)  # mean score on 1..5
+    low = int(target)
+    # A deterministic coin per outcome: P(high) = the fractional part, so the mean is target.
+    coin = (outcome_id * 2654435761 % 2**32) / 2**32
+    score = min(5, low + (1 if coin < target - low else 0))
     rationale = (
         f"stand-in judge (not an LLM): {len(content)} characters from {model_slug}, "
-        f"finish_reason {finish}"
+        f"scored around {target:.2f} for this model"
     )
     return "labeled", Decimal(score), rationale
 
@@ -552,7 +573,9 @@ async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None
                 if batch:
                     burst.judge_batches += 1
                 for outcome_id, model_slug, response in batch:
-                    verdict, score, rationale = _stand_in_judge(str(model_slug), response)
+                    verdict, score, rationale = _stand_in_judge(
+                        int(outcome_id), str(model_slug), response
+                    )
                     await conn.execute(
                         RECORD_JUDGEMENT, (outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
                     )
