@@ -32,15 +32,16 @@ SELECT o.id, o.task_type, o.agent_id, o.tenant_id, o.chosen_model_slug, o.infere
 COMMENT ON VIEW routing.judge_queue IS
     'Succeeded outcomes waiting for the judge, one row per outcome (judge_status unlabeled, linked to their inference). Claimed with routing.claim_judge_batch, labelled with routing.record_judgement.';
 
-CREATE OR REPLACE FUNCTION routing.claim_judge_batch(
+-- The claim, with "now" as a parameter so leases are testable without sleeping; the
+-- public claim_judge_batch(p_worker, p_limit) is this at now().
+CREATE OR REPLACE FUNCTION routing._claim_judge_batch(
     p_worker text,
     p_limit  int,
-    p_as_of  timestamptz DEFAULT now()
+    p_as_of  timestamptz
 ) RETURNS TABLE (outcome_id bigint, inference_id bigint, task_type text, chosen_model_slug text,
                  model_slug text, request_payload jsonb, response_payload jsonb,
                  claim_expires_at timestamptz)
 LANGUAGE plpgsql
-SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 #variable_conflict use_column
@@ -98,6 +99,19 @@ BEGIN
      WHERE o.id = ANY (v_ids)
      ORDER BY o.id;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.claim_judge_batch(
+    p_worker text,
+    p_limit  int
+) RETURNS TABLE (outcome_id bigint, inference_id bigint, task_type text, chosen_model_slug text,
+                 model_slug text, request_payload jsonb, response_payload jsonb,
+                 claim_expires_at timestamptz)
+LANGUAGE sql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+    SELECT * FROM routing._claim_judge_batch(p_worker, p_limit, now())
 $$;
 
 CREATE OR REPLACE FUNCTION routing.record_judgement(
@@ -191,16 +205,17 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION routing.claim_judge_batch(text, int, timestamptz) IS
-    'Claims up to p_limit outcomes for judge worker p_worker until p_as_of + routing.settings.judge_lease: first claims whose lease ended before p_as_of, then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 on an empty p_worker, a p_limit outside 1..10000 or a NULL p_as_of.';
+COMMENT ON FUNCTION routing.claim_judge_batch(text, int) IS
+    'Claims up to p_limit outcomes for judge worker p_worker until now() + routing.settings.judge_lease: first claims whose lease has ended (their worker died), then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 on an empty p_worker or a p_limit outside 1..10000.';
 COMMENT ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) IS
     'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label adds one sample to routing.model_task_quality for the final attempt''s model and the task type, which the router uses once judged_samples >= routing.settings.min_judged_samples. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 on a bad argument, P0002 on an unknown outcome.';
 
 REVOKE ALL ON routing.judge_queue FROM PUBLIC;
 GRANT SELECT ON routing.judge_queue TO routing_judge, routing_readonly;
-REVOKE ALL ON FUNCTION routing.claim_judge_batch(text, int, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._claim_judge_batch(text, int, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.claim_judge_batch(text, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION routing.claim_judge_batch(text, int, timestamptz) TO routing_judge;
+GRANT EXECUTE ON FUNCTION routing.claim_judge_batch(text, int) TO routing_judge;
 GRANT EXECUTE ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) TO routing_judge;
 
 COMMIT;

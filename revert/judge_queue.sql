@@ -8,7 +8,8 @@ BEGIN;
 SET LOCAL lock_timeout = '5s';
 
 DROP FUNCTION routing.record_judgement(bigint, text, numeric, text, text);
-DROP FUNCTION routing.claim_judge_batch(text, int, timestamptz);
+DROP FUNCTION routing.claim_judge_batch(text, int);
+DROP FUNCTION routing._claim_judge_batch(text, int, timestamptz);
 DROP VIEW routing.judge_queue;
 
 COMMIT;

@@ -8,7 +8,7 @@ DO $$
 DECLARE
     f text;
 BEGIN
-    FOREACH f IN ARRAY ARRAY['routing.claim_judge_batch(text, int, timestamptz)',
+    FOREACH f IN ARRAY ARRAY['routing.claim_judge_batch(text, int)',
                              'routing.record_judgement(bigint, text, numeric, text, text)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
         ASSERT (SELECT prosecdef AND proconfig IS NOT NULL FROM pg_catalog.pg_proc WHERE oid = to_regprocedure(f)),

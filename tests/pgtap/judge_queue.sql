@@ -7,15 +7,15 @@ SELECT plan(58);
 
 SELECT has_view('routing', 'judge_queue', 'view judge_queue exists');
 SELECT has_column('routing', 'judge_queue', 'id', 'judge_queue has the outcome id');
-SELECT has_function('routing', 'claim_judge_batch', ARRAY['text', 'integer', 'timestamp with time zone'],
-                    'claim_judge_batch(p_worker, p_limit, p_as_of) exists');
+SELECT has_function('routing', 'claim_judge_batch', ARRAY['text', 'integer'],
+                    'claim_judge_batch(p_worker, p_limit) exists, the contract''s signature');
 SELECT has_function('routing', 'record_judgement', ARRAY['bigint', 'text', 'numeric', 'text', 'text'],
                     'record_judgement(p_outcome_id, p_status, p_score, p_rationale, p_judge_model) exists');
-SELECT function_returns('routing', 'claim_judge_batch', ARRAY['text', 'integer', 'timestamp with time zone'], 'setof record',
+SELECT function_returns('routing', 'claim_judge_batch', ARRAY['text', 'integer'], 'setof record',
                         'claim_judge_batch returns the claimed outcomes');
-SELECT is_definer('routing', 'claim_judge_batch', ARRAY['text', 'integer', 'timestamp with time zone'], 'claim_judge_batch is SECURITY DEFINER');
+SELECT is_definer('routing', 'claim_judge_batch', ARRAY['text', 'integer'], 'claim_judge_batch is SECURITY DEFINER');
 SELECT is_definer('routing', 'record_judgement', ARRAY['bigint', 'text', 'numeric', 'text', 'text'], 'record_judgement is SECURITY DEFINER');
-SELECT function_privs_are('routing', 'claim_judge_batch', ARRAY['text', 'integer', 'timestamp with time zone'], 'routing_judge',
+SELECT function_privs_are('routing', 'claim_judge_batch', ARRAY['text', 'integer'], 'routing_judge',
                           ARRAY['EXECUTE'], 'routing_judge may claim');
 SELECT function_privs_are('routing', 'record_judgement', ARRAY['bigint', 'text', 'numeric', 'text', 'text'], 'routing_judge',
                           ARRAY['EXECUTE'], 'routing_judge may record');
@@ -101,7 +101,7 @@ SELECT results_eq($$SELECT chosen_model_slug, model_slug FROM t_claim WHERE outc
 SELECT is_empty($$SELECT * FROM routing.claim_judge_batch('w3', 10)$$, 'an empty queue claims nothing');
 
 -- A lease that ran out: the outcome is claimable again.
-SELECT is((SELECT count(*) FROM routing.claim_judge_batch('w3', 3, now() + interval '6 minutes')), 3::bigint,
+SELECT is((SELECT count(*) FROM routing._claim_judge_batch('w3', 3, now() + interval '6 minutes')), 3::bigint,
           'claims whose lease ended are claimed again');
 SELECT results_eq(
     $$SELECT judge_claimed_by, judge_claim_expires_at FROM routing.routing_outcomes WHERE judge_claimed_by = 'w3' LIMIT 1$$,
@@ -212,7 +212,7 @@ SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('', 1)$$, '22023', NU
 SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('w', 0)$$, '22023', NULL, 'p_limit 0 is 22023');
 SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('w', NULL)$$, '22023', NULL, 'a NULL p_limit is 22023');
 SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('w', 10001)$$, '22023', NULL, 'p_limit over 10000 is 22023');
-SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('w', 1, NULL)$$, '22023',
+SELECT throws_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, NULL)$$, '22023',
                  'claim_judge_batch: p_as_of must not be NULL', 'a NULL p_as_of is 22023');
 
 -- Nothing written when a call raises.

@@ -556,11 +556,12 @@ def test_two_workers_never_receive_the_same_outcome(db: str, conn: Conn) -> None
 
 def test_expired_claim_is_claimable_again(conn: Conn) -> None:
     outcomes = _succeeded_outcomes(conn, 3)
-    # Claimed an hour ago with the default 5-minute lease: long expired.
+    # Claimed an hour ago with the default 5-minute lease: long expired. (The public
+    # claim_judge_batch is this private function at now().)
     first = _rows(
         conn,
-        "SELECT outcome_id FROM routing.claim_judge_batch('w1'::text, 10, now() - interval '1 "
-        "hour')",
+        "SELECT outcome_id FROM routing._claim_judge_batch('w1'::text, 10,"
+        " now() - interval '1 hour')",
     )
     assert sorted(r[0] for r in first) == sorted(outcomes)
     assert _rows(conn, "SELECT count(*) FROM routing.judge_queue") == [(0,)]
