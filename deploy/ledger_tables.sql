@@ -186,10 +186,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    -- routing.rollback_repair puts a repair run's before-images back, exactly; it says
-    -- so for its own transaction only. Only the table owner can write here at all.
+    -- routing.rollback_repair puts a repair run's before-images back, exactly. It names
+    -- the run in a setting (the cheap test, false on every other write) and marks the
+    -- run's row, which only the owner can write, with its own transaction: a setting
+    -- alone, which any session can set, lets nothing through.
     IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
-        RETURN NEW;
+        IF EXISTS (SELECT FROM routing.repair_runs r
+                    WHERE r.run_id::text = current_setting('routing.restoring_repair_run', true)
+                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned())
+        THEN
+            RETURN NEW;
+        END IF;
     END IF;
     IF OLD.status <> 'routed'
        AND (NEW.status, NEW.error_code, NEW.completed_at, NEW.cost_usd, NEW.model_slug, NEW.attempt_no)
@@ -214,10 +221,17 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    -- routing.rollback_repair puts a repair run's before-images back, exactly; it says
-    -- so for its own transaction only. Only the table owner can write here at all.
+    -- routing.rollback_repair puts a repair run's before-images back, exactly. It names
+    -- the run in a setting (the cheap test, false on every other write) and marks the
+    -- run's row, which only the owner can write, with its own transaction: a setting
+    -- alone, which any session can set, lets nothing through.
     IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
-        RETURN NEW;
+        IF EXISTS (SELECT FROM routing.repair_runs r
+                    WHERE r.run_id::text = current_setting('routing.restoring_repair_run', true)
+                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned())
+        THEN
+            RETURN NEW;
+        END IF;
     END IF;
     IF OLD.outcome_status IS NOT NULL
        AND (NEW.outcome_status, NEW.completed_at, NEW.cost_actual_usd)

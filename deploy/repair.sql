@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS routing.repair_runs (
     rolled_back_at   timestamptz,
     rolled_back_by   text,
     rolled_back_rows bigint,
+    -- Set by rollback_repair for the length of its own transaction: the guard triggers let
+    -- an exact restore through only for this run, in this transaction.
+    restoring_xact   xid8,
     CONSTRAINT repair_run_rollback_complete
         CHECK ((rolled_back_at IS NULL) = (rolled_back_by IS NULL AND rolled_back_rows IS NULL))
 );
@@ -324,8 +327,11 @@ BEGIN
         ALTER TABLE routing.routing_outcomes DROP CONSTRAINT outcome_requires_inference_when_model_chosen;
     END IF;
 
-    -- The guard triggers let an exact restore through (a closed outcome back in flight),
-    -- for this transaction only and until the restore is done.
+    -- The guard triggers let an exact restore through (a closed outcome back in flight):
+    -- only this run, only in this transaction (the run row, which only the owner can
+    -- write, names it), and only until the restore is done.
+    UPDATE routing.repair_runs r SET restoring_xact = pg_catalog.pg_current_xact_id()
+     WHERE r.run_id = p_run_id;
     PERFORM pg_catalog.set_config('routing.restoring_repair_run', p_run_id::text, true);
 
     -- Every column but the key, from the before-image, whatever columns the tables have.
@@ -358,6 +364,7 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     v_rows := v_rows + v_n;
     PERFORM pg_catalog.set_config('routing.restoring_repair_run', '', true);
+    UPDATE routing.repair_runs r SET restoring_xact = NULL WHERE r.run_id = p_run_id;
 
     IF v_con_def IS NOT NULL THEN
         EXECUTE format('ALTER TABLE routing.routing_outcomes ADD CONSTRAINT outcome_requires_inference_when_model_chosen %s',
@@ -395,11 +402,17 @@ SET search_path = pg_catalog, routing, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_run    bigint;
-    v_now    timestamptz := clock_timestamp();
-    v_inf    bigint;
-    v_closed bigint := 0;
-    r        record;
+    v_run        bigint;
+    v_now        timestamptz := clock_timestamp();
+    v_inf        bigint;
+    v_closed     bigint := 0;
+    v_ids        bigint[];
+    v_actions    text[];
+    v_ambiguous  boolean[];
+    v_candidates text[];
+    v_close      bigint[];
+    k            int;
+    r            record;
 BEGIN
     IF p_window IS NULL OR p_window < interval '0' THEN
         RAISE EXCEPTION 'close_unmatched_orphans: p_window must be a non-negative interval, got %',
@@ -426,39 +439,67 @@ BEGIN
         RETURNING routing.repair_runs.run_id INTO v_run;
     END IF;
 
-    FOR r IN
-        WITH verdicts AS (
-            SELECT m.outcome_id,
-                   bool_or(m.verdict = 'unique') AS relinkable,
-                   bool_or(m.verdict = 'ambiguous') AS ambiguous,
-                   array_agg(m.inference_id ORDER BY m.inference_id)
-                       FILTER (WHERE m.inference_id IS NOT NULL) AS candidates
-              FROM routing._orphan_matches(p_window) m
-             GROUP BY m.outcome_id
-        )
-        SELECT o.id, o.agent_id, o.chosen_model_slug, o.created_at, v.relinkable, v.ambiguous,
-               v.candidates, o.created_at >= p_as_of - p_older_than AS too_recent,
+    -- The verdict per orphan. One that shares a candidate inference with an orphan that
+    -- must be left alone (re-linkable, or too recent) is left alone too: closing one side
+    -- of an ambiguity would make the other look one-to-one to the next repair_orphans.
+    -- (Arrays, not a temporary table: a SECURITY DEFINER function must not trust pg_temp.)
+    WITH m AS (
+        SELECT * FROM routing._orphan_matches(p_window)
+    ),
+    per AS (
+        SELECT m.outcome_id,
+               bool_or(m.verdict = 'unique') AS relinkable,
+               bool_or(m.verdict = 'ambiguous') AS ambiguous,
+               array_to_string(array_agg(m.inference_id ORDER BY m.inference_id)
+                                   FILTER (WHERE m.inference_id IS NOT NULL), ', ') AS candidates
+          FROM m GROUP BY m.outcome_id
+    ),
+    o AS (
+        SELECT per.*, x.created_at >= p_as_of - p_older_than AS too_recent
+          FROM per JOIN routing.routing_outcomes x ON x.id = per.outcome_id
+    ),
+    held_back AS (
+        SELECT DISTINCT a.outcome_id
+          FROM m a
+          JOIN m b ON b.inference_id = a.inference_id AND b.outcome_id <> a.outcome_id
+          JOIN o ob ON ob.outcome_id = b.outcome_id
+         WHERE ob.relinkable OR ob.too_recent
+    )
+    SELECT array_agg(o.outcome_id ORDER BY o.outcome_id),
+           array_agg(CASE WHEN o.relinkable THEN 'relink_first'
+                          WHEN o.too_recent THEN 'too_recent'
+                          WHEN EXISTS (SELECT FROM held_back h WHERE h.outcome_id = o.outcome_id)
+                              THEN 'held_with_group'
+                          WHEN p_apply THEN 'closed'
+                          ELSE 'would_close' END ORDER BY o.outcome_id),
+           array_agg(o.ambiguous ORDER BY o.outcome_id),
+           array_agg(o.candidates ORDER BY o.outcome_id)
+      INTO v_ids, v_actions, v_ambiguous, v_candidates
+      FROM o;
+    v_ids := coalesce(v_ids, '{}');
+
+    IF p_apply THEN
+        -- Every attempt the orphans to close own, then those orphans, each in id order:
+        -- the write path's and the reaper's order, taken once, before any change.
+        SELECT coalesce(array_agg(x.id), '{}') INTO v_close
+          FROM unnest(v_ids, v_actions) AS x (id, action) WHERE x.action = 'closed';
+        PERFORM FROM routing.inferences i WHERE i.outcome_id = ANY (v_close) ORDER BY i.id FOR UPDATE;
+        PERFORM FROM routing.routing_outcomes o WHERE o.id = ANY (v_close) ORDER BY o.id FOR UPDATE;
+    END IF;
+
+    FOR k IN 1 .. cardinality(v_ids) LOOP
+        SELECT o.id, o.agent_id, o.chosen_model_slug, o.created_at, o.inference_id,
                (SELECT x.id FROM routing.inferences x
                  WHERE x.outcome_id = o.id ORDER BY x.attempt_no DESC LIMIT 1) AS owned
-          FROM verdicts v
-          JOIN routing.routing_outcomes o ON o.id = v.outcome_id
-         ORDER BY o.id
-    LOOP
-        IF r.relinkable OR r.too_recent THEN
-            RETURN QUERY SELECT v_run, r.id, NULL::bigint,
-                                CASE WHEN r.relinkable THEN 'relink_first' ELSE 'too_recent' END;
+          INTO r
+          FROM routing.routing_outcomes o WHERE o.id = v_ids[k];
+        IF v_actions[k] <> 'closed' THEN
+            RETURN QUERY SELECT CASE WHEN p_apply THEN v_run END, v_ids[k],
+                                CASE WHEN v_actions[k] = 'would_close' THEN r.owned END, v_actions[k];
             CONTINUE;
         END IF;
-        IF NOT p_apply THEN
-            RETURN QUERY SELECT NULL::bigint, r.id, r.owned, 'would_close'::text;
-            CONTINUE;
-        END IF;
-
-        -- Attempt (when one is owned) before outcome, as everywhere; the outcome must
-        -- still be an orphan, or a concurrent repair got there first.
-        PERFORM FROM routing.inferences i WHERE i.id = r.owned FOR UPDATE;
-        PERFORM FROM routing.routing_outcomes o WHERE o.id = r.id AND o.inference_id IS NULL FOR UPDATE;
-        CONTINUE WHEN NOT FOUND;
+        -- A concurrent repair linked it before our locks: no longer ours to close.
+        CONTINUE WHEN r.inference_id IS NOT NULL;
 
         INSERT INTO routing.repair_backup (run_id, table_name, row_id, row_data)
         SELECT v_run, 'routing_outcomes', o.id, to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = r.id;
@@ -475,22 +516,46 @@ BEGIN
                            'recorded no attempt this outcome could be proved to own (%s); what the provider '
                            'answered, if anything, is lost',
                            v_run,
-                           CASE WHEN r.ambiguous
-                                THEN 'ambiguous between unowned inferences ' || array_to_string(r.candidates, ', ')
+                           CASE WHEN v_ambiguous[k]
+                                THEN 'ambiguous between unowned inferences ' || v_candidates[k]
                                 ELSE 'no unowned inference matched' END),
                     r.created_at, v_now);
             INSERT INTO routing.repair_backup (run_id, table_name, row_id, row_data)
             VALUES (v_run, 'inferences', v_inf, NULL);
         END IF;
 
+        -- The outcome follows the attempt it now names. A succeeded attempt is a real
+        -- answer (judgeable); a failed one closes a request still in flight with the give-up
+        -- status of its error; a routed one is left for the reaper. An outcome that says it
+        -- succeeded but names no answer cannot be judged.
         UPDATE routing.routing_outcomes o
-           SET inference_id   = v_inf,
-               attempts       = greatest(o.attempts, (SELECT i.attempt_no FROM routing.inferences i WHERE i.id = v_inf)),
-               outcome_status = CASE WHEN r.owned IS NULL THEN coalesce(o.outcome_status, 'failed_abandoned')
-                                     ELSE o.outcome_status END,
-               completed_at   = CASE WHEN r.owned IS NULL THEN coalesce(o.completed_at, v_now)
-                                     ELSE o.completed_at END
-         WHERE o.id = r.id;
+           SET inference_id   = i.id,
+               attempts       = greatest(o.attempts, i.attempt_no),
+               outcome_status = CASE
+                                    WHEN o.outcome_status IS NOT NULL THEN o.outcome_status
+                                    WHEN i.status = 'succeeded' THEN 'succeeded'
+                                    WHEN i.status = 'failed' THEN coalesce(p.give_up_status, 'failed_abandoned')
+                                END,
+               completed_at   = CASE
+                                    WHEN o.outcome_status IS NOT NULL THEN o.completed_at
+                                    WHEN i.status <> 'routed' THEN coalesce(i.completed_at, v_now)
+                                END,
+               cost_actual_usd = CASE WHEN o.outcome_status IS NULL AND i.status = 'succeeded'
+                                      THEN i.cost_usd ELSE o.cost_actual_usd END,
+               judge_status   = CASE
+                                    WHEN coalesce(o.outcome_status, CASE WHEN i.status = 'succeeded' THEN 'succeeded' END)
+                                         IS DISTINCT FROM 'succeeded' THEN o.judge_status
+                                    WHEN i.status = 'succeeded' THEN coalesce(o.judge_status, 'unlabeled')
+                                    WHEN o.judge_status IN ('unlabeled', 'claimed') THEN 'cannot_evaluate'
+                                    ELSE o.judge_status
+                                END,
+               judge_claimed_by       = CASE WHEN i.status <> 'succeeded' AND o.judge_status = 'claimed'
+                                             THEN NULL ELSE o.judge_claimed_by END,
+               judge_claim_expires_at = CASE WHEN i.status <> 'succeeded' AND o.judge_status = 'claimed'
+                                             THEN NULL ELSE o.judge_claim_expires_at END
+          FROM routing.inferences i
+          LEFT JOIN routing.retry_policy p ON p.error_code = i.error_code
+         WHERE o.id = r.id AND i.id = v_inf;
         v_closed := v_closed + 1;
 
         RETURN QUERY SELECT v_run, r.id, v_inf, 'closed'::text;

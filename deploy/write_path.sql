@@ -420,14 +420,12 @@ BEGIN
     ELSIF v_on_model <= v_policy.same_model_retries THEN
         v_action    := 'retry';
         v_next_slug := v_inf.model_slug;
-        -- Exponential backoff with equal jitter, never earlier than Retry-After, and
-        -- never while the model cools down: the database does not send this request
-        -- back to a model it tells every other gateway to avoid.
+        -- Exponential backoff with equal jitter, never earlier than Retry-After (the
+        -- contract's rule). The request's own retries follow the policy; the shared
+        -- cooldown steers every other request (with a Retry-After the two coincide).
         v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2 ^ (v_on_model - 1));
         v_delay_ms  := greatest(v_delay_ms / 2 + random() * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
         v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
-        SELECT greatest(v_not_before, max(cd.cooling_until)) INTO v_not_before
-          FROM routing.model_cooldowns cd WHERE cd.model_slug = v_inf.model_slug;
     ELSIF v_policy.then_action = 'failover' THEN
         -- The next survivor in rank order that this request has not tried and that is
         -- still enabled; one not cooling down first, else the one whose cooldown ends
@@ -478,7 +476,7 @@ COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb) I
 COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int) IS
     'Marks a routed attempt succeeded (cost from catalog prices) and its outcome succeeded and judgeable (judge_status unlabeled). Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int) IS
-    'Marks a routed attempt failed and, in the same transaction, applies routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After nor before the model''s shared cooldown ends), fail over to the next survivor, or give up (outcome terminal with the failed_* status, linked to this last attempt). A 429 also puts the model into the shared cooldown. The outcome always points at its newest attempt. Repeating it with the same error_code returns the earlier decision; a different code raises 55000.';
+    'Marks a routed attempt failed and, in the same transaction, applies routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status, linked to this last attempt). A 429 also puts the model into the shared cooldown. The outcome always points at its newest attempt. Repeating it with the same error_code returns the earlier decision; a different code raises 55000.';
 
 REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;

@@ -6,7 +6,7 @@
 -- a digest of every ledger and cooldown row *including its ctid*: any UPDATE, even one
 -- that rewrites the same values, moves the row and changes the digest.
 BEGIN;
-SELECT plan(130);
+SELECT plan(131);
 
 ------------------------------------------------------------------------------ helpers
 
@@ -672,24 +672,33 @@ RESET ROLE;
 DELETE FROM routing.model_cooldowns;
 SELECT outcome_id AS term_o, inference_id AS term_i
   FROM routing.insert_decision('terminal-history', :main, 'general', 1000, 500) \gset
--- (History is loaded as the owner; the guard's restore switch stands in for that load.)
-SELECT set_config('routing.restoring_repair_run', 'history', true);
+-- (History is loaded by the owner with the guard off, as an import would be.)
+SET CONSTRAINTS ALL IMMEDIATE;
+ALTER TABLE routing.routing_outcomes DISABLE TRIGGER guard_transition;
 UPDATE routing.routing_outcomes SET outcome_status = 'failed_provider', completed_at = now()
  WHERE id = :term_o;
+ALTER TABLE routing.routing_outcomes ENABLE TRIGGER guard_transition;
+SET CONSTRAINTS ALL DEFERRED;
+-- The restore switch of rollback_repair is not a bypass any session can flip.
+SELECT set_config('routing.restoring_repair_run', '1', true);
+SELECT throws_ok(format($$UPDATE routing.routing_outcomes SET outcome_status = 'succeeded' WHERE id = %s$$, :term_o),
+    '23514', NULL, 'setting routing.restoring_repair_run by hand does not switch the guard off');
 SELECT set_config('routing.restoring_repair_run', '', true);
 SELECT pg_temp.fingerprint() AS fp_term \gset
 SELECT throws_ok(format($$SELECT * FROM routing.fail_inference(%s, 'rate_limited', '429', 429, 100)$$, :term_i),
     '55000', NULL, 'fail_inference on an attempt whose outcome is already terminal: 55000');
 SELECT is(pg_temp.fingerprint(), :'fp_term', '... and nothing was written (no new attempt, no cooldown)');
 
--- A 429 without Retry-After cools the model down for settings.rate_limit_cooldown_ms;
--- the same-model retry is not scheduled before that cooldown ends.
+-- A 429 without Retry-After cools the model down for settings.rate_limit_cooldown_ms
+-- (other requests route around it), while this request's own retry follows the policy:
+-- the first backoff is base_backoff_ms with equal jitter, i.e. within [base/2, base].
 SELECT outcome_id AS cd_o, inference_id AS cd_i
   FROM routing.insert_decision('own-cooldown', :main, 'general', 1000, 500) \gset
 SELECT not_before AS cd_nb FROM routing.fail_inference(:cd_i, 'rate_limited', '429 without Retry-After', 429) \gset
-SELECT ok(:'cd_nb'::timestamptz >= (SELECT cooling_until FROM routing.model_cooldowns
-                                      WHERE model_slug = (SELECT model_slug FROM routing.inferences WHERE id = :cd_i)),
-    'a same-model retry is never scheduled before the model''s shared cooldown ends');
+SELECT ok(:'cd_nb'::timestamptz - (SELECT completed_at FROM routing.inferences WHERE id = :cd_i)
+          BETWEEN (SELECT make_interval(secs => base_backoff_ms / 2000.0) FROM routing.retry_policy WHERE error_code = 'rate_limited')
+              AND (SELECT make_interval(secs => base_backoff_ms / 1000.0) FROM routing.retry_policy WHERE error_code = 'rate_limited'),
+    'without Retry-After the first retry is the policy''s backoff with jitter (base/2 .. base)');
 SELECT ok((SELECT cooling_until - completed_at FROM routing.model_cooldowns c, routing.inferences i
             WHERE i.id = :cd_i AND c.model_slug = i.model_slug)
           >= (SELECT make_interval(secs => rate_limit_cooldown_ms / 1000.0) FROM routing.settings),

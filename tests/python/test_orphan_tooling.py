@@ -25,6 +25,8 @@ from legacy_fixture import (
     AGENT_B,
     CONSTRAINT,
     LegacyFixture,
+    _inference,
+    _outcome,
     add_live_traffic,
     constraint_state,
     dump,
@@ -633,3 +635,125 @@ def test_operator_scripts(
     out = psql("integrity_report.sql", "as_of=now")
     assert "stuck_routed_1h" in out
     assert report(conn)["stuck_routed_1h"] == 0
+
+
+def _history(conn: Conn, build: Callable[[], Any]) -> Any:
+    """Write legacy rows as an import would: the constraint off, put back NOT VALID."""
+    (definition,) = conn.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'routing.routing_outcomes'::regclass AND conname = %s",
+        [CONSTRAINT],
+    ).fetchone()
+    with conn.transaction():
+        conn.execute(f"ALTER TABLE routing.routing_outcomes DROP CONSTRAINT {CONSTRAINT}")
+        built = build()
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        if not definition.endswith("NOT VALID"):
+            definition += " NOT VALID"  # the template is fully deployed: back to pre-validate
+        conn.execute(
+            f"ALTER TABLE routing.routing_outcomes ADD CONSTRAINT {CONSTRAINT} {definition}"
+        )
+    return built
+
+
+def test_close_unmatched_follows_owned_attempts_and_never_fakes_an_answer(conn: Conn) -> None:
+    """close_unmatched_orphans on the shapes history can take beyond the fixture's."""
+    seed_catalog(conn)
+
+    def build() -> dict[str, int]:
+        ids: dict[str, int] = {}
+        # Orphans that already own their attempt (outcome_id set, inference_id not): the
+        # attempt names them, so they are linked to it and follow its state.
+        for name, status, code, cost in (
+            ("owns_success", "succeeded", None, "0.0002"),
+            ("owns_failure", "failed", "rate_limited", None),
+        ):
+            ids[name] = _outcome(conn, agent=AGENT_A, model="legacy-small", age="3 days")
+            attempt = _inference(
+                conn,
+                agent=AGENT_A,
+                model="legacy-small",
+                age="3 days",
+                status=status,
+                cost=cost,
+                error_code=code,
+            )
+            conn.execute(
+                "UPDATE routing.inferences SET outcome_id = %s WHERE id = %s", [ids[name], attempt]
+            )
+            ids[name + "_attempt"] = attempt
+        # A succeeded orphan already queued for the judge, with no attempt at all.
+        ids["judged_lost"] = _outcome(
+            conn,
+            agent=AGENT_A,
+            model="legacy-large",
+            age="3 days",
+            status="succeeded",
+            cost="0.002",
+        )
+        conn.execute(
+            "UPDATE routing.routing_outcomes SET judge_status = 'unlabeled' WHERE id = %s",
+            [ids["judged_lost"]],
+        )
+        # Two orphans competing for one attempt, one of them too recent to decide.
+        ids["shared"] = _inference(conn, agent=AGENT_B, model="legacy-small", age="50 minutes")
+        ids["group_old"] = _outcome(
+            conn, agent=AGENT_B, model="legacy-small", age="50 minutes 1 second"
+        )
+        ids["group_new"] = _outcome(conn, agent=AGENT_B, model="legacy-small", age="50 minutes")
+        conn.execute(
+            "UPDATE routing.routing_outcomes SET created_at = now() - interval '2 hours'"
+            " WHERE id = %s",
+            [ids["group_old"]],
+        )
+        conn.execute(
+            "UPDATE routing.inferences SET created_at = now() - interval '2 hours' WHERE id = %s",
+            [ids["shared"]],
+        )
+        return ids
+
+    ids = _history(conn, build)
+    # group_old (2 h) and group_new (50 min) both match "shared" within a 2-hour window.
+    window, older_than = "2 hours", "1 hour"
+    dry = {
+        r[1]: r[3]
+        for r in _rows(
+            conn,
+            "SELECT * FROM routing.close_unmatched_orphans(%s::interval, %s::interval)",
+            [window, older_than],
+        )
+    }
+    assert dry[ids["owns_success"]] == dry[ids["owns_failure"]] == "would_close"
+    assert dry[ids["judged_lost"]] == "would_close"
+    assert dry[ids["group_new"]] == "too_recent"
+    assert dry[ids["group_old"]] == "held_with_group", "closing one side would fake a 1:1 match"
+
+    applied = {
+        r[1]: (r[2], r[3])
+        for r in _rows(
+            conn,
+            "SELECT * FROM routing.close_unmatched_orphans(%s::interval, %s::interval, true)",
+            [window, older_than],
+        )
+    }
+    assert applied[ids["owns_success"]] == (ids["owns_success_attempt"], "closed")
+    assert applied[ids["owns_failure"]] == (ids["owns_failure_attempt"], "closed")
+    outcome = {
+        r[0]: r[1:]
+        for r in _rows(
+            conn,
+            "SELECT id, outcome_status, judge_status, cost_actual_usd::text, inference_id"
+            " FROM routing.routing_outcomes WHERE id = ANY(%s)",
+            [list(ids.values())],
+        )
+    }
+    # A real answer recovered: succeeded, judgeable, costed.
+    assert outcome[ids["owns_success"]][:3] == ("succeeded", "unlabeled", "0.0002")
+    # A failed last attempt ends the request with that error's give-up status.
+    assert outcome[ids["owns_failure"]][0] == "failed_rate_limited"
+    # No answer to judge: never offered to the judge, whatever history said.
+    assert outcome[ids["judged_lost"]][:2] == ("succeeded", "cannot_evaluate")
+    queue = {r[0] for r in _rows(conn, "SELECT id FROM routing.judge_queue")}
+    assert ids["judged_lost"] not in queue and ids["owns_success"] in queue
+    # The group is left whole for a later decision.
+    assert outcome[ids["group_old"]][3] is None and outcome[ids["group_new"]][3] is None
