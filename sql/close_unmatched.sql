@@ -1,10 +1,10 @@
 -- Decides the orphans repair_orphans must leave alone (ambiguous, or nothing matched),
 -- once they are older than older_than: an orphan that owns an attempt is linked to its
--- newest one; one that owns none gets a closing attempt (failed / abandoned, naming the
--- competing inferences) and, if still in flight, becomes failed_abandoned. A succeeded
--- orphan keeps its status but is not judgeable: its answer was lost with the old path.
--- Run sql/repair_apply.sql and sql/reap.sql first; this reports relink_first for an
--- orphan the repair would still re-link, and leaves it.
+-- newest one and follows it; one that owns none gets a closing attempt (failed /
+-- abandoned, naming the competing inferences) and, if still in flight, becomes
+-- failed_abandoned. A succeeded orphan with no answer keeps its status but is marked
+-- cannot_evaluate for the judge. Run sql/repair_apply.sql and sql/reap.sql first; it
+-- reports relink_first, too_recent and held_with_group for what it leaves alone.
 --
 --   psql "$DB" -f sql/close_unmatched.sql                          # dry run: would_close
 --   psql "$DB" -v apply=1 -f sql/close_unmatched.sql               # apply, prints run_id
