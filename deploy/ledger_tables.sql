@@ -179,6 +179,28 @@ CREATE INDEX IF NOT EXISTS routing_outcomes_created
 CREATE INDEX IF NOT EXISTS routing_outcomes_succeeded_unjudged
     ON routing.routing_outcomes (id) WHERE outcome_status = 'succeeded' AND judge_status IS NULL;
 
+-- Whether routing.rollback_repair is putting a repair run's before-images back, exactly,
+-- in this transaction; the guards below then let the restore through. It names the run
+-- in a setting (the cheap test, false on every other write) and marks the run's row,
+-- which only the owner can write, with its own transaction: a setting alone, which any
+-- session can set, lets nothing through. (routing.repair_runs comes with the repair
+-- change; it is read only once a run is named.)
+CREATE OR REPLACE FUNCTION routing._restoring_repair_run()
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+-- No SET clause: it runs on every UPDATE of the ledger, and every name is qualified.
+AS $$
+BEGIN
+    IF coalesce(pg_catalog.current_setting('routing.restoring_repair_run', true), '') = '' THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM routing.repair_runs r
+                    WHERE r.run_id::text = pg_catalog.current_setting('routing.restoring_repair_run', true)
+                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned());
+END
+$$;
+
 -- Transitions a CHECK cannot see: it compares a row with nothing but itself.
 CREATE OR REPLACE FUNCTION routing._guard_inference_transition()
 RETURNS trigger
@@ -186,17 +208,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    -- routing.rollback_repair puts a repair run's before-images back, exactly. It names
-    -- the run in a setting (the cheap test, false on every other write) and marks the
-    -- run's row, which only the owner can write, with its own transaction: a setting
-    -- alone, which any session can set, lets nothing through.
-    IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
-        IF EXISTS (SELECT FROM routing.repair_runs r
-                    WHERE r.run_id::text = current_setting('routing.restoring_repair_run', true)
-                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned())
-        THEN
-            RETURN NEW;
-        END IF;
+    IF routing._restoring_repair_run() THEN
+        RETURN NEW;
     END IF;
     IF OLD.status <> 'routed'
        AND (NEW.status, NEW.error_code, NEW.completed_at, NEW.cost_usd, NEW.model_slug, NEW.attempt_no)
@@ -221,17 +234,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    -- routing.rollback_repair puts a repair run's before-images back, exactly. It names
-    -- the run in a setting (the cheap test, false on every other write) and marks the
-    -- run's row, which only the owner can write, with its own transaction: a setting
-    -- alone, which any session can set, lets nothing through.
-    IF coalesce(current_setting('routing.restoring_repair_run', true), '') <> '' THEN
-        IF EXISTS (SELECT FROM routing.repair_runs r
-                    WHERE r.run_id::text = current_setting('routing.restoring_repair_run', true)
-                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned())
-        THEN
-            RETURN NEW;
-        END IF;
+    IF routing._restoring_repair_run() THEN
+        RETURN NEW;
     END IF;
     IF OLD.outcome_status IS NOT NULL
        AND (NEW.outcome_status, NEW.completed_at, NEW.cost_actual_usd)
@@ -272,7 +276,8 @@ CREATE TRIGGER guard_transition
     FOR EACH ROW EXECUTE FUNCTION routing._guard_outcome_transition();
 
 REVOKE ALL ON routing.routing_outcomes, routing.inferences FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._guard_inference_transition(), routing._guard_outcome_transition() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._guard_inference_transition(), routing._guard_outcome_transition(),
+                        routing._restoring_repair_run() FROM PUBLIC;
 GRANT SELECT ON routing.routing_outcomes, routing.inferences TO routing_readonly;
 
 COMMIT;

@@ -68,6 +68,20 @@ CREATE TABLE IF NOT EXISTS routing.repair_backup (
 COMMENT ON TABLE routing.repair_backup IS
     'Before-image (row_data) of every row a repair_orphans run changed, written before the change, and its after-image; routing.rollback_repair restores the before-images.';
 
+-- A ledger row as a repair run records it (before- and after-images), and as
+-- rollback_repair compares it: the one definition of "the row as it is now".
+CREATE OR REPLACE FUNCTION routing._ledger_row(p_table text, p_row_id bigint)
+RETURNS jsonb
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+    SELECT CASE p_table
+               WHEN 'inferences' THEN (SELECT to_jsonb(i) FROM routing.inferences i WHERE i.id = p_row_id)
+               WHEN 'routing_outcomes' THEN (SELECT to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = p_row_id)
+           END
+$$;
+
 -- The matching itself, shared by the dry run and apply so they cannot disagree.
 -- verdict: unique (one-to-one both ways: re-linkable), ambiguous (one row per competing
 -- pair), no_match (no candidate; inference_id NULL). An orphan that already owns an
@@ -218,10 +232,7 @@ BEGIN
     END IF;
 
     UPDATE routing.repair_backup b
-       SET after_data = CASE b.table_name
-                            WHEN 'inferences' THEN (SELECT to_jsonb(i) FROM routing.inferences i WHERE i.id = b.row_id)
-                            ELSE (SELECT to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = b.row_id)
-                        END
+       SET after_data = routing._ledger_row(b.table_name, b.row_id)
      WHERE b.run_id = v_run;
 
     RETURN QUERY
@@ -303,10 +314,7 @@ BEGIN
     SELECT count(*), min(c.table_name || ' ' || c.row_id)
       INTO v_changed, v_first
       FROM (SELECT b.table_name, b.row_id, b.after_data,
-                   CASE b.table_name
-                       WHEN 'inferences' THEN (SELECT to_jsonb(i) FROM routing.inferences i WHERE i.id = b.row_id)
-                       ELSE (SELECT to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = b.row_id)
-                   END AS now_data
+                   routing._ledger_row(b.table_name, b.row_id) AS now_data
               FROM routing.repair_backup b
              WHERE b.run_id = p_run_id) c
      WHERE c.now_data IS DISTINCT FROM c.after_data;
@@ -502,7 +510,7 @@ BEGIN
         CONTINUE WHEN r.inference_id IS NOT NULL;
 
         INSERT INTO routing.repair_backup (run_id, table_name, row_id, row_data)
-        SELECT v_run, 'routing_outcomes', o.id, to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = r.id;
+        VALUES (v_run, 'routing_outcomes', r.id, routing._ledger_row('routing_outcomes', r.id));
 
         IF r.owned IS NOT NULL THEN
             v_inf := r.owned;
@@ -564,10 +572,7 @@ BEGIN
     IF p_apply THEN
         UPDATE routing.repair_runs u SET applied = v_closed WHERE u.run_id = v_run;
         UPDATE routing.repair_backup b
-           SET after_data = CASE b.table_name
-                                WHEN 'inferences' THEN (SELECT to_jsonb(i) FROM routing.inferences i WHERE i.id = b.row_id)
-                                ELSE (SELECT to_jsonb(o) FROM routing.routing_outcomes o WHERE o.id = b.row_id)
-                            END
+           SET after_data = routing._ledger_row(b.table_name, b.row_id)
          WHERE b.run_id = v_run;
     END IF;
 END
@@ -583,6 +588,7 @@ COMMENT ON FUNCTION routing.rollback_repair(bigint) IS
 REVOKE ALL ON routing.repair_runs, routing.repair_backup FROM PUBLIC;
 GRANT SELECT ON routing.repair_runs, routing.repair_backup TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._orphan_matches(interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._ledger_row(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.repair_orphans(interval, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.rollback_repair(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) FROM PUBLIC;

@@ -9,5 +9,6 @@ DROP TABLE routing.inferences;
 DROP TABLE routing.routing_outcomes;
 DROP FUNCTION routing._guard_inference_transition();
 DROP FUNCTION routing._guard_outcome_transition();
+DROP FUNCTION routing._restoring_repair_run();
 
 COMMIT;

@@ -11,6 +11,7 @@ DROP FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, times
 DROP FUNCTION routing.rollback_repair(bigint);
 DROP FUNCTION routing.repair_orphans(interval, boolean);
 DROP FUNCTION routing._orphan_matches(interval);
+DROP FUNCTION routing._ledger_row(text, bigint);
 DROP TABLE routing.repair_backup;
 DROP TABLE routing.repair_runs;
 
