@@ -2,6 +2,7 @@
 -- requires: integrity
 -- requires: judge_queue
 -- requires: router
+-- requires: argument_checks
 --
 -- What a Prometheus scrape reads, in one call: the integrity report (each metric with
 -- its kind) and the write path's own figures over a recent window. A scrape comes every
@@ -84,14 +85,8 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_window IS NULL OR p_window <= interval '0' OR p_window > interval '1 day' THEN
-        RAISE EXCEPTION 'ops_metrics: p_window must be an interval in (0, 1 day], got %', coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
-        RAISE EXCEPTION 'ops_metrics: p_as_of must be a finite timestamp, got %', coalesce(p_as_of::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('ops_metrics', 'p_window', p_window, interval '1 second', interval '1 day');
+    PERFORM routing._require_timestamp('ops_metrics', 'p_as_of', p_as_of);
 
     RETURN QUERY
     SELECT 'integrity', jsonb_build_object('metric', r.metric, 'kind', m.kind), r.value::float8
@@ -144,7 +139,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.ops_metrics(interval, timestamptz) IS
-    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report with each metric''s kind, then the write path over the window ending at p_as_of (routing.describe_metrics lists them). Read-only; every figure is index-driven, so its cost follows the window''s traffic, not the ledger''s size. 22023 on a p_window outside (0, 1 day] or a NULL or infinite p_as_of.';
+    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report with each metric''s kind, then the write path over the window ending at p_as_of (routing.describe_metrics lists them). Read-only; every figure is index-driven, so its cost follows the window''s traffic, not the ledger''s size. 22023 on a p_window outside 1 second .. 1 day or a NULL or out-of-range p_as_of.';
 
 REVOKE ALL ON routing.ops_metric_families FROM PUBLIC;
 GRANT SELECT ON routing.ops_metric_families TO routing_readonly;
