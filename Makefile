@@ -16,8 +16,11 @@ PYTEST_FLAGS ?= -ra -v --durations=5
 # libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
 # named so apt cannot satisfy it with another database's driver).
 APT_PACKAGES := postgresql-15-pgtap sqitch libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl
+# Tests only: promtool (the alert rules' checks and unit tests; the prometheus service the
+# package may start is not used) and pg_cron (the maintenance schedule, on a test cluster).
+APT_PACKAGES += prometheus postgresql-15-cron
 # Commands that stand for those packages where there is no dpkg.
-REQUIRED_COMMANDS := sqitch pg_prove
+REQUIRED_COMMANDS := sqitch pg_prove promtool
 
 VENV_STAMP := $(VENV)/.routing-ledger-installed.stamp
 
