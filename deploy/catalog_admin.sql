@@ -1,6 +1,8 @@
 -- Deploy routing_ledger:catalog_admin to pg
 -- requires: catalog
 -- requires: argument_checks
+-- requires: endpoints
+-- requires: task_endpoints
 --
 -- The catalog's write interface. Prices decide what every request costs and floors
 -- which model may answer, so nobody should change them by writing tables as the owner:
@@ -56,6 +58,24 @@ COMMENT ON TABLE routing.catalog_changes IS
 
 CREATE INDEX IF NOT EXISTS catalog_changes_row
     ON routing.catalog_changes (table_name, row_key, id);
+
+-- An endpoint is a value of the domain routing.endpoint (its CHECK is the one list);
+-- a value outside it is a bad argument (22023), not a constraint violation.
+CREATE OR REPLACE FUNCTION routing._require_endpoint(p_fn text, p_arg text, p_value text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+AS $$
+DECLARE
+    v_endpoint routing.endpoint;
+BEGIN
+    PERFORM routing._require_not_null(p_fn, p_arg, p_value);
+    v_endpoint := p_value::routing.endpoint;
+EXCEPTION WHEN check_violation THEN
+    RAISE EXCEPTION '%: unknown % %', p_fn, p_arg, pg_catalog.quote_literal(pg_catalog.left(p_value, 64))
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'a routing.endpoint: chat or embeddings';
+END
+$$;
 
 -- TG_ARGV[0] names the table's key column.
 CREATE OR REPLACE FUNCTION routing._audit_catalog_change()
@@ -123,7 +143,7 @@ BEGIN
     PERFORM routing._require_numeric(c_fn, 'p_price_out_per_mtok_usd', p_price_out_per_mtok_usd, 0, NULL, true);
     PERFORM routing._require_numeric(c_fn, 'p_q_prior', p_q_prior, 0, 1, true);
     PERFORM routing._require_not_null(c_fn, 'p_m_allowed', p_m_allowed);
-    PERFORM routing._require_member(c_fn, 'p_endpoint', p_endpoint, ARRAY['chat', 'embeddings']);
+    PERFORM routing._require_endpoint(c_fn, 'p_endpoint', p_endpoint);
     PERFORM routing._require_not_null(c_fn, 'p_enabled', p_enabled);
     PERFORM routing._require_int(c_fn, 'p_expected_latency_ms', p_expected_latency_ms, 0, 2147483647, true);
     PERFORM routing._require_numeric(c_fn, 'p_agentic_index', p_agentic_index, NULL, NULL, true);
@@ -234,7 +254,7 @@ DECLARE
 BEGIN
     PERFORM routing._require_text(c_fn, 'p_task_type', p_task_type, 64);
     PERFORM routing._require_numeric(c_fn, 'p_min_quality', p_min_quality, 0, 1);
-    PERFORM routing._require_member(c_fn, 'p_endpoint', p_endpoint, ARRAY['chat', 'embeddings']);
+    PERFORM routing._require_endpoint(c_fn, 'p_endpoint', p_endpoint);
 
     INSERT INTO routing.task_floors AS f (task_type, min_quality, endpoint)
     VALUES (p_task_type, p_min_quality, p_endpoint)
@@ -258,6 +278,7 @@ COMMENT ON FUNCTION routing.set_task_floor(text, numeric, text) IS
 REVOKE ALL ON routing.catalog_changes FROM PUBLIC;
 GRANT SELECT ON routing.catalog_changes TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._audit_catalog_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._require_endpoint(text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.upsert_model(text, text, text, numeric, numeric, numeric, boolean, text, boolean, int, numeric) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.set_model_enabled(text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.upsert_agent(uuid, uuid, text, text, numeric, numeric) FROM PUBLIC;

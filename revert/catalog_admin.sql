@@ -16,6 +16,7 @@ DROP TRIGGER catalog_audit ON routing.task_floors;
 DROP TRIGGER catalog_audit ON routing.agents;
 DROP TRIGGER catalog_audit ON routing.models;
 DROP FUNCTION routing._audit_catalog_change();
+DROP FUNCTION routing._require_endpoint(text, text, text);
 DROP TABLE routing.catalog_changes;
 REVOKE USAGE ON SCHEMA routing FROM routing_admin;
 

@@ -1,6 +1,6 @@
 -- pgTAP for the ops_metrics change: routing.ops_metrics and routing.describe_metrics.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 ------------------------------------------------------------------------- structure
 
@@ -47,33 +47,39 @@ VALUES ('tap-small', 'tap', 'small', 0.1, 0.3, 0.8, true),
 INSERT INTO routing.agents (id, tenant_id, name)
 VALUES ('a0000000-0000-4000-8000-000000000001', 'f0000000-0000-4000-8000-000000000001', 'tap agent');
 
--- Two succeed at once, one after a failover, one stays in flight.
+-- Two succeed at once, one after a failover, two stay in flight streaming.
 CREATE TEMP TABLE t_req AS
 SELECT g AS n, d.outcome_id, d.inference_id
-  FROM generate_series(1, 4) g,
+  FROM generate_series(1, 5) g,
        routing.insert_decision('metrics-' || g, 'a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) d;
 SELECT count(*) FROM t_req, routing.complete_decision(t_req.inference_id, '{"a": 1}', 100, 20, 500) WHERE t_req.n <= 2;
 UPDATE t_req SET inference_id = f.next_inference_id
   FROM routing.fail_inference((SELECT inference_id FROM t_req WHERE n = 3), 'server_error', 'HTTP 503') f
  WHERE n = 3;
 SELECT count(*) FROM routing.complete_decision((SELECT inference_id FROM t_req WHERE n = 3), '{"a": 3}', 100, 20, 500);
+SELECT count(*) FROM t_req, routing.mark_first_token(t_req.inference_id, CASE t_req.n WHEN 4 THEN 250 ELSE 750 END)
+ WHERE t_req.n >= 4;
 INSERT INTO routing.model_cooldowns (model_slug, cooling_until) VALUES ('tap-large', now() + interval '30 seconds');
 
 CREATE TEMP TABLE t_m AS SELECT * FROM routing.ops_metrics('5 minutes', now());
 
 SELECT results_eq(
     $$SELECT labels->>'status', labels->>'model', value FROM t_m WHERE metric = 'outcomes_recent' ORDER BY 1, 2$$,
-    $$VALUES ('in_flight'::text, 'tap-small'::text, 1::float8), ('succeeded', 'tap-small', 3)$$,
+    $$VALUES ('in_flight'::text, 'tap-small'::text, 2::float8), ('succeeded', 'tap-small', 3)$$,
     'outcomes in the window by status and chosen model');
 SELECT results_eq(
     $$SELECT labels->>'attempts', value FROM t_m WHERE metric = 'outcomes_by_attempts_recent' ORDER BY 1$$,
-    $$VALUES ('1'::text, 3::float8), ('2', 1)$$,
+    $$VALUES ('1'::text, 4::float8), ('2', 1)$$,
     'outcomes in the window by their number of attempts');
-SELECT is((SELECT value FROM t_m WHERE metric = 'attempts_per_outcome_recent'), 1.25::float8, 'mean attempts per outcome');
+SELECT is((SELECT value FROM t_m WHERE metric = 'attempts_per_outcome_recent'), 1.2::float8, 'mean attempts per outcome');
+SELECT results_eq(
+    $$SELECT labels->>'model', labels->>'quantile', round(value::numeric, 3) FROM t_m WHERE metric = 'ttft_recent' ORDER BY 2$$,
+    $$VALUES ('tap-small'::text, '0.5'::text, 0.500), ('tap-small', '0.95', 0.725)$$,
+    'time to first token of the streamed attempts, p50 and p95 by model, in seconds');
 SELECT is((SELECT value FROM t_m WHERE metric = 'cooldowns_in_force'), 1::float8, 'one cooldown in force');
 SELECT is((SELECT round(value) FROM t_m WHERE metric = 'cooldown_remaining' AND labels->>'model' = 'tap-large'), 30::float8,
           'its time left, by model');
-SELECT is((SELECT value FROM t_m WHERE metric = 'integrity' AND labels = '{"metric": "in_flight", "kind": "info"}'), 1::float8,
+SELECT is((SELECT value FROM t_m WHERE metric = 'integrity' AND labels = '{"metric": "in_flight", "kind": "info"}'), 2::float8,
           'the integrity report is in the scrape, labelled with metric and kind');
 
 SELECT ok((SELECT value BETWEEN 599 AND 601 FROM routing.ops_metrics('5 minutes', now() + interval '10 minutes')
@@ -81,7 +87,8 @@ SELECT ok((SELECT value BETWEEN 599 AND 601 FROM routing.ops_metrics('5 minutes'
           'ten minutes later the oldest waiting outcome is ten minutes old');
 SELECT is_empty(
     $$SELECT * FROM routing.ops_metrics('5 minutes', now() + interval '10 minutes')
-       WHERE metric IN ('outcomes_recent', 'outcomes_by_attempts_recent', 'attempts_per_outcome_recent', 'cooldown_remaining')$$,
+       WHERE metric IN ('outcomes_recent', 'outcomes_by_attempts_recent', 'attempts_per_outcome_recent', 'cooldown_remaining',
+                        'ttft_recent')$$,
     'outside the window nothing is counted, and the cooldown is over');
 
 SELECT * FROM finish();
