@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import psycopg
+from legacy_fixture import AGENT_A, seed_catalog
 from prometheus_client.parser import text_string_to_metric_families
 
-from legacy_fixture import AGENT_A, seed_catalog
 from routing_ledger.metrics import serve
 from routing_ledger.ops import Operator
 
@@ -70,7 +70,7 @@ def test_scrape_shows_every_integrity_metric_and_the_write_path(
         families = scrape(url)
         integrity = samples(families["routing_ledger_integrity"])
         assert {dict(k)["metric"] for k in integrity} == set(kinds)
-        for labels, value in integrity.items():
+        for labels in integrity:
             assert dict(labels)["kind"] == kinds[dict(labels)["metric"]]
         assert integrity[(("kind", "info"), ("metric", "in_flight"))] == 1
         assert integrity[(("kind", "violation"), ("metric", "stuck_routed_1h"))] == 0
@@ -137,8 +137,12 @@ def test_operator_metrics_match_the_scrape_window(db: str, conn: psycopg.Connect
     )
     later = conn.execute("SELECT now() + interval '20 minutes'").fetchone()[0]
     with Operator(db) as operator:
-        now_samples = [s for s in operator.ops_metrics("10 minutes") if s.metric == "outcomes_recent"]
+        now_samples = [
+            s for s in operator.ops_metrics("10 minutes") if s.metric == "outcomes_recent"
+        ]
         later_samples = [
-            s for s in operator.ops_metrics("10 minutes", as_of=later) if s.metric == "outcomes_recent"
+            s
+            for s in operator.ops_metrics("10 minutes", as_of=later)
+            if s.metric == "outcomes_recent"
         ]
     assert [s.value for s in now_samples] == [1.0] and later_samples == []

@@ -16,10 +16,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from legacy_fixture import load_legacy_history, seed_catalog
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from legacy_fixture import load_legacy_history, seed_catalog
 from routing_ledger import ops
 from routing_ledger.ops import AsyncJudge, AsyncOperator, Judge, Operator
 
@@ -50,8 +50,7 @@ def succeed(conn: psycopg.Connection[Any], n: int, prefix: str = "ops") -> list[
 
 def stuck_attempt(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
-        "SELECT inference_id FROM routing.insert_decision("
-        "'ops-stuck', %s::uuid, 'chat', 100, 20)",
+        "SELECT inference_id FROM routing.insert_decision('ops-stuck', %s::uuid, 'chat', 100, 20)",
         (AGENT,),
     ).fetchone()
     assert row is not None
@@ -87,7 +86,9 @@ def test_every_statement_names_and_casts_each_argument() -> None:
     assert ops._rollback_repair(None).params == (None,)  # type: ignore[arg-type]
 
 
-def test_operator_reports_and_reaps_as_routing_ops(db: str, ledger: psycopg.Connection[Any]) -> None:
+def test_operator_reports_and_reaps_as_routing_ops(
+    db: str, ledger: psycopg.Connection[Any]
+) -> None:
     stuck_attempt(ledger)
     with Operator(as_role(db, "routing_ops")) as operator:
         report = {m.metric: m.value for m in operator.integrity_report()}
@@ -114,7 +115,9 @@ def test_operator_reports_and_reaps_as_routing_ops(db: str, ledger: psycopg.Conn
     assert status == ("failed_abandoned",)
 
 
-def test_operator_refusals_are_the_database_errors(db: str, ledger: psycopg.Connection[Any]) -> None:
+def test_operator_refusals_are_the_database_errors(
+    db: str, ledger: psycopg.Connection[Any]
+) -> None:
     with Operator(as_role(db, "routing_ops")) as operator:
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_older_than"):
             operator.reap("-1 hour")
@@ -143,7 +146,9 @@ def test_repair_round_trip_on_legacy_history(db: str, conn: psycopg.Connection[A
         orphans = {m.metric: m.value for m in operator.integrity_report()}["orphan_outcomes"]
         closing = operator.close_unmatched_orphans()  # a dry run: decides, changes nothing
         assert closing and all(r.run_id is None for r in closing), closing
-        assert {m.metric: m.value for m in operator.integrity_report()}["orphan_outcomes"] == orphans
+        assert {m.metric: m.value for m in operator.integrity_report()}[
+            "orphan_outcomes"
+        ] == orphans
 
 
 def test_operator_on_a_pool_and_a_connection_in_a_transaction(
@@ -174,12 +179,20 @@ def test_judge_claims_records_and_refuses(db: str, ledger: psycopg.Connection[An
         assert judged.judge_status == "labeled" and judged.judge_score == Decimal(4)
         assert judged.judged_samples == 1 and judged.learned_quality == Decimal("0.75")
         # The same verdict again is a no-op; a different one is an illegal state.
-        assert judge.record(task.outcome_id, "labeled", 4, "clear and short", "judge-x").judged_samples == 1
+        assert (
+            judge.record(task.outcome_id, "labeled", 4, "clear and short", "judge-x").judged_samples
+            == 1
+        )
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
             judge.record(task.outcome_id, "labeled", 2, "changed my mind", "judge-x")
         with pytest.raises(psycopg.errors.InvalidParameterValue):
             judge.record(batch[1].outcome_id, "labeled", 9, "off the scale", "judge-x")
-        assert judge.record(batch[1].outcome_id, "cannot_evaluate", None, "no text", "judge-x").judge_score is None
+        assert (
+            judge.record(
+                batch[1].outcome_id, "cannot_evaluate", None, "no text", "judge-x"
+            ).judge_score
+            is None
+        )
         assert [t.outcome_id for t in judge.claim_batch("worker-2", 10)] == outcomes[2:]
         assert judge.claim_batch("worker-2", 10) == []
         with pytest.raises(psycopg.errors.InvalidParameterValue):
@@ -202,7 +215,12 @@ def test_async_operator_and_judge(db: str, ledger: psycopg.Connection[Any]) -> N
             batch = await judge.claim_batch("async-worker", 5)
             recorded = [await judge.record(t.outcome_id, "labeled", 5, "best", "j") for t in batch]
         assert report[0].metric == "orphan_outcomes"
-        return closed, [t.outcome_id for t in batch], recorded[-1].judge_status, [d.metric for d in described]
+        return (
+            closed,
+            [t.outcome_id for t in batch],
+            recorded[-1].judge_status,
+            [d.metric for d in described],
+        )
 
     closed, claimed, status, described = asyncio.run(main())
     assert closed == 1 and claimed == outcomes and status == "labeled"
@@ -213,11 +231,17 @@ def test_metrics_functions_for_routing_readonly(db: str, ledger: psycopg.Connect
     succeed(ledger, 2, prefix="ro")
     with Operator(as_role(db, "routing_readonly")) as monitor:
         samples = monitor.ops_metrics("5 minutes")
-        kinds = {d.metric: d.kind for d in monitor.describe_metrics() if d.source == "integrity_report"}
+        kinds = {
+            d.metric: d.kind for d in monitor.describe_metrics() if d.source == "integrity_report"
+        }
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             monitor.reap()
     integrity = {s.labels["metric"]: s for s in samples if s.metric == "integrity"}
     assert set(integrity) == set(kinds)
     assert all(s.labels["kind"] == kinds[name] for name, s in integrity.items())
-    recent = {(s.labels["status"], s.labels["model"]): s.value for s in samples if s.metric == "outcomes_recent"}
+    recent = {
+        (s.labels["status"], s.labels["model"]): s.value
+        for s in samples
+        if s.metric == "outcomes_recent"
+    }
     assert recent == {("succeeded", "legacy-small"): 2.0}
