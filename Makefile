@@ -5,6 +5,7 @@
 #   make lint         ruff over the Python, squawk over the deploy scripts
 #   make demo         the CLI demo on a private local PostgreSQL
 #   make schema-dump  normalised schema dump (see the target)
+#   make docs         docs/sql-reference.md from the deployed plan's COMMENT ON texts
 #   make clean
 
 SHELL := /bin/bash
@@ -24,7 +25,7 @@ REQUIRED_COMMANDS := sqitch pg_prove promtool
 
 VENV_STAMP := $(VENV)/.routing-ledger-installed.stamp
 
-.PHONY: setup setup-system test lint demo schema-dump clean
+.PHONY: setup setup-system test lint demo schema-dump docs clean
 
 setup: setup-system $(VENV_STAMP)
 
@@ -78,6 +79,11 @@ demo: setup
 # pg_dump --schema-only, normalised. test_migrations.py fails when a deploy drifts from it.
 schema-dump: setup
 	$(VENV)/bin/python -m routing_ledger.schema_dump
+
+# Regenerates docs/sql-reference.md: the plan deployed into a throwaway cluster, then every
+# function, table, view and column with its COMMENT ON text. test_docs.py fails on drift.
+docs: setup
+	$(VENV)/bin/python -m routing_ledger.sql_reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build
