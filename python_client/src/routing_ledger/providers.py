@@ -114,9 +114,7 @@ class ProviderResponse:
         data = self.payload.get("data")
         if not isinstance(data, list):
             return None
-        rows = sorted(
-            (d for d in data if isinstance(d, Mapping)), key=lambda d: d.get("index", 0)
-        )
+        rows = sorted((d for d in data if isinstance(d, Mapping)), key=lambda d: d.get("index", 0))
         return [list(d.get("embedding") or []) for d in rows]
 
 
