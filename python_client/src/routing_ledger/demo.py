@@ -53,17 +53,9 @@ from routing_ledger.cli import (
     violation_metrics,
 )
 from routing_ledger.cli import connect as _connect
+from routing_ledger.ops import AsyncJudge, AsyncOperator
 
-# The reaper as an operator's cron runs it: the function's own default threshold (1 hour).
-REAP_DEFAULT_THRESHOLD = "SELECT * FROM routing.reap_stuck_inferences()"
-# The routing_judge functions and view, as a judge worker calls them.
-CLAIM_JUDGE_BATCH = (
-    "SELECT outcome_id, model_slug, response_payload"
-    " FROM routing.claim_judge_batch(%s::text, %s::int)"
-)
-RECORD_JUDGEMENT = (
-    "SELECT * FROM routing.record_judgement(%s::bigint, %s::text, %s::numeric, %s::text, %s::text)"
-)
+# The judge queue's depth, as the judge worker's role reads it (routing_judge reads the view).
 JUDGE_QUEUE_DEPTH = "SELECT count(*) FROM routing.judge_queue"
 
 # Everything below is the demo: owner-side setup (deploy, seed), a burst of calls through
@@ -357,15 +349,14 @@ def _stand_in_judge(
 
 
 async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
-    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over."""
+    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over
+    (with the function's own default threshold, 1 hour, as an operator's schedule runs it)."""
     try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with AsyncOperator(conninfo) as operator:
             while True:
                 final = done.is_set()
-                cur = await conn.execute(REAP_DEFAULT_THRESHOLD)
-                row = await cur.fetchone()
+                burst.reaper_closed += await operator.reap()
                 burst.reaper_runs += 1
-                burst.reaper_closed += int(row[0]) if row is not None and row[0] else 0
                 if final:
                     return
                 try:
@@ -379,27 +370,28 @@ async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> Non
 async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
     """Claim batches and record the stand-in judge's verdict; drain the queue at the end."""
     try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with (
+            await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn,
+            AsyncJudge(conn) as judge,
+        ):
             while True:
                 burst_over = done.is_set()
                 if burst_over and burst.queue_at_burst_end is None:
                     cur = await conn.execute(JUDGE_QUEUE_DEPTH)
                     row = await cur.fetchone()
                     burst.queue_at_burst_end = int(row[0]) if row is not None else 0
-                cur = await conn.execute(CLAIM_JUDGE_BATCH, (DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH))
-                batch = await cur.fetchall()
+                batch = await judge.claim_batch(DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH)
                 if batch:
                     burst.judge_batches += 1
-                for outcome_id, model_slug, response in batch:
+                for task in batch:
+                    outcome_id = task.outcome_id
                     verdict, score, rationale = _stand_in_judge(
-                        int(outcome_id), str(model_slug), response
+                        outcome_id, task.model_slug, task.response_payload
                     )
-                    await conn.execute(
-                        RECORD_JUDGEMENT, (outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
-                    )
+                    await judge.record(outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
                     if outcome_id in burst.judged:
                         burst.judged_twice += 1
-                    burst.judged[int(outcome_id)] = verdict
+                    burst.judged[outcome_id] = verdict
                     burst.judged_during_burst += not done.is_set()
                     if score is not None:
                         burst.scores.append(float(score))
