@@ -649,11 +649,13 @@ class _Handler(BaseHTTPRequestHandler):
             "system_fingerprint": None,
         }
 
+        echo = _echo(body)
+
         def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
             obj = {**frame, "choices": choices}
             if want_usage:
                 obj["usage"] = usage  # null on every chunk but the last, as OpenAI does
-            obj["echo"] = _echo(body)
+            obj["echo"] = echo
             return json.dumps(obj).encode("utf-8")
 
         events = plan.deltas()
