@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import connect
