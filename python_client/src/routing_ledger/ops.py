@@ -1,7 +1,8 @@
-"""The operator's and the judge's side of the ledger: one method per SQL function.
+"""The operator's, the judge's and the admin's side of the ledger: one method per SQL function.
 
 :class:`Operator` calls the ``routing_ops`` functions (integrity report, metrics, reaper,
-repair), :class:`Judge` the ``routing_judge`` ones (claim a batch, record a verdict), as
+repair), :class:`Judge` the ``routing_judge`` ones (claim a batch, record a verdict),
+:class:`Admin` the ``routing_admin`` catalog functions (audited in routing.catalog_changes), as
 pgmq's client does: each method is one ``SELECT * FROM routing.<function>(…)`` with every
 argument cast to the parameter's declared type and named, so an argument left out takes the
 function's own default (``p_as_of`` is ``now()``, the reaper's threshold 1 hour). Nothing here
@@ -29,6 +30,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 __all__ = [
+    "Admin",
     "AsyncJudge",
     "AsyncOperator",
     "IntegrityMetric",
@@ -263,6 +265,67 @@ def _record(
     )
 
 
+def _text(rows: list[Row]) -> str:
+    """A function returning one text: its value."""
+    return str(next(iter(rows[0].values())))
+
+
+Number = Decimal | int | float
+
+
+def _number(value: Number | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _upsert_model(
+    slug: str,
+    provider: str,
+    provider_model: str,
+    price_in_per_mtok_usd: Number | None,
+    price_out_per_mtok_usd: Number | None,
+    q_prior: Number | None,
+    m_allowed: bool,
+    endpoint: str | None,
+    enabled: bool | None,
+    expected_latency_ms: int | None,
+    agentic_index: Number | None,
+) -> _Call[str]:
+    return _call(
+        "upsert_model",
+        _text,
+        ("p_slug", "text", slug),
+        ("p_provider", "text", provider),
+        ("p_provider_model", "text", provider_model),
+        ("p_price_in_per_mtok_usd", "numeric", _number(price_in_per_mtok_usd)),
+        ("p_price_out_per_mtok_usd", "numeric", _number(price_out_per_mtok_usd)),
+        ("p_q_prior", "numeric", _number(q_prior)),
+        ("p_m_allowed", "boolean", m_allowed),
+        ("p_expected_latency_ms", "int", expected_latency_ms),
+        ("p_agentic_index", "numeric", _number(agentic_index)),
+        optional={"p_endpoint": ("text", endpoint), "p_enabled": ("boolean", enabled)},
+    )
+
+
+def _upsert_agent(
+    agent_id: Any,
+    tenant_id: Any,
+    name: str,
+    status: str | None,
+    per_call_cap_usd: Number | None,
+    daily_cap_usd: Number | None,
+) -> _Call[str]:
+    return _call(
+        "upsert_agent",
+        _text,
+        ("p_id", "uuid", agent_id),
+        ("p_tenant_id", "uuid", tenant_id),
+        ("p_name", "text", name),
+        ("p_per_call_cap_usd", "numeric", _number(per_call_cap_usd)),
+        ("p_daily_cap_usd", "numeric", _number(daily_cap_usd)),
+        optional={"p_status": ("text", status)},
+    )
+
+
 # --------------------------------------------------------------------------- drivers
 
 Source = str | psycopg.Connection[Any] | ConnectionPool[Any]
@@ -469,6 +532,80 @@ class AsyncOperator:
 
     async def rollback_repair(self, run_id: int) -> int:
         return await self._driver.run(_rollback_repair(run_id))
+
+
+class Admin:
+    """The ``routing_admin`` catalog functions. Each answers ``inserted``, ``updated`` or
+    ``unchanged``; every change is recorded in ``routing.catalog_changes`` (who, when,
+    before, after)."""
+
+    def __init__(self, source: Source) -> None:
+        self._driver = _SyncDriver(source)
+
+    def __enter__(self) -> Admin:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._driver.close()
+
+    def upsert_model(
+        self,
+        slug: str,
+        provider: str,
+        provider_model: str,
+        price_in_per_mtok_usd: Number | None,
+        price_out_per_mtok_usd: Number | None,
+        q_prior: Number | None,
+        m_allowed: bool,
+        *,
+        endpoint: str | None = None,
+        enabled: bool | None = None,
+        expected_latency_ms: int | None = None,
+        agentic_index: Number | None = None,
+    ) -> str:
+        """``routing.upsert_model``; ``endpoint`` and ``enabled`` left out are the defaults
+        (``chat``, ``true``)."""
+        return self._driver.run(
+            _upsert_model(
+                slug, provider, provider_model, price_in_per_mtok_usd, price_out_per_mtok_usd,
+                q_prior, m_allowed, endpoint, enabled, expected_latency_ms, agentic_index,
+            )
+        )  # fmt: skip
+
+    def set_model_enabled(self, slug: str, enabled: bool) -> str:
+        """``routing.set_model_enabled``."""
+        return self._driver.run(
+            _call("set_model_enabled", _text, ("p_slug", "text", slug),
+                  ("p_enabled", "boolean", enabled))
+        )  # fmt: skip
+
+    def upsert_agent(
+        self,
+        agent_id: Any,
+        tenant_id: Any,
+        name: str,
+        *,
+        status: str | None = None,
+        per_call_cap_usd: Number | None = None,
+        daily_cap_usd: Number | None = None,
+    ) -> str:
+        """``routing.upsert_agent`` (ids are UUIDs or their text)."""
+        return self._driver.run(
+            _upsert_agent(agent_id, tenant_id, name, status, per_call_cap_usd, daily_cap_usd)
+        )
+
+    def set_task_floor(
+        self, task_type: str, min_quality: Number, *, endpoint: str | None = None
+    ) -> str:
+        """``routing.set_task_floor``."""
+        return self._driver.run(
+            _call("set_task_floor", _text, ("p_task_type", "text", task_type),
+                  ("p_min_quality", "numeric", _number(min_quality)),
+                  optional={"p_endpoint": ("text", endpoint)})
+        )  # fmt: skip
 
 
 class Judge:
