@@ -131,9 +131,12 @@ DEMO_TOPICS = (
 )
 
 _DEMO_CATALOG_FOREIGN = "SELECT count(*) FROM routing.models WHERE slug NOT LIKE 'demo-%'"
+# What the demo needs of the plan: the v0.2 write path (insert_decision with p_streamed) and
+# the admin functions the seed calls. Missing either, the plan is deployed first.
 _DEMO_IS_DEPLOYED = (
-    "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
-    " IS NOT NULL"
+    "SELECT to_regprocedure("
+    "'routing.insert_decision(text,uuid,text,integer,integer,jsonb,boolean)') IS NOT NULL"
+    " AND to_regproc('routing.upsert_model') IS NOT NULL"
 )
 _DEMO_CAN_BE_ROLE = (
     "SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = %(role)s)"
