@@ -1,6 +1,10 @@
 """``routing-ledger demo``: a burst of calls on a private PostgreSQL and a fault-injecting
 provider, with a reaper and a stand-in judge beside it, then a summary checked from outside.
 
+The burst is a gateway's traffic: plain calls, streams read to the end, streams whose consumer
+leaves after a few chunks, tool calls and embeddings; the provider cuts, stalls and garbles
+some streams after their first token. Every request still ends in exactly one terminal state.
+
     routing-ledger demo [--calls N] [--concurrency C] [--seed S] [--db CONNINFO] [--keep]
                         [--no-judge]
 
@@ -12,15 +16,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
 import os
 import random
+import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -42,6 +49,7 @@ from routing_ledger import (
     OpenAICompatibleProvider,
     PreDispatchRefused,
     ProviderFailed,
+    StreamInterrupted,
 )
 from routing_ledger.cli import (
     EXIT_OK,
@@ -53,17 +61,12 @@ from routing_ledger.cli import (
     violation_metrics,
 )
 from routing_ledger.cli import connect as _connect
+from routing_ledger.ops import AsyncJudge, AsyncOperator
 
-# The reaper as an operator's cron runs it: the function's own default threshold (1 hour).
-REAP_DEFAULT_THRESHOLD = "SELECT * FROM routing.reap_stuck_inferences()"
-# The routing_judge functions and view, as a judge worker calls them.
-CLAIM_JUDGE_BATCH = (
-    "SELECT outcome_id, model_slug, response_payload"
-    " FROM routing.claim_judge_batch(%s::text, %s::int)"
-)
-RECORD_JUDGEMENT = (
-    "SELECT * FROM routing.record_judgement(%s::bigint, %s::text, %s::numeric, %s::text, %s::text)"
-)
+if TYPE_CHECKING:
+    from routing_ledger.testing import RecordedRequest, SentAnswer
+
+# The judge queue's depth, as the judge worker's role reads it (routing_judge reads the view).
 JUDGE_QUEUE_DEPTH = "SELECT count(*) FROM routing.judge_queue"
 
 # Everything below is the demo: owner-side setup (deploy, seed), a burst of calls through
@@ -86,14 +89,30 @@ DEMO_AGENT_MIX = {
     "demo-suspended": 0.04,
 }
 DEMO_TASK_MIX = {
-    "chat": 0.28,
-    "extraction": 0.14,
-    "general": 0.18,
-    "code": 0.18,
-    "tool_use": 0.06,
+    "chat": 0.24,
+    "extraction": 0.12,
+    "general": 0.16,
+    "code": 0.16,
+    "tool_use": 0.08,
     "reasoning": 0.10,
-    "embed": 0.03,
+    "embed": 0.11,
     "demo_formal_proof": 0.03,
+}
+#: How a chat request is made: a plain call, a stream read to its end, or a stream whose
+#: consumer leaves after a chunk or two (an end user closing the tab). Embed tasks embed.
+DEMO_SHAPE_MIX = {"call": 0.40, "stream": 0.46, "stream_left_early": 0.14}
+#: The tool a tool_use request offers; the provider answers some chat with a tool call.
+DEMO_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup_invoice",
+        "description": "Find an invoice by free-text query.",
+        "parameters": {
+            "type": "object",
+            "properties": {"q": {"type": "string"}},
+            "required": ["q"],
+        },
+    },
 }
 DEMO_TIMEOUT_S = 0.5
 # The operator's side, running beside the burst as in production: a reaper every half
@@ -112,9 +131,12 @@ DEMO_TOPICS = (
 )
 
 _DEMO_CATALOG_FOREIGN = "SELECT count(*) FROM routing.models WHERE slug NOT LIKE 'demo-%'"
+# What the demo needs of the plan: the v0.2 write path (insert_decision with p_streamed) and
+# the admin functions the seed calls. Missing either, the plan is deployed first.
 _DEMO_IS_DEPLOYED = (
-    "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
-    " IS NOT NULL"
+    "SELECT to_regprocedure("
+    "'routing.insert_decision(text,uuid,text,integer,integer,jsonb,boolean)') IS NOT NULL"
+    " AND to_regproc('routing.upsert_model') IS NOT NULL"
 )
 _DEMO_CAN_BE_ROLE = (
     "SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = %(role)s)"
@@ -174,6 +196,46 @@ SELECT q.model_slug, q.task_type, q.judged_samples, q.learned_quality,
  ORDER BY q.judged_samples DESC, q.model_slug, q.task_type
  LIMIT 12
 """
+# The traffic by shape, as the ledger recorded it (the final attempt decides the shape).
+_SUMMARY_SHAPES = """
+SELECT CASE WHEN i.id IS NULL THEN 'not dispatched'
+            WHEN m.endpoint = 'embeddings' THEN 'embeddings'
+            WHEN i.streamed THEN 'chat, streamed'
+            ELSE 'chat' END,
+       count(*),
+       count(*) FILTER (WHERE o.outcome_status = 'succeeded'),
+       count(*) FILTER (WHERE o.outcome_status = 'succeeded'
+                          AND jsonb_typeof(i.response_payload #> '{choices,0,message,tool_calls}')
+                              = 'array'),
+       count(*) FILTER (WHERE o.outcome_status = 'failed_stream_interrupted'),
+       count(*) FILTER (WHERE o.outcome_status = 'cancelled'),
+       count(*) FILTER (WHERE i.usage_source = 'estimated')
+  FROM routing.routing_outcomes o
+  LEFT JOIN routing.inferences i ON i.id = o.inference_id
+  LEFT JOIN routing.models m ON m.slug = i.model_slug
+ WHERE o.request_id LIKE %s
+ GROUP BY 1 ORDER BY 2 DESC, 1
+"""
+# Time to first token of every streamed attempt that forwarded one, per model.
+_SUMMARY_TTFT = """
+SELECT i.model_slug, count(*),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY i.ttft_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY i.ttft_ms)
+  FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+ WHERE o.request_id LIKE %s AND i.first_token_at IS NOT NULL
+ GROUP BY 1 ORDER BY 1
+"""
+# Partial answers: what the interrupted and cancelled requests produced and cost.
+_SUMMARY_PARTIAL = """
+SELECT o.outcome_status, i.error_code, count(*),
+       coalesce(sum(i.output_tokens), 0), count(*) FILTER (WHERE i.output_tokens IS NULL),
+       coalesce(sum(i.cost_usd), 0)
+  FROM routing.routing_outcomes o
+  JOIN routing.inferences i ON i.id = o.inference_id
+ WHERE o.request_id LIKE %s AND o.outcome_status IN ('failed_stream_interrupted', 'cancelled')
+ GROUP BY 1, 2 ORDER BY 1, 2
+"""
 _CHECK_JUDGE_QUEUE = """
 SELECT count(*) FROM routing.judge_queue q JOIN routing.routing_outcomes o ON o.id = q.id
  WHERE o.request_id LIKE %s
@@ -228,6 +290,27 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         " AND judge_status IS NOT NULL AND outcome_status IS DISTINCT FROM 'succeeded'",
     ),
     (
+        "attempts on a model of the wrong endpoint (chat vs embeddings)",
+        """SELECT count(*) FROM routing.inferences i
+             JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+             JOIN routing.models m ON m.slug = i.model_slug
+             LEFT JOIN routing.task_floors f ON f.task_type = o.task_type
+            WHERE o.request_id LIKE %s AND m.endpoint <> coalesce(f.endpoint, 'chat')""",
+    ),
+    (
+        "interrupted streams whose attempt never forwarded a first token",
+        "SELECT count(*) FROM routing.routing_outcomes o JOIN routing.inferences i"
+        " ON i.id = o.inference_id WHERE o.request_id LIKE %s"
+        " AND o.outcome_status = 'failed_stream_interrupted' AND i.first_token_at IS NULL",
+    ),
+    (
+        "partial answers (interrupted, cancelled) without their partial cost",
+        "SELECT count(*) FROM routing.routing_outcomes o JOIN routing.inferences i"
+        " ON i.id = o.inference_id WHERE o.request_id LIKE %s"
+        " AND o.outcome_status IN ('failed_stream_interrupted', 'cancelled')"
+        " AND i.first_token_at IS NOT NULL AND i.cost_usd IS NULL",
+    ),
+    (
         "failed attempts without error_message or completed_at",
         "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
         " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'failed'"
@@ -252,6 +335,21 @@ class _DemoRequest:
     task_type: str
     max_tokens: int
     messages: list[dict[str, str]]
+    shape: str = "call"  # call | stream | stream_left_early | embed
+    options: dict[str, Any] = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # embed
+    leave_after: int = 0  # stream_left_early: content chunks read before leaving
+
+
+@dataclass
+class _Received:
+    """What the consumer got for one chat request: its text, and how the request ended."""
+
+    index: int
+    shape: str
+    status: str
+    text: str | None  # None: a tool call (no text) or nothing read
+    partial_text: str | None = None  # what StreamInterrupted says the consumer received
 
 
 @dataclass
@@ -273,6 +371,24 @@ class _Burst:
     scores: list[float] = field(default_factory=list)
     queue_at_burst_end: int | None = None
     background_errors: list[str] = field(default_factory=list)
+    # The consumer's view of each chat request, to check against what the provider sent.
+    received: dict[str, _Received] = field(default_factory=dict)
+    embedded: dict[str, tuple[int, int]] = field(default_factory=dict)  # inputs, vectors
+
+
+def _chunk_text(chunk: Any) -> str | None:
+    """The content a streamed chunk carries (``None``: none, e.g. a tool-call delta)."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    if not choices or not isinstance(choices[0], dict):
+        return None
+    delta = choices[0].get("delta")
+    content = delta.get("content") if isinstance(delta, dict) else None
+    return content if isinstance(content, str) and content else None
+
+
+def _chunk_finishes(chunk: Any) -> bool:
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    return bool(choices) and isinstance(choices[0], dict) and bool(choices[0].get("finish_reason"))
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:
@@ -285,13 +401,29 @@ def _demo_requests(n: int, seed: int) -> list[_DemoRequest]:
     for i in range(n):
         task = _pick(rng, DEMO_TASK_MIX)
         topic = rng.choice(DEMO_TOPICS)
+        agent = _pick(rng, DEMO_AGENT_MIX)
         messages = [
             {"role": "system", "content": "You are a concise assistant."},
             {"role": "user", "content": f"Request {i} ({task}): summarise {topic}."},
         ]
+        if task == "embed":
+            inputs = tuple(f"Request {i}, passage {k}: {topic}" for k in range(rng.randint(1, 3)))
+            requests.append(_DemoRequest(i, agent, task, 0, messages, "embed", inputs=inputs))
+            continue
+        options: dict[str, Any] = {"temperature": rng.choice((0.0, 0.2, 0.7))}
+        if task == "tool_use":
+            options |= {"tools": [DEMO_TOOL], "tool_choice": "auto"}
+        shape = _pick(rng, DEMO_SHAPE_MIX)
         requests.append(
             _DemoRequest(
-                i, _pick(rng, DEMO_AGENT_MIX), task, rng.choice((32, 64, 128, 256)), messages
+                i,
+                agent,
+                task,
+                rng.choice((32, 64, 128, 256)),
+                messages,
+                shape,
+                options,
+                leave_after=rng.randint(1, 2) if shape == "stream_left_early" else 0,
             )
         )
     return requests
@@ -300,14 +432,23 @@ def _demo_requests(n: int, seed: int) -> list[_DemoRequest]:
 def _demo_fault_mix() -> dict[Any, float]:
     from routing_ledger.testing import Fault
 
+    # Before the first byte (every shape): retried or failed over, unseen by a consumer.
+    # After a stream's first chunk (streams only; other requests get a plain answer):
+    # the attempt is committed, so these end the request as failed_stream_interrupted.
     return {
-        Fault.rate_limited(0.2): 0.08,
+        Fault.rate_limited(0.2): 0.07,
         Fault.server_error(500): 0.03,
         Fault.server_error(503): 0.02,
-        Fault.slow(DEMO_TIMEOUT_S * 2): 0.02,
+        Fault.slow(DEMO_TIMEOUT_S * 2): 0.015,
         Fault.drop(): 0.02,
         Fault.malformed(): 0.01,
-        Fault.bad_request(): 0.02,
+        Fault.bad_request(): 0.015,
+        Fault.stream_cut(2): 0.03,
+        Fault.stream_cut(3, clean=True): 0.03,
+        Fault.stream_stall(1, DEMO_TIMEOUT_S * 3): 0.01,
+        Fault.stream_malformed(2): 0.01,
+        Fault.ok(include_usage=False): 0.03,  # usage estimated by the client, and marked so
+        Fault.tool_call("lookup_invoice", '{"q": "overdue invoices"}'): 0.05,
     }
 
 
@@ -342,6 +483,11 @@ def _stand_in_judge(
         choice = first if isinstance(first, dict) else {}
     message = choice.get("message")
     content = message.get("content") if isinstance(message, dict) else None
+    tool_calls = message.get("tool_calls") if isinstance(message, dict) else None
+    if isinstance(response, dict) and response.get("object") == "list":
+        return "cannot_evaluate", None, "stand-in judge (not an LLM): embeddings carry no text"
+    if not (isinstance(content, str) and content.strip()) and tool_calls:
+        content = json.dumps(tool_calls)  # a tool call is an answer: judge its arguments
     if not isinstance(content, str) or not content.strip():
         return "cannot_evaluate", None, "stand-in judge (not an LLM): no answer text to judge"
     target = 1 + 4 * DEMO_JUDGED_QUALITY.get(model_slug, 0.75)  # mean score on 1..5
@@ -357,15 +503,14 @@ def _stand_in_judge(
 
 
 async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
-    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over."""
+    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over
+    (with the function's own default threshold, 1 hour, as an operator's schedule runs it)."""
     try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with AsyncOperator(conninfo) as operator:
             while True:
                 final = done.is_set()
-                cur = await conn.execute(REAP_DEFAULT_THRESHOLD)
-                row = await cur.fetchone()
+                burst.reaper_closed += await operator.reap()
                 burst.reaper_runs += 1
-                burst.reaper_closed += int(row[0]) if row is not None and row[0] else 0
                 if final:
                     return
                 try:
@@ -379,27 +524,28 @@ async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> Non
 async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
     """Claim batches and record the stand-in judge's verdict; drain the queue at the end."""
     try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+        async with (
+            await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn,
+            AsyncJudge(conn) as judge,
+        ):
             while True:
                 burst_over = done.is_set()
                 if burst_over and burst.queue_at_burst_end is None:
                     cur = await conn.execute(JUDGE_QUEUE_DEPTH)
                     row = await cur.fetchone()
                     burst.queue_at_burst_end = int(row[0]) if row is not None else 0
-                cur = await conn.execute(CLAIM_JUDGE_BATCH, (DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH))
-                batch = await cur.fetchall()
+                batch = await judge.claim_batch(DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH)
                 if batch:
                     burst.judge_batches += 1
-                for outcome_id, model_slug, response in batch:
+                for task in batch:
+                    outcome_id = task.outcome_id
                     verdict, score, rationale = _stand_in_judge(
-                        int(outcome_id), str(model_slug), response
+                        outcome_id, task.model_slug, task.response_payload
                     )
-                    await conn.execute(
-                        RECORD_JUDGEMENT, (outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
-                    )
+                    await judge.record(outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
                     if outcome_id in burst.judged:
                         burst.judged_twice += 1
-                    burst.judged[int(outcome_id)] = verdict
+                    burst.judged[outcome_id] = verdict
                     burst.judged_during_burst += not done.is_set()
                     if score is not None:
                         burst.scores.append(float(score))
@@ -409,6 +555,49 @@ async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None
                     await asyncio.sleep(0.05)
     except (psycopg.Error, OSError) as exc:
         burst.background_errors.append(f"judge: {type(exc).__name__}: {exc}"[:300])
+
+
+async def _one_request(
+    ledger: AsyncLedger, request: _DemoRequest, request_id: str, burst: _Burst
+) -> str:
+    """Make one request in its shape; return the outcome status the client saw."""
+    agent = DEMO_AGENTS[request.agent]
+    if request.shape == "embed":
+        embedded = await ledger.embed(agent, list(request.inputs), request.task_type, request_id)
+        vectors = embedded.response.embeddings if embedded.response is not None else None
+        burst.embedded[request_id] = (len(request.inputs), len(vectors or ()))
+        return embedded.outcome_status
+    args = (agent, request.task_type, request.messages, request.max_tokens, request_id)
+    if request.shape == "call":
+        result: CallResult = await ledger.call(*args, **request.options)
+        text = result.response.content if result.response is not None else None
+        burst.received[request_id] = _Received(request.index, request.shape, "succeeded", text)
+        return result.outcome_status
+    # A stream, read chunk by chunk; a consumer that leaves early does so after a content
+    # chunk that does not finish the answer, so leaving is unambiguous.
+    pieces: list[str] = []
+    received = _Received(request.index, request.shape, "", None)
+    burst.received[request_id] = received
+    try:
+        async with ledger.stream(*args, **request.options) as stream:
+            async for chunk in stream:
+                text = _chunk_text(chunk)
+                if text is None:
+                    continue
+                pieces.append(text)
+                received.text = "".join(pieces)
+                if request.leave_after and len(pieces) >= request.leave_after:
+                    if not _chunk_finishes(chunk):
+                        received.status = "cancelled"
+                        break
+    except StreamInterrupted as exc:
+        received.status = exc.outcome_status or "failed_stream_interrupted"
+        received.partial_text = exc.partial_text
+        return received.status
+    if received.status == "cancelled":
+        return "cancelled"
+    received.status = stream.result.outcome_status
+    return received.status
 
 
 async def _run_burst(
@@ -460,14 +649,7 @@ async def _run_burst(
                     request_id = f"{prefix}{request.index:06d}"
                     call_started = time.perf_counter()
                     try:
-                        result: CallResult = await ledger.call(
-                            DEMO_AGENTS[request.agent],
-                            request.task_type,
-                            request.messages,
-                            request.max_tokens,
-                            request_id,
-                        )
-                        status = result.outcome_status
+                        status = await _one_request(ledger, request, request_id, burst)
                     except NoCandidate:
                         status = "rejected"
                     except PreDispatchRefused:
@@ -505,9 +687,17 @@ def _money(value: Any) -> str:
 
 
 def _demo_summary(
-    conn: psycopg.Connection[Any], prefix: str, burst: _Burst, api_key: str, console: Console
+    conn: psycopg.Connection[Any],
+    prefix: str,
+    burst: _Burst,
+    api_key: str,
+    sent: Sequence[tuple[RecordedRequest, SentAnswer]],
+    console: Console,
 ) -> list[str]:
-    """Print the summary tables; return the failed checks (empty: all good)."""
+    """Print the summary tables; return the failed checks (empty: all good).
+
+    ``sent`` is the provider's own log (each request with what it wrote back), so what the
+    consumers received is checked against what the provider sent, chunk for chunk."""
     like = prefix + "%"
     calls = len(burst.client_status)
 
@@ -560,6 +750,7 @@ def _demo_summary(
     for slug, succeeded, failed_n, model_cost in conn.execute(_SUMMARY_MODELS, (like,)):
         models.add_row(str(slug), str(succeeded), str(failed_n), _money(model_cost))
     console.print(models)
+    _demo_traffic_summary(conn, like, burst, console)
     _demo_background_summary(conn, like, burst, console)
 
     # The promises, checked from the outside.
@@ -582,6 +773,10 @@ def _demo_summary(
     db_status = {str(r[0]): r[1] for r in conn.execute(_CHECK_STATUSES, (like,))}
     disagree = sum(1 for rid, s in burst.client_status.items() if db_status.get(rid) != s)
     check("client result disagreeing with the database", disagree)
+    check(
+        "answers the consumer received unlike what the provider sent",
+        _received_unlike_sent(burst, sent),
+    )
     check("unexpected client exceptions", sum(burst.unexpected.values()))
     check("reaper or judge worker errors", len(burst.background_errors))
     if burst.judge_enabled:
@@ -612,6 +807,77 @@ def _demo_summary(
         console.print(table)
         failures.extend(f"integrity_report: {m}" for m in violated)
     return failures
+
+
+def _demo_traffic_summary(
+    conn: psycopg.Connection[Any], like: str, burst: _Burst, console: Console
+) -> None:
+    """Plain calls, streams, tool calls and embeddings; TTFT; the partial answers' cost."""
+    shapes = Table(title="traffic by shape (of the final attempt)", title_justify="left")
+    for column in ("shape", "requests", "succeeded", "tool calls", "interrupted", "cancelled"):
+        shapes.add_column(column, justify="left" if column == "shape" else "right")
+    estimated = 0
+    for shape, *counts, usage_estimated in conn.execute(_SUMMARY_SHAPES, (like,)):
+        shapes.add_row(str(shape), *(str(v) for v in counts))
+        estimated += int(usage_estimated)
+    console.print(shapes)
+    left_early = sum(1 for r in burst.received.values() if r.shape == "stream_left_early")
+    console.print(
+        f"usage estimated by the client (no usage from the provider): {estimated} attempts; "
+        f"consumers that meant to leave a stream early: {left_early} (those whose answer "
+        f"ended first simply succeeded)"
+    )
+
+    ttft = Table(title="time to first token (streamed attempts)", title_justify="left")
+    for column in ("model", "streams", "p50", "p95"):
+        ttft.add_column(column, justify="left" if column == "model" else "right")
+    for slug, streams, p50, p95 in conn.execute(_SUMMARY_TTFT, (like,)):
+        ttft.add_row(str(slug), str(streams), f"{p50:.0f} ms", f"{p95:.0f} ms")
+    console.print(ttft)
+
+    partial = Table(
+        title="partial answers: interrupted (by the provider), cancelled (by the consumer)",
+        title_justify="left",
+    )
+    for column in ("ended", "last error", "requests", "output tokens", "cost"):
+        partial.add_column(column, justify="left" if column in ("ended", "last error") else "right")
+    for status, code, count, tokens, unknown, cost in conn.execute(_SUMMARY_PARTIAL, (like,)):
+        ended = "interrupted" if status == "failed_stream_interrupted" else str(status)
+        tokens_text = f"{tokens}" + (f" ({unknown} unknown)" if unknown else "")
+        partial.add_row(ended, str(code), str(count), tokens_text, _money(cost))
+    console.print(partial)
+
+
+_REQUEST_INDEX = re.compile(r"^Request (\d+) \(")
+
+
+def _received_unlike_sent(burst: _Burst, sent: Sequence[tuple[RecordedRequest, SentAnswer]]) -> int:
+    """Count the chat requests whose consumer saw other text than the provider sent.
+
+    The provider's last answer to a request is the one its outcome settled on. A succeeded
+    request received it whole; an interrupted or cancelled stream received a prefix of it
+    (the provider may have written more than the consumer read), and StreamInterrupted's
+    partial text is exactly what the consumer read. Embeddings: one vector per input."""
+    last: dict[int, SentAnswer] = {}
+    for request, answer in sent:
+        messages = request.body.get("messages") if isinstance(request.body, dict) else None
+        content = messages[-1].get("content") if isinstance(messages, list) and messages else None
+        match = _REQUEST_INDEX.match(content) if isinstance(content, str) else None
+        if match is not None:
+            last[int(match.group(1))] = answer
+    unlike = 0
+    for received in burst.received.values():
+        answer = last.get(received.index)
+        got = received.text or ""
+        if received.status == "succeeded":
+            whole = answer is not None and answer.finished and answer.text == got
+            unlike += not whole
+        else:
+            prefix = answer.text.startswith(got) if answer is not None else got == ""
+            exact = received.partial_text is None or received.partial_text == got
+            unlike += not (prefix and exact)
+    unlike += sum(1 for inputs, vectors in burst.embedded.values() if inputs != vectors)
+    return unlike
 
 
 def _demo_background_summary(
@@ -715,6 +981,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     from routing_ledger.cluster import ClusterError, LocalCluster, SqitchError
     from routing_ledger.testing import FaultInjectingProvider
 
+    # The CLI logs at INFO; a line per provider request would bury the progress bar.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.calls < 1 or args.concurrency < 1:
         console.print("[red]--calls and --concurrency must be at least 1[/red]")
         return EXIT_UNAVAILABLE
@@ -742,11 +1010,20 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             ops_conninfo, ops_role = _role_conninfo(conn, conninfo, "routing_ops")
             judge_conninfo, judge_role = _role_conninfo(conn, conninfo, "routing_judge")
 
+        requests = _demo_requests(args.calls, args.seed)
         fault.start()
         fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
         console.print(
             f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} "
-            f"(~80% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400)"
+            f"(~75% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400 "
+            f"before the first byte; streams cut, stalled or garbled after their first chunks; "
+            f"tool calls; answers without usage)"
+        )
+        shapes = Counter(r.shape for r in requests)
+        console.print(
+            "traffic: "
+            + ", ".join(f"{shapes[s]} {s.replace('_', ' ')}" for s in (*DEMO_SHAPE_MIX, "embed"))
+            + " (tool_use requests offer a tool)"
         )
         console.print(
             f"{args.calls} calls, concurrency {args.concurrency}, seed {args.seed}, "
@@ -762,7 +1039,6 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
             f"as {ops_role}, and {judging}"
         )
         prefix = f"demo-{secrets.token_hex(4)}-"
-        requests = _demo_requests(args.calls, args.seed)
         burst = asyncio.run(
             _run_burst(
                 app_conninfo,
@@ -778,7 +1054,8 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         )
         burst.roles = {"routing_ops": ops_role, "routing_judge": judge_role}
         with _connect(conninfo) as conn:
-            failures = _demo_summary(conn, prefix, burst, api_key, console)
+            sent = list(zip(fault.requests, fault.answers, strict=True))
+            failures = _demo_summary(conn, prefix, burst, api_key, sent, console)
         if failures:
             console.print("[red bold]invariant violated:[/red bold]")
             for failure in failures:
