@@ -7,6 +7,7 @@ promtool works offline on files: no Prometheus server is started or contacted, s
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -23,6 +24,7 @@ from routing_ledger.ops import Operator
 MONITORING = find_project_dir(Path(__file__).resolve().parent) / "monitoring"
 RULES = MONITORING / "routing-ledger.rules.yml"
 RULE_TESTS = MONITORING / "routing-ledger.rules.test.yml"
+DASHBOARD = MONITORING / "routing-ledger.dashboard.json"
 #: Served by the exporter itself, not listed by routing.describe_metrics.
 EXPORTER_OWN = {"routing_ledger_up", "routing_ledger_scrape_duration_seconds"}
 
@@ -67,3 +69,15 @@ def test_rules_use_only_metrics_the_exporter_serves(conn: psycopg.Connection[Any
     assert named and named <= integrity, f"unknown integrity metrics: {named - integrity}"
     pages = {"orphan_outcomes_24h", "stuck_routed_1h"}
     assert pages <= {d.metric for d in described if d.kind == "violation"}
+
+
+def test_dashboard_queries_only_served_metrics(conn: psycopg.Connection[Any]) -> None:
+    described = Operator(conn).describe_metrics()
+    served = {family_name(d) for d in described if d.source == "ops_metrics"} | EXPORTER_OWN
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\b(routing_ledger_\w+)", expr)}
+    assert len(exprs) >= 10 and used <= served, f"not served: {used - served}"
+    assert served - EXPORTER_OWN - {"routing_ledger_scrape_duration_seconds"} <= used | {
+        "routing_ledger_cooldowns_in_force"
+    }, "every write-path gauge has a panel"
