@@ -77,8 +77,7 @@ UPDATE routing.settings SET rate_limit_cooldown_ms = 300, min_judged_samples = 2
 
 COMMIT;
 
--- Statistics for the freshly written catalog, as after any bulk load. Without them the
--- planner takes the one-row settings table and the small catalog for hundreds of rows, the
--- router's estimated cost passes jit_above_cost, and every decision pays a JIT compile.
+-- Statistics for the freshly written catalog, as after any bulk load: without them the
+-- planner takes the one-row settings table and the small catalog for hundreds of rows.
 ANALYZE routing.models, routing.task_floors, routing.agents, routing.settings,
         routing.retry_policy, routing.model_cooldowns, routing.model_task_quality;
