@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from legacy_fixture import AGENT_A, seed_catalog
+from ledger_rows import succeeded
+from legacy_fixture import seed_catalog
 from psycopg.rows import dict_row
 
 from routing_ledger.testing import Fault, FaultInjectingProvider
@@ -46,21 +47,7 @@ def cli(*args: str) -> list[str]:
 
 def answered(conn: psycopg.Connection[Any], answers: list[str]) -> dict[str, int]:
     """One succeeded request per answer text; outcome id by answer."""
-    ids = {}
-    for i, text in enumerate(answers):
-        row = conn.execute(
-            "SELECT outcome_id, inference_id FROM routing.insert_decision("
-            "%s::text, %s::uuid, 'chat', 100, 20, %s::jsonb)",
-            (f"judge-{i}", AGENT_A, '{"messages": [{"role": "user", "content": "greet me"}]}'),
-        ).fetchone()
-        assert row is not None
-        payload = {"choices": [{"message": {"role": "assistant", "content": text}}]}
-        conn.execute(
-            "SELECT * FROM routing.complete_decision(%s::bigint, %s::jsonb, 100, 20, 300)",
-            (row[1], psycopg.types.json.Jsonb(payload)),
-        )
-        ids[text] = int(row[0])
-    return ids
+    return dict(zip(answers, succeeded(conn, answers, "judge"), strict=True))
 
 
 def judged(conn: psycopg.Connection[Any], outcome_id: int) -> dict[str, Any]:

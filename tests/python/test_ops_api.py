@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from ledger_rows import succeeded
 from legacy_fixture import load_legacy_history, seed_catalog
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -31,21 +32,8 @@ def as_role(conninfo: str, role: str) -> str:
 
 
 def succeed(conn: psycopg.Connection[Any], n: int, prefix: str = "ops") -> list[int]:
-    """``n`` requests through the write path, each answered: outcome ids, in order."""
-    ids = []
-    for i in range(n):
-        row = conn.execute(
-            "SELECT outcome_id, inference_id FROM routing.insert_decision("
-            "%s::text, %s::uuid, 'chat', 100, 20, %s::jsonb)",
-            (f"{prefix}-{i}", AGENT, '{"messages": [{"role": "user", "content": "hi"}]}'),
-        ).fetchone()
-        assert row is not None
-        conn.execute(
-            "SELECT * FROM routing.complete_decision(%s::bigint, %s::jsonb, 100, 20, 300)",
-            (row[1], '{"choices": [{"message": {"role": "assistant", "content": "hello"}}]}'),
-        )
-        ids.append(int(row[0]))
-    return ids
+    """``n`` requests through the write path, each answered "hello": outcome ids, in order."""
+    return succeeded(conn, ["hello"] * n, prefix)
 
 
 def stuck_attempt(conn: psycopg.Connection[Any]) -> int:
@@ -173,7 +161,7 @@ def test_judge_claims_records_and_refuses(db: str, ledger: psycopg.Connection[An
         assert [t.outcome_id for t in batch] == outcomes[:2]
         task = batch[0]
         assert task.task_type == "chat" and task.model_slug == "legacy-small"
-        assert task.request_payload["messages"][0]["content"] == "hi"
+        assert task.request_payload["messages"][0]["content"] == "greet me"
         assert task.response_payload["choices"][0]["message"]["content"] == "hello"
         judged = judge.record(task.outcome_id, "labeled", 4, "clear and short", "judge-x")
         assert judged.judge_status == "labeled" and judged.judge_score == Decimal(4)

@@ -156,6 +156,18 @@ class Lines:
             return list(self.lines)
 
 
+def start_reaper(db: str, *args: str) -> tuple[subprocess.Popen[str], Lines]:
+    """``routing-ledger reap --every 200ms`` on ``db``, its stdout read line by line."""
+    proc = subprocess.Popen(
+        cli("reap", "--db", db, "--every", "200ms", *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    return proc, Lines(proc)
+
+
 def stop(proc: subprocess.Popen[str]) -> str:
     """SIGTERM, wait for the exit, return stderr (stdout stays with its reader thread)."""
     proc.send_signal(signal.SIGTERM)
@@ -168,14 +180,7 @@ def test_reap_every_is_a_supervised_loop_that_stops_on_sigterm(
     db: str, conn: psycopg.Connection[Any]
 ) -> None:
     seed_catalog(conn)
-    proc = subprocess.Popen(
-        cli("reap", "--db", db, "--every", "200ms", "--older-than", "1 hour"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    out = Lines(proc)
+    proc, out = start_reaper(db, "--older-than", "1 hour")
     try:
         runs = out.wait_for(lambda ls: sum("reaped 0" in line for line in ls) >= 2)
         assert sum("reaped 0" in line for line in runs) >= 2, runs
@@ -192,14 +197,7 @@ def test_reap_every_is_a_supervised_loop_that_stops_on_sigterm(
 def test_reap_every_rides_out_a_lost_connection(db: str, conn: psycopg.Connection[Any]) -> None:
     # The server ends the loop's session (a restart, a failover): it logs, reconnects, goes on.
     seed_catalog(conn)
-    proc = subprocess.Popen(
-        cli("reap", "--db", db, "--every", "200ms"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    out = Lines(proc)
+    proc, out = start_reaper(db)
     try:
         before = len(out.wait_for(lambda ls: sum("reaped 0" in line for line in ls) >= 1))
         killed = conn.execute(
