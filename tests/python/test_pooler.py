@@ -31,7 +31,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from routing_ledger import AsyncLedger, CallResult, Ledger, OpenAICompatibleProvider
+from routing_ledger import (
+    AsyncLedger,
+    CallResult,
+    Ledger,
+    LedgerUnavailable,
+    OpenAICompatibleProvider,
+)
 from routing_ledger.cluster import LocalCluster, _free_port
 from routing_ledger.pooler import PgBouncer
 from routing_ledger.testing import Fault, FaultInjectingProvider
@@ -188,6 +194,82 @@ def test_async_ledger_through_pgbouncer(
     for p in providers.values():
         p.close()
     _check_books(conn, results, f"AsyncLedger via PgBouncer ({pool_mode} mode)")
+
+
+def test_pooler_restarts_mid_traffic_lose_nothing(
+    cluster: LocalCluster, db: str, conn: Conn, provider: FaultInjectingProvider
+) -> None:
+    """PgBouncer killed and restarted twice while 12 threads call: every call still succeeds.
+
+    Every connection breaks at once and new ones are refused for a second; the ledger repeats
+    the idempotent write on a fresh connection (``db_retry_s``) instead of recording
+    ``client_error`` or giving up the request.
+    """
+    _seed(conn)
+    dbname = _dbname(db)
+    providers = _providers(provider)
+    restarts = 0
+    with (
+        PgBouncer(cluster, pool_mode="transaction", default_pool_size=SERVER_CONNECTIONS) as bouncer,
+        Ledger(bouncer.conninfo(dbname), providers, min_size=4, max_size=CLIENT_THREADS) as led,
+    ):
+        done = 0
+        lock = threading.Lock()
+        thresholds = [CALLS // 4, CALLS // 2]
+        restart_due = threading.Event()
+
+        def one(i: int) -> CallResult:
+            nonlocal done
+            result = led.call(AGENT, TASK, _messages(i), 16, f"restart-{i:04d}")
+            with lock:
+                done += 1
+                if thresholds and done >= thresholds[0]:
+                    thresholds.pop(0)
+                    restart_due.set()
+            return result
+
+        with ThreadPoolExecutor(CLIENT_THREADS) as pool:
+            futures = [pool.submit(one, i) for i in range(CALLS)]
+            while restarts < 2 and not all(f.done() for f in futures):
+                if restart_due.wait(timeout=0.5):
+                    restart_due.clear()
+                    bouncer.restart(down_s=1.0)
+                    restarts += 1
+            results = [f.result() for f in futures]
+    for p in providers.values():
+        p.close()
+    assert restarts == 2
+    _check_books(conn, results, "Ledger via PgBouncer restarted twice mid-traffic")
+    failed_client = conn.execute(
+        "SELECT count(*) FROM routing.inferences WHERE error_code = 'client_error'"
+    ).fetchone()
+    assert failed_client == (0,)
+
+
+def test_ledger_unavailable_while_the_pooler_is_down(
+    cluster: LocalCluster, db: str, conn: Conn, provider: FaultInjectingProvider
+) -> None:
+    """Down for longer than ``db_retry_s``: LedgerUnavailable; back up: the same id resumes."""
+    _seed(conn)
+    dbname = _dbname(db)
+    providers = _providers(provider)
+    with PgBouncer(cluster, pool_mode="transaction") as bouncer:
+        with Ledger(bouncer.conninfo(dbname), providers, db_retry_s=1.0, min_size=0) as led:
+            bouncer.kill()
+            with pytest.raises(LedgerUnavailable) as err:
+                led.call(AGENT, TASK, _messages(0), 16, "while-down")
+            assert err.value.request_id == "while-down"
+            assert err.value.outcome_id is None  # not even the decision could be written
+            bouncer.restart()
+            result = led.call(AGENT, TASK, _messages(0), 16, "while-down")
+    for p in providers.values():
+        p.close()
+    assert result.outcome_status == "succeeded"
+    rows = conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE outcome_status = 'succeeded')"
+        "  FROM routing.routing_outcomes WHERE request_id = 'while-down'"
+    ).fetchone()
+    assert rows == (1, 1)
 
 
 def test_pgbouncer_harness_multiplexes(cluster: LocalCluster, db: str) -> None:

@@ -106,17 +106,7 @@ class PgBouncer:
             for _ in range(5):  # the free port can be taken between probing and binding
                 self.port = _free_port()
                 self._write_config()
-                self._proc = subprocess.Popen(
-                    [str(self.binary), str(self._path("pgbouncer.ini"))],
-                    cwd=self.base_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env={k: v for k, v in os.environ.items() if not k.startswith("PG")},
-                    start_new_session=True,
-                    **self._run_as,
-                )
-                if self._wait_ready():
+                if self._launch():
                     return self
                 last_error = self.log_tail()
                 self._kill()
@@ -127,6 +117,27 @@ class PgBouncer:
             raise
         self.stop()
         raise PoolerError(f"pgbouncer did not start:{last_error}")
+
+    def kill(self) -> None:
+        """Stop the pooler process at once (every client connection breaks); keep its port."""
+        self._kill(signal.SIGKILL)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Kill the pooler and start it again on the same port after ``down_s`` seconds.
+
+        What a gateway sees when its pooler is redeployed or crashes: every connection
+        breaks at once, and new ones are refused until it is back.
+        """
+        if self.base_dir is None:
+            raise PoolerError("pgbouncer was never started")
+        self.kill()
+        time.sleep(down_s)
+        deadline = time.monotonic() + 30
+        while not self._launch():
+            self._kill()
+            if time.monotonic() > deadline:
+                raise PoolerError(f"pgbouncer did not restart on port {self.port}:{self.log_tail()}")
+            time.sleep(0.2)
 
     def stop(self) -> None:
         """Stop PgBouncer (SIGINT: close at once) and remove its directory; safe to repeat."""
@@ -225,7 +236,6 @@ class PgBouncer:
             "listen_addr": "127.0.0.1",
             "listen_port": str(self.port),
             "unix_socket_dir": str(self.base_dir),
-            "pidfile": str(self._path("pgbouncer.pid")),
             "logfile": str(self._path("pgbouncer.log")),
             "auth_type": "trust",
             "auth_file": str(self._path("userlist.txt")),
@@ -262,6 +272,19 @@ class PgBouncer:
                 os.chown(path, self._run_as["user"], self._run_as["group"])
             path.chmod(0o600)
 
+    def _launch(self) -> bool:
+        self._proc = subprocess.Popen(
+            [str(self.binary), str(self._path("pgbouncer.ini"))],
+            cwd=self.base_dir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={k: v for k, v in os.environ.items() if not k.startswith("PG")},
+            start_new_session=True,
+            **self._run_as,
+        )
+        return self._wait_ready()
+
     def _wait_ready(self, timeout_s: float = 30) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -280,13 +303,14 @@ class PgBouncer:
                 time.sleep(0.1)
         return False
 
-    def _kill(self) -> None:
+    def _kill(self, sig: signal.Signals = signal.SIGINT) -> None:
+        # SIGINT: PgBouncer's immediate shutdown (SIGTERM would wait for clients to leave).
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
