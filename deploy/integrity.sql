@@ -1,5 +1,8 @@
 -- Deploy routing_ledger:integrity to pg
--- requires: ledger_tables
+-- requires: integrity@v0.1.0
+-- requires: inference_streaming
+-- requires: outcome_stream_index
+-- requires: argument_checks
 --
 -- What an operator looks at first on the day something went wrong: one row per
 -- metric, each a count of rows that break (or, for the informational ones, describe)
@@ -16,6 +19,13 @@
 -- Each metric is described in routing.integrity_metrics, so that the database, not
 -- a client, says which ones are violations (a doctor exits non-zero on those) and
 -- which only inform.
+--
+-- v0.2: stuck_routed_1h (and the view stuck_inferences) count an attempt's age from the
+-- latest of created_at, not_before and heartbeat_at (routing._routed_past_due, the
+-- reaper's own predicate); two info metrics count the streams interrupted
+-- (failed_stream_interrupted) and the requests cancelled in the 24 hours before p_as_of,
+-- on the partial index routing_outcomes_stream_endings; p_as_of is bounded (a finite
+-- timestamp in 1970..9999, so p_as_of - 24 hours always fits).
 
 BEGIN;
 
@@ -38,7 +48,7 @@ INSERT INTO routing.integrity_metrics (metric, ordinal, kind, description) VALUE
     ('orphan_outcomes_24h', 2, 'violation',
      'orphan_outcomes created in the 24 hours before p_as_of. Non-zero means something still writes through the old path (the constraint forbids it to the functions).'),
     ('stuck_routed_1h', 3, 'violation',
-     'Inferences still routed more than 1 hour after they were due (the later of created_at and not_before). routing.reap_stuck_inferences closes them.'),
+     'Inferences still routed more than 1 hour after they were due or last heard of (the latest of created_at, not_before and heartbeat_at). routing.reap_stuck_inferences closes them.'),
     ('terminal_outcome_with_routed_inference', 4, 'violation',
      'Routed inferences whose outcome (by inferences.outcome_id or by routing_outcomes.inference_id) is already terminal: an attempt nobody will ever complete.'),
     ('outcomes_without_terminal_state_1h', 5, 'violation',
@@ -58,7 +68,11 @@ INSERT INTO routing.integrity_metrics (metric, ordinal, kind, description) VALUE
     ('judge_claimed', 12, 'info',
      'Outcomes claimed by a judge worker and not yet recorded.'),
     ('judge_claims_expired', 13, 'info',
-     'Claims whose lease ended before p_as_of; the next claim_judge_batch takes them back.')
+     'Claims whose lease ended before p_as_of; the next claim_judge_batch takes them back.'),
+    ('streams_interrupted_24h', 14, 'info',
+     'Requests that ended failed_stream_interrupted in the 24 hours before p_as_of: the provider''s stream broke (or stalled, or was malformed) after the caller had seen output, so nothing could be retried. Their partial cost is on the outcome.'),
+    ('requests_cancelled_24h', 15, 'info',
+     'Requests that ended cancelled in the 24 hours before p_as_of: the caller stopped (the end user disconnected, its own deadline), before or during the stream.')
 ON CONFLICT (metric) DO UPDATE
    SET ordinal = excluded.ordinal, kind = excluded.kind, description = excluded.description;
 
@@ -73,9 +87,7 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'integrity_report: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_timestamp('integrity_report', 'p_as_of', p_as_of);
 
     -- Each subquery repeats the predicate of the partial index that answers it.
     RETURN QUERY
@@ -101,7 +113,8 @@ BEGIN
         ('stuck_routed_1h', (
             SELECT count(*) FROM routing.inferences i
              WHERE i.status = 'routed'
-               AND greatest(i.created_at, i.not_before) < p_as_of - interval '1 hour')),
+               AND routing._routed_past_due(i.created_at, i.not_before, i.heartbeat_at,
+                                            p_as_of - interval '1 hour'))),
         -- Driven by the few routed attempts; the outcome found by its primary key, or for
         -- history that never wrote inferences.outcome_id, by routing_outcomes_inference.
         -- Two disjoint counts, not one OR: an OR of EXISTS is planned as hashed subplans
@@ -144,7 +157,15 @@ BEGIN
             SELECT count(*) FROM routing.routing_outcomes o WHERE o.judge_status = 'claimed')),
         ('judge_claims_expired', (
             SELECT count(*) FROM routing.routing_outcomes o
-             WHERE o.judge_status = 'claimed' AND o.judge_claim_expires_at <= p_as_of))
+             WHERE o.judge_status = 'claimed' AND o.judge_claim_expires_at <= p_as_of)),
+        ('streams_interrupted_24h', (
+            SELECT count(*) FROM routing.routing_outcomes o
+             WHERE o.outcome_status = 'failed_stream_interrupted'
+               AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of)),
+        ('requests_cancelled_24h', (
+            SELECT count(*) FROM routing.routing_outcomes o
+             WHERE o.outcome_status = 'cancelled'
+               AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of))
     )
     SELECT v.metric, v.value
       FROM v JOIN routing.integrity_metrics m ON m.metric = v.metric
@@ -153,7 +174,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.integrity_report(timestamptz) IS
-    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired (gauges). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a NULL p_as_of.';
+    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
 
 -- Dispatched outcomes with no attempt: the rows behind orphan_outcomes.
 CREATE OR REPLACE VIEW routing.orphan_outcomes AS
@@ -166,20 +187,22 @@ SELECT o.id, o.request_id, o.agent_id, o.tenant_id, o.task_type, o.decision_rule
 COMMENT ON VIEW routing.orphan_outcomes IS
     'Outcomes whose model was dispatched but that name no inference (metric orphan_outcomes): history of the older write path. See routing.repair_orphans.';
 
--- Attempts routed for over an hour after they were due: the rows behind stuck_routed_1h,
--- and what reap_stuck_inferences closes with its default threshold.
+-- Attempts routed for over an hour after they were due or last heard of: the rows behind
+-- stuck_routed_1h, and what reap_stuck_inferences closes with its default threshold.
+-- (heartbeat_at comes last: CREATE OR REPLACE VIEW only appends columns.)
 CREATE OR REPLACE VIEW routing.stuck_inferences AS
 SELECT i.id, i.outcome_id, i.attempt_no, i.agent_id, i.model_slug,
        i.created_at, i.not_before,
-       greatest(i.created_at, i.not_before) AS due_at,
-       now() - greatest(i.created_at, i.not_before) AS routed_for,
-       o.outcome_status
+       greatest(i.created_at, i.not_before, i.heartbeat_at) AS due_at,
+       now() - greatest(i.created_at, i.not_before, i.heartbeat_at) AS routed_for,
+       o.outcome_status,
+       i.heartbeat_at
   FROM routing.inferences i
   LEFT JOIN routing.routing_outcomes o ON o.id = i.outcome_id
  WHERE i.status = 'routed'
-   AND greatest(i.created_at, i.not_before) < now() - interval '1 hour';
+   AND routing._routed_past_due(i.created_at, i.not_before, i.heartbeat_at, now() - interval '1 hour');
 COMMENT ON VIEW routing.stuck_inferences IS
-    'Attempts still routed more than 1 hour after they were due (the later of created_at and not_before), with the outcome they belong to (NULL: history from the older write path). Metric stuck_routed_1h; routing.reap_stuck_inferences closes them.';
+    'Attempts still routed more than 1 hour after they were due or last heard of (due_at: the latest of created_at, not_before and heartbeat_at), with the outcome they belong to (NULL: history from the older write path). Metric stuck_routed_1h; routing.reap_stuck_inferences closes them.';
 
 -- Every link checked both ways: reads both tables in full (about a second per
 -- million outcomes), so it is not part of integrity_report. Only a direct table write

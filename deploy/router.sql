@@ -1,11 +1,19 @@
 -- Deploy routing_ledger:router to pg
--- requires: catalog
+-- requires: router@v0.1.0
+-- requires: task_endpoints
+-- requires: argument_checks
 --
 -- cheapest_clearing_floor: routing.choose_route, the shared cooldown table it reads,
 -- and the learned per-task quality the judge queue maintains. The router is one
 -- set-based query over the catalog; the document it returns is the same one
 -- insert_decision stores as the outcome's explanation, so the router never runs twice
 -- for one request and the client never sees the catalog.
+--
+-- v0.2: the first gate drops a model whose endpoint (routing.models.endpoint) is not
+-- the task's (routing.task_floors.endpoint, chat for a task not listed), with reason
+-- wrong_endpoint; an embeddings task may ask for 0 output tokens (a chat task still
+-- needs at least 1, as in v0.1); every argument is bounded (p_task_type at most 64
+-- characters, p_as_of a finite timestamp in 1970..9999) through routing._require_*.
 
 BEGIN;
 
@@ -57,12 +65,14 @@ BEGIN
 RETURN (
 WITH cfg AS (
     SELECT coalesce(f.min_quality, s.default_min_quality) AS min_quality,
+           coalesce(f.endpoint, 'chat') AS endpoint,
            s.min_judged_samples
       FROM routing.settings s
       LEFT JOIN routing.task_floors f ON f.task_type = p_task_type
 ),
 scored AS (
     SELECT m.slug, m.provider, m.provider_model, m.m_allowed, m.enabled, m.q_prior,
+           m.endpoint, cfg.endpoint AS task_endpoint,
            m.price_in_per_mtok_usd, m.price_out_per_mtok_usd,
            m.price_in_per_mtok_usd + m.price_out_per_mtok_usd AS price_per_mtok_usd,
            round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
@@ -85,6 +95,7 @@ gated AS (
     -- Each model falls at the first gate it fails, in the contract's order.
     SELECT s.*,
            CASE
+               WHEN s.endpoint <> s.task_endpoint       THEN 'wrong_endpoint'
                WHEN NOT (coalesce(s.price_in_per_mtok_usd, 0) > 0
                          AND coalesce(s.price_out_per_mtok_usd, 0) > 0) THEN 'not_enrolled_no_price'
                WHEN s.q_prior IS NULL                    THEN 'not_enrolled_no_q_prior'
@@ -137,6 +148,7 @@ summary AS (
                     ORDER BY r.rank) FILTER (WHERE r.reason IS NULL), '[]'::jsonb) AS candidates,
            coalesce(jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
                         'slug', r.slug, 'reason', r.reason,
+                        'endpoint', CASE WHEN r.reason = 'wrong_endpoint' THEN r.endpoint END,
                         'effective_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.effective_quality END,
                         'projected_cost_usd', CASE WHEN r.reason = 'exceeds_budget_cap' THEN r.projected_cost_usd END,
                         'cooling_until', CASE WHEN r.reason = 'cooling_down' THEN r.cooling_until END,
@@ -158,6 +170,7 @@ SELECT jsonb_build_object(
     'provider_model',    s.provider_model,
     'projected_cost_usd', s.projected_cost_usd,
     'task_type',         p_task_type,
+    'endpoint',          c.endpoint,
     'min_quality',       c.min_quality,
     'input_tokens',      p_input_tokens,
     'max_tokens',        p_max_tokens,
@@ -187,9 +200,7 @@ DECLARE
     v_cap numeric;
 BEGIN
     PERFORM routing._check_route_args('choose_route', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'choose_route: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_timestamp('choose_route', 'p_as_of', p_as_of);
     SELECT a.per_call_cap_usd INTO v_cap FROM routing.agents a WHERE a.id = p_agent_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'choose_route: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
@@ -199,33 +210,32 @@ END
 $$;
 
 -- Shared by choose_route and insert_decision so both name the same argument the same way.
+-- The task's endpoint is read only for p_max_tokens = 0, the one value whose validity
+-- depends on it, so the usual call costs no lookup.
 CREATE OR REPLACE FUNCTION routing._check_route_args(
     p_fn text, p_agent_id uuid, p_task_type text, p_input_tokens int, p_max_tokens int
 ) RETURNS void
 LANGUAGE plpgsql
-IMMUTABLE
-SET search_path = pg_catalog, pg_temp
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    IF p_agent_id IS NULL THEN
-        RAISE EXCEPTION '%: p_agent_id must not be NULL', p_fn USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_task_type IS NULL OR btrim(p_task_type) = '' THEN
-        RAISE EXCEPTION '%: p_task_type must be a non-empty string', p_fn USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_input_tokens IS NULL OR p_input_tokens < 0 THEN
-        RAISE EXCEPTION '%: p_input_tokens must be >= 0, got %', p_fn, coalesce(p_input_tokens::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_max_tokens IS NULL OR p_max_tokens < 1 THEN
-        RAISE EXCEPTION '%: p_max_tokens must be >= 1, got %', p_fn, coalesce(p_max_tokens::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
+    PERFORM routing._require_not_null(p_fn, 'p_agent_id', p_agent_id);
+    PERFORM routing._require_text(p_fn, 'p_task_type', p_task_type, 64);
+    PERFORM routing._require_int(p_fn, 'p_input_tokens', p_input_tokens);
+    PERFORM routing._require_int(p_fn, 'p_max_tokens', p_max_tokens);
+    IF p_max_tokens = 0
+       AND coalesce((SELECT f.endpoint FROM routing.task_floors f WHERE f.task_type = p_task_type), 'chat') <> 'embeddings'
+    THEN
+        RAISE EXCEPTION '%: p_max_tokens must be >= 1 for task type % (a chat task), got 0', p_fn, quote_literal(p_task_type)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'only an embeddings task (routing.task_floors.endpoint) may ask for 0 output tokens';
     END IF;
 END
 $$;
 
 COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) IS
-    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. Returns the explanation document insert_decision stores. 22023 on a bad argument, P0002 on an unknown agent.';
+    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999), P0002 on an unknown agent.';
 
 REVOKE ALL ON FUNCTION routing._route(numeric, text, int, int, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._check_route_args(text, uuid, text, int, int) FROM PUBLIC;

@@ -12,6 +12,9 @@ BEGIN
     ASSERT (SELECT prosecdef AND proconfig IS NOT NULL FROM pg_catalog.pg_proc
              WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz)'::regprocedure),
            'routing.choose_route must be SECURITY DEFINER with a pinned search_path';
+    ASSERT (SELECT prosrc LIKE '%wrong_endpoint%' FROM pg_catalog.pg_proc
+             WHERE oid = 'routing._route(numeric, text, int, int, timestamptz)'::regprocedure),
+           'routing._route has no wrong_endpoint gate (router v0.2)';
 END
 $$;
 

@@ -95,7 +95,9 @@ SELECT results_eq(
              ('terminal_outcome_with_routed_inference', 2), ('outcomes_without_terminal_state_1h', 2),
              ('in_flight', 3), ('routed_inferences', 5), ('unowned_inferences', 2),
              ('unowned_inferences_linked_by_outcome', 1), ('succeeded_not_judgeable', 2),
-             ('judge_queue', 1), ('judge_claimed', 2), ('judge_claims_expired', 1)$$,
+             ('judge_queue', 1), ('judge_claimed', 2), ('judge_claims_expired', 1),
+             -- v0.2 (tests/pgtap/integrity_v02.sql counts them)
+             ('streams_interrupted_24h', 0), ('requests_cancelled_24h', 0)$$,
     'every metric counts exactly its anomalies, in the documented order');
 
 SELECT results_eq(

@@ -51,35 +51,35 @@ INSERT INTO routing.agents (id, tenant_id, name, status, per_call_cap_usd, daily
 
 ----------------------------------------------------------------------------- structure
 
-SELECT has_function('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb'],
-    'routing.insert_decision(text, uuid, text, int, int, jsonb) exists');
-SELECT has_function('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer'],
-    'routing.complete_decision(bigint, jsonb, int, int, int) exists');
-SELECT has_function('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer'],
-    'routing.fail_inference(bigint, text, text, int, int) exists');
-SELECT is(pg_get_function_arguments('routing.insert_decision(text, uuid, text, int, int, jsonb)'::regprocedure),
-    'p_request_id text, p_agent_id uuid, p_task_type text, p_input_tokens integer, p_max_tokens integer, p_request_payload jsonb DEFAULT ''{}''::jsonb',
+SELECT has_function('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
+    'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) exists');
+SELECT has_function('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
+    'routing.complete_decision(bigint, jsonb, int, int, int, text) exists');
+SELECT has_function('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
+    'routing.fail_inference(bigint, text, text, int, int, int, text) exists');
+SELECT is(pg_get_function_arguments('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure),
+    'p_request_id text, p_agent_id uuid, p_task_type text, p_input_tokens integer, p_max_tokens integer, p_request_payload jsonb DEFAULT ''{}''::jsonb, p_streamed boolean DEFAULT false',
     'insert_decision: the contract''s argument names and default');
-SELECT is(pg_get_function_arguments('routing.complete_decision(bigint, jsonb, int, int, int)'::regprocedure),
-    'p_inference_id bigint, p_response_payload jsonb, p_input_tokens integer, p_output_tokens integer, p_latency_ms integer',
+SELECT is(pg_get_function_arguments('routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure),
+    'p_inference_id bigint, p_response_payload jsonb, p_input_tokens integer, p_output_tokens integer, p_latency_ms integer, p_usage_source text DEFAULT ''provider''::text',
     'complete_decision: the contract''s argument names');
-SELECT is(pg_get_function_arguments('routing.fail_inference(bigint, text, text, int, int)'::regprocedure),
-    'p_inference_id bigint, p_error_code text, p_error_message text, p_http_status integer DEFAULT NULL::integer, p_retry_after_ms integer DEFAULT NULL::integer',
+SELECT is(pg_get_function_arguments('routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure),
+    'p_inference_id bigint, p_error_code text, p_error_message text, p_http_status integer DEFAULT NULL::integer, p_retry_after_ms integer DEFAULT NULL::integer, p_output_tokens integer DEFAULT NULL::integer, p_usage_source text DEFAULT NULL::text',
     'fail_inference: the contract''s argument names and defaults');
-SELECT is(pg_get_function_result('routing.insert_decision(text, uuid, text, int, int, jsonb)'::regprocedure),
-    'TABLE(outcome_id bigint, inference_id bigint, decision_rule text, model_slug text, provider text, provider_model text, outcome_status text)',
-    'insert_decision returns the contract''s columns');
-SELECT is(pg_get_function_result('routing.complete_decision(bigint, jsonb, int, int, int)'::regprocedure),
+SELECT is(pg_get_function_result('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure),
+    'TABLE(outcome_id bigint, inference_id bigint, decision_rule text, model_slug text, provider text, provider_model text, outcome_status text, not_before timestamp with time zone)',
+    'insert_decision returns the contract''s columns (v0.2: not_before is the eighth)');
+SELECT is(pg_get_function_result('routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure),
     'TABLE(outcome_id bigint, outcome_status text, cost_actual_usd numeric)',
     'complete_decision returns the contract''s columns');
-SELECT is(pg_get_function_result('routing.fail_inference(bigint, text, text, int, int)'::regprocedure),
+SELECT is(pg_get_function_result('routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure),
     'TABLE(action text, outcome_id bigint, next_inference_id bigint, model_slug text, provider text, provider_model text, not_before timestamp with time zone, outcome_status text)',
     'fail_inference returns the contract''s columns');
-SELECT is_definer('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb'],
+SELECT is_definer('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
     'insert_decision is SECURITY DEFINER');
-SELECT is_definer('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer'],
+SELECT is_definer('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
     'complete_decision is SECURITY DEFINER');
-SELECT is_definer('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer'],
+SELECT is_definer('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
     'fail_inference is SECURITY DEFINER');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -89,14 +89,16 @@ SELECT is_empty(
 );
 SELECT is_empty(
     $$SELECT f FROM unnest(ARRAY['routing.choose_route(uuid, text, int, int, timestamptz)',
-                                 'routing.insert_decision(text, uuid, text, int, int, jsonb)',
-                                 'routing.complete_decision(bigint, jsonb, int, int, int)',
-                                 'routing.fail_inference(bigint, text, text, int, int)']) f
+                                 'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)',
+                                 'routing.complete_decision(bigint, jsonb, int, int, int, text)',
+                                 'routing.fail_inference(bigint, text, text, int, int, int, text)']) f
        WHERE obj_description(f::regprocedure, 'pg_proc') IS NULL$$,
     'the four public functions carry a COMMENT saying what they guarantee'
 );
 SELECT results_eq(
-    $$SELECT error_code, same_model_retries, then_action, give_up_status FROM routing.retry_policy ORDER BY error_code$$,
+    -- v0.2 adds stream_interrupted and cancelled (tests/pgtap/inference_streaming.sql).
+    $$SELECT error_code, same_model_retries, then_action, give_up_status FROM routing.retry_policy
+       WHERE error_code NOT IN ('stream_interrupted', 'cancelled') ORDER BY error_code$$,
     $$VALUES ('abandoned', 0, 'give_up', 'failed_abandoned'),
              ('auth', 0, 'failover', 'failed_provider'),
              ('bad_request', 0, 'give_up', 'failed_bad_request'),
@@ -586,14 +588,16 @@ SELECT results_eq(
        WHERE p.pronamespace = 'routing'::regnamespace
          AND has_function_privilege('routing_app', p.oid, 'EXECUTE')
        ORDER BY 1$$,
-    $$VALUES ('choose_route'), ('complete_decision'), ('fail_inference'), ('insert_decision')$$,
-    'routing_app may execute choose_route, insert_decision, complete_decision, fail_inference and nothing else in routing'
+    -- v0.2: the contract adds mark_first_token and heartbeat_inference.
+    $$VALUES ('choose_route'), ('complete_decision'), ('fail_inference'), ('heartbeat_inference'),
+             ('insert_decision'), ('mark_first_token')$$,
+    'routing_app may execute choose_route, insert_decision, complete_decision, fail_inference, mark_first_token, heartbeat_inference and nothing else in routing'
 );
-SELECT function_privs_are('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb'],
+SELECT function_privs_are('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute insert_decision');
-SELECT function_privs_are('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer'],
+SELECT function_privs_are('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute complete_decision');
-SELECT function_privs_are('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer'],
+SELECT function_privs_are('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute fail_inference');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p

@@ -1,0 +1,7 @@
+-- Verify routing_ledger:task_endpoints on pg
+
+BEGIN;
+
+SELECT endpoint FROM routing.task_floors WHERE false;
+
+ROLLBACK;
