@@ -7,9 +7,9 @@ it is passed: no ``54000`` from a text too long for its index, no ``22008`` from
 timestamp arithmetic, no ``22003`` from an overflow, no ``42501`` from a grant that is missing.
 
 The functions are read from the catalog (``pg_proc`` in schema ``routing``, executable by a
-``routing_*`` role, no leading underscore), so a new public function is fuzzed without anyone listing it; the explicit
-table :data:`KNOWN` says what the package publishes, and ``test_catalog_matches_known`` fails
-when the two disagree (a function nobody documented, a signature that drifted, a released
+``routing_*`` role, no leading underscore), so a new public function is fuzzed without anyone
+listing it; the explicit tables :data:`KNOWN_V01` and :data:`KNOWN_V02` say what the package
+publishes, and ``test_catalog_matches_known`` fails when the two disagree (a function nobody documented, a signature that drifted, a released
 function that vanished). Each function is called as the role that is granted it, through the
 same ``SELECT * FROM routing.f(%s::type, …)`` the client uses, with arguments drawn per type
 and, for names that carry a vocabulary or an id, from the live database: NULLs, empty and
@@ -32,7 +32,7 @@ import random
 import string
 import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -42,13 +42,13 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from legacy_fixture import AGENT_A, AGENT_B, add_live_traffic, load_legacy_history, seed_catalog
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from conftest import clone_template, connect
 from routing_ledger.cluster import LocalCluster
-from legacy_fixture import AGENT_A, AGENT_B, add_live_traffic, load_legacy_history, seed_catalog
 
 Conn = psycopg.Connection[Any]
 
@@ -190,8 +190,12 @@ class PublicFunction:
 
 
 def public_functions(conn: Conn) -> list[PublicFunction]:
-    roles = [r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)",
-                                         (list(ROLES),))]
+    roles = [
+        r[0]
+        for r in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),)
+        )
+    ]
     order = [r for r in ROLES if r in roles]
     return [
         PublicFunction(name, sig, tuple(names), tuple(types), role)
@@ -288,8 +292,13 @@ _SAFE_TEXT = st.text(
 
 
 def _json_values() -> st.SearchStrategy[Any]:
-    leaves = st.one_of(st.none(), st.booleans(), st.integers(INT8[0], INT8[1]), _SAFE_TEXT,
-                       st.floats(allow_nan=False, allow_infinity=False))
+    leaves = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(INT8[0], INT8[1]),
+        _SAFE_TEXT,
+        st.floats(allow_nan=False, allow_infinity=False),
+    )
     tree = st.recursive(
         leaves,
         lambda kids: st.one_of(
@@ -342,8 +351,12 @@ _VALID_TEXT = _SAFE_TEXT.filter(lambda t: t.strip() != "").map(lambda t: t[:40])
 _VALID_INTERVALS = ["3 seconds", "30 minutes", "1 hour", "1 day", "7 days"]
 
 
-def _space(valid: st.SearchStrategy[Any], baseline: Any, edges: Sequence[Any],
-           extra: st.SearchStrategy[Any] | None = None) -> ArgSpace:
+def _space(
+    valid: st.SearchStrategy[Any],
+    baseline: Any,
+    edges: Sequence[Any],
+    extra: st.SearchStrategy[Any] | None = None,
+) -> ArgSpace:
     edge = st.sampled_from(list(edges))
     if extra is not None:
         edge = st.one_of(edge, edge, extra)
@@ -363,8 +376,11 @@ def space_for(fn: PublicFunction, arg: str, typ: str, world: World) -> ArgSpace:
     }
     if arg in ids and typ == "bigint":
         known = ids[arg] or [1]
-        return _space(st.sampled_from(known), known[0],
-                      [None, 0, -1, INT8[0], INT8[1], 2**31, max(known) + 1000])
+        return _space(
+            st.sampled_from(known),
+            known[0],
+            [None, 0, -1, INT8[0], INT8[1], 2**31, max(known) + 1000],
+        )
     vocabularies = {
         "p_task_type": world.task_types,
         "p_error_code": ERROR_CODES,
@@ -378,16 +394,19 @@ def space_for(fn: PublicFunction, arg: str, typ: str, world: World) -> ArgSpace:
         near = [w.upper() for w in words[:2]] + [w + " " for w in words[:2]]
         return _space(st.sampled_from(words), words[0], [*TEXT_EDGES, *near], _SAFE_TEXT)
     if arg == "p_request_id":
-        return _space(st.uuids().map(lambda u: f"fuzz-{u.hex[:12]}"), None, TEXT_EDGES,
-                      _SAFE_TEXT)
+        return _space(st.uuids().map(lambda u: f"fuzz-{u.hex[:12]}"), None, TEXT_EDGES, _SAFE_TEXT)
     if arg == "p_score":
-        return _space(st.decimals(1, 5, places=2, allow_nan=False, allow_infinity=False),
-                      Decimal(4), [*NUMERIC_EDGES, Decimal("0.99"), Decimal("5.01")])
+        return _space(
+            st.decimals(1, 5, places=2, allow_nan=False, allow_infinity=False),
+            Decimal(4),
+            [*NUMERIC_EDGES, Decimal("0.99"), Decimal("5.01")],
+        )
     if arg == "p_limit":
         return _space(st.integers(1, 50), 5, [*_int_edges(*INT4), 10_000, 1_000_000])
     if arg == "p_http_status":
-        return _space(st.sampled_from([429, 500, 503, 400, 401]), 503,
-                      [*_int_edges(*INT4), 99, 600, 200])
+        return _space(
+            st.sampled_from([429, 500, 503, 400, 401]), 503, [*_int_edges(*INT4), 99, 600, 200]
+        )
     if typ == "uuid":
         agents = world.agents or [uuid.uuid4()]
         return _space(st.sampled_from(agents), agents[0], [None, uuid.UUID(int=0)], st.uuids())
@@ -621,9 +640,10 @@ def test_fuzz_public_functions(cluster: LocalCluster, db: str, conn: Conn) -> No
         for fn in functions:
             name = clone_template(cluster, world_db, prefix="rl_fuzz")
             try:
-                with connect(cluster.conninfo(name)) as owner, connect(
-                    cluster.conninfo(name)
-                ) as caller:
+                with (
+                    connect(cluster.conninfo(name)) as owner,
+                    connect(cluster.conninfo(name)) as caller,
+                ):
                     caller.execute("SET statement_timeout = '20s'")
                     caller.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(fn.role)))
                     fuzzer.owner, fuzzer.caller = owner, caller

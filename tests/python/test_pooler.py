@@ -210,7 +210,7 @@ def test_pooler_restarts_mid_traffic_lose_nothing(
     providers = _providers(provider)
     restarts = 0
     with (
-        PgBouncer(cluster, pool_mode="transaction", default_pool_size=SERVER_CONNECTIONS) as bouncer,
+        PgBouncer(cluster, default_pool_size=SERVER_CONNECTIONS) as bouncer,
         Ledger(bouncer.conninfo(dbname), providers, min_size=4, max_size=CLIENT_THREADS) as led,
     ):
         done = 0

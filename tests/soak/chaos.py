@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -157,7 +156,8 @@ def _seed(conn: psycopg.Connection[Any]) -> None:
         """
     )
     conn.execute(
-        "INSERT INTO routing.agents (id, tenant_id, name, status) VALUES (%s, %s, 'chaos', 'active')",
+        "INSERT INTO routing.agents (id, tenant_id, name, status)"
+        " VALUES (%s, %s, 'chaos', 'active')",
         (AGENT, TENANT),
     )
     conn.execute("UPDATE routing.retry_policy SET base_backoff_ms = 20, max_backoff_ms = 200")
@@ -240,11 +240,13 @@ class _Chaos:
         next_terminate = time.monotonic() + self.plan.terminate_every_s
         while True:
             self._reap_exits()
-            if all(not g.alive() and g.proc is not None and g.proc.returncode == 0
-                   for g in self.gateways):
+            if all(
+                not g.alive() and g.proc is not None and g.proc.returncode == 0
+                for g in self.gateways
+            ):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"chaos soak: traffic not finished after {self.plan.timeout_s} s")
+                raise TimeoutError(f"chaos soak: traffic unfinished after {self.plan.timeout_s} s")
             done = self.progress()
             if crashes and done >= crashes[0]:
                 crashes.pop(0)
@@ -284,7 +286,9 @@ class _Chaos:
         try:
             if self._monitor is None or self._monitor.closed:
                 self._monitor = psycopg.connect(
-                    self.cluster.conninfo(DBNAME), autocommit=True, connect_timeout=2,
+                    self.cluster.conninfo(DBNAME),
+                    autocommit=True,
+                    connect_timeout=2,
                     application_name="chaos-monitor",
                 )
             rows = self._monitor.execute(
@@ -318,8 +322,9 @@ def _read_results(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _books(conn: psycopg.Connection[Any], report: SoakReport, gateways: list[_Gateway],
-           all_ids: list[str]) -> None:
+def _books(
+    conn: psycopg.Connection[Any], report: SoakReport, gateways: list[_Gateway], all_ids: list[str]
+) -> None:
     records: dict[str, dict[str, Any]] = {}
     for g in gateways:
         records.update(_read_results(g.results_path))
@@ -424,8 +429,9 @@ def run_soak(plan: SoakPlan, workdir: Path | None = None) -> SoakReport:
         bouncer = None
         if any(pooled for _, pooled in plan.gateways):
             bouncer = stack.enter_context(
-                PgBouncer(cluster, pool_mode="transaction", default_pool_size=4,
-                          users=[GATEWAY_ROLE])
+                PgBouncer(
+                    cluster, pool_mode="transaction", default_pool_size=4, users=[GATEWAY_ROLE]
+                )
             )
         gateways: list[_Gateway] = []
         all_ids: list[str] = []
@@ -433,11 +439,13 @@ def run_soak(plan: SoakPlan, workdir: Path | None = None) -> SoakReport:
             app = f"chaos-gw-{index}"
             if pooled:
                 assert bouncer is not None
-                db = make_conninfo(bouncer.conninfo(DBNAME, user=GATEWAY_ROLE),
-                                   application_name=app)
+                db = make_conninfo(
+                    bouncer.conninfo(DBNAME, user=GATEWAY_ROLE), application_name=app
+                )
             else:
-                db = make_conninfo(cluster.conninfo(DBNAME), user=GATEWAY_ROLE,
-                                   application_name=app)
+                db = make_conninfo(
+                    cluster.conninfo(DBNAME), user=GATEWAY_ROLE, application_name=app
+                )
             requests = _requests(plan, index)
             all_ids += [r["request_id"] for r in requests]
             cfg = {
@@ -456,8 +464,9 @@ def run_soak(plan: SoakPlan, workdir: Path | None = None) -> SoakReport:
             config_path = workdir / f"{app}.json"
             config_path.write_text(json.dumps(cfg))
             gateways.append(
-                _Gateway(index, config_path, Path(cfg["results"]), len(requests),
-                         workdir / f"{app}.log")
+                _Gateway(
+                    index, config_path, Path(cfg["results"]), len(requests), workdir / f"{app}.log"
+                )
             )
         chaos = _Chaos(plan, cluster, gateways)
         for g in gateways:

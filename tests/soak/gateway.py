@@ -57,8 +57,9 @@ def _record_of(req: dict[str, Any], result: CallResult) -> dict[str, Any]:
 def _error_record(req: dict[str, Any], exc: BaseException) -> dict[str, Any]:
     rec: dict[str, Any] = {"request_id": req["request_id"], "kind": type(exc).__name__}
     if isinstance(exc, ProviderFailed):
-        rec.update(status=exc.outcome_status, outcome_id=exc.outcome_id,
-                   inference_id=exc.inference_id)
+        rec.update(
+            status=exc.outcome_status, outcome_id=exc.outcome_id, inference_id=exc.inference_id
+        )
     elif isinstance(exc, NoCandidate):
         rec.update(status="rejected", outcome_id=exc.outcome_id)
     elif isinstance(exc, PreDispatchRefused):
@@ -109,9 +110,16 @@ def run_sync(cfg: dict[str, Any], todo: list[dict[str, Any]], results: Results) 
             unavailable = 0
             while True:
                 try:
-                    rec = _record_of(req, ledger.call(
-                        req["agent"], req["task_type"], req["messages"], req["max_tokens"],
-                        req["request_id"]))
+                    rec = _record_of(
+                        req,
+                        ledger.call(
+                            req["agent"],
+                            req["task_type"],
+                            req["messages"],
+                            req["max_tokens"],
+                            req["request_id"],
+                        ),
+                    )
                 except LedgerUnavailable as exc:
                     unavailable += 1
                     if unavailable < UNAVAILABLE_RETRIES:
@@ -142,8 +150,12 @@ async def run_async(cfg: dict[str, Any], todo: list[dict[str, Any]], results: Re
 
         async def one(req: dict[str, Any]) -> None:
             call: Callable[[], Awaitable[CallResult]] = lambda: ledger.call(  # noqa: E731
-                req["agent"], req["task_type"], req["messages"], req["max_tokens"],
-                req["request_id"])
+                req["agent"],
+                req["task_type"],
+                req["messages"],
+                req["max_tokens"],
+                req["request_id"],
+            )
             unavailable = 0
             async with gate:
                 while True:

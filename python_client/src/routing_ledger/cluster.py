@@ -276,9 +276,7 @@ class LocalCluster:
             raise ValueError(f"mode must be smart, fast or immediate, not {mode!r}")
         self._require_running()
         assert self.data_dir is not None and self.log_file is not None
-        self._server_cmd(
-            ["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60"]
-        )
+        self._server_cmd(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60"])
         time.sleep(down_s)
         self._server_cmd(
             [

@@ -136,7 +136,9 @@ class PgBouncer:
         while not self._launch():
             self._kill()
             if time.monotonic() > deadline:
-                raise PoolerError(f"pgbouncer did not restart on port {self.port}:{self.log_tail()}")
+                raise PoolerError(
+                    f"pgbouncer did not restart on port {self.port}:{self.log_tail()}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:
