@@ -9,8 +9,8 @@ timestamp arithmetic, no ``22003`` from an overflow, no ``42501`` from a grant t
 The functions are read from the catalog (``pg_proc`` in schema ``routing``, executable by a
 ``routing_*`` role, no leading underscore), so a new public function is fuzzed without anyone
 listing it; the explicit tables :data:`KNOWN_V01` and :data:`KNOWN_V02` say what the package
-publishes, and ``test_catalog_matches_known`` fails when the two disagree (a function nobody documented, a signature that drifted, a released
-function that vanished). Each function is called as the role that is granted it, through the
+publishes, and ``test_catalog_matches_known`` fails when the two disagree (a function
+nobody documented, a signature that drifted, a released function that vanished). Each function is called as the role that is granted it, through the
 same ``SELECT * FROM routing.f(%s::type, …)`` the client uses, with arguments drawn per type
 and, for names that carry a vocabulary or an id, from the live database: NULLs, empty and
 3,000-character strings, type edges of every integer, NaN and ±Infinity numerics, intervals
