@@ -10,9 +10,10 @@ The functions are read from the catalog (``pg_proc`` in schema ``routing``, exec
 ``routing_*`` role, no leading underscore), so a new public function is fuzzed without anyone
 listing it; the explicit tables :data:`KNOWN_V01` and :data:`KNOWN_V02` say what the package
 publishes, and ``test_catalog_matches_known`` fails when the two disagree (a function
-nobody documented, a signature that drifted, a released function that vanished). Each function is called as the role that is granted it, through the
-same ``SELECT * FROM routing.f(%s::type, …)`` the client uses, with arguments drawn per type
-and, for names that carry a vocabulary or an id, from the live database: NULLs, empty and
+nobody documented, a signature that drifted, a released function that vanished). Each
+function is called as the role that is granted it, through the same
+``SELECT * FROM routing.f(%s::type, …)`` the client uses, with arguments drawn per type and,
+for names that carry a vocabulary or an id, from the live database: NULLs, empty and
 3,000-character strings, type edges of every integer, NaN and ±Infinity numerics, intervals
 near the type's limits, timestamps at ±infinity, 294276 AD and 4713 BC, empty and large jsonb,
 real ids and missing ones, real vocabulary and near misses. A call that raises must leave a
