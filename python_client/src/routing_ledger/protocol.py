@@ -63,13 +63,15 @@ from routing_ledger.providers import (
 # ledger creates (see Ledger), so they work through transaction-pooling poolers.
 INSERT_DECISION = (
     "SELECT * FROM routing.insert_decision("
-    "%s::text, %s::uuid, %s::text, %s::int, %s::int, %s::jsonb)"
+    "%s::text, %s::uuid, %s::text, %s::int, %s::int, %s::jsonb, %s::boolean)"
 )
 COMPLETE_DECISION = (
-    "SELECT * FROM routing.complete_decision(%s::bigint, %s::jsonb, %s::int, %s::int, %s::int)"
+    "SELECT * FROM routing.complete_decision("
+    "%s::bigint, %s::jsonb, %s::int, %s::int, %s::int, %s::text)"
 )
 FAIL_INFERENCE = (
-    "SELECT * FROM routing.fail_inference(%s::bigint, %s::text, %s::text, %s::int, %s::int)"
+    "SELECT * FROM routing.fail_inference("
+    "%s::bigint, %s::text, %s::text, %s::int, %s::int, %s::int, %s::text)"
 )
 MARK_FIRST_TOKEN = "SELECT * FROM routing.mark_first_token(%s::bigint, %s::int)"
 HEARTBEAT_INFERENCE = "SELECT * FROM routing.heartbeat_inference(%s::bigint, %s::int)"
@@ -454,16 +456,20 @@ class Flow:
             self.input_tokens,
             self.max_tokens,
             payload,
+            self.streamed,
         )
         return Write("insert", INSERT_DECISION, params, Decision)
 
     def complete_write(self, response: ProviderResponse) -> Write:
         assert self.attempt is not None
+        # Counts the provider did not report are estimated (~4 characters a token), and the
+        # attempt says so.
+        reported = response.input_tokens is not None and response.output_tokens is not None
         input_tokens = response.input_tokens
         if input_tokens is None:
             input_tokens = self.input_tokens
         output_tokens = response.output_tokens
-        if output_tokens is None:  # no usage reported: the same 4-characters heuristic
+        if output_tokens is None:
             output_tokens = estimate_output_tokens(response.content, response.tool_calls)
         params = (
             self.attempt.inference_id,
@@ -471,6 +477,7 @@ class Flow:
             input_tokens,
             output_tokens,
             max(0, response.latency_ms),
+            "provider" if reported else "estimated",
         )
         return Write("complete", COMPLETE_DECISION, params, Completion)
 
@@ -481,9 +488,20 @@ class Flow:
         message: str,
         http_status: int | None = None,
         retry_after_ms: int | None = None,
+        output_tokens: int | None = None,
     ) -> Write:
+        """``output_tokens``: what a stream produced before it failed (``None``: unknown)."""
         text = self.scrub(message) or error_code
-        params = (inference_id, error_code, text, http_status, retry_after_ms)
+        usage_source = None if output_tokens is None else "estimated"
+        params = (
+            inference_id,
+            error_code,
+            text,
+            http_status,
+            retry_after_ms,
+            output_tokens,
+            usage_source,
+        )
         return Write("fail", FAIL_INFERENCE, params, FailureDecision)
 
     def provider_error_write(self, error: ProviderError) -> Write:
@@ -791,9 +809,10 @@ def record_interruption(
                     raise
         flow.pending = None
         if (open_id := flow.open_id) is not None:
-            write = flow.fail_write(open_id, code, message)
-            if flow.first_token or code == CANCELLED:
-                write = _with_usage(write, flow.partial_tokens)
+            # After the first chunk the partial output is known (and billed); before it,
+            # what the provider generated is unknown: NULL, never 0.
+            tokens = flow.partial_tokens if flow.first_token else None
+            write = flow.fail_write(open_id, code, message, output_tokens=tokens)
             try:
                 yield from run_write(flow, write, budget, config.clock, critical=True)
             except psycopg.errors.ObjectNotInPrerequisiteState:
@@ -801,14 +820,6 @@ def record_interruption(
             flow.open_id = None
     except BaseException as rec_exc:  # the original exception wins; the reaper cleans up
         warn_unrecorded(flow, exc, rec_exc)
-
-
-def _with_usage(write: Write, output_tokens: int | None) -> Write:
-    """fail_inference with the partial output (v0.2's p_output_tokens, p_usage_source)."""
-    if output_tokens is None:
-        return write
-    sql = write.sql.replace("%s::int)", "%s::int, %s::int, %s::text)")
-    return Write(write.kind, sql, (*write.params, output_tokens, "estimated"), write.row_type)
 
 
 def call(flow: Flow, providers: Mapping[str, Any], config: Config) -> Protocol:
@@ -914,14 +925,17 @@ def stream(flow: Flow, providers: Mapping[str, Any], config: Config) -> Protocol
                 yield from release()
                 code = "timeout" if error.error_code == "timeout" else STREAM_INTERRUPTED
                 write = flow.fail_write(
-                    flow.attempt.inference_id, code, error.message, error.http_status
+                    flow.attempt.inference_id,
+                    code,
+                    error.message,
+                    error.http_status,
+                    output_tokens=flow.partial_tokens,
                 )
-                write = _with_usage(write, flow.partial_tokens)
                 fd = yield from run_write(flow, write, config.db_retry_s, clock)
                 flow.interrupted(fd, code, error)
         response = handle.result()
         yield from release()
-        write = _stream_complete_write(flow, response)
+        write = flow.complete_write(response)
         completion = yield from run_write(flow, write, config.db_retry_s, clock)
         return flow.result(completion, response)
     except GeneratorExit:
@@ -937,14 +951,6 @@ def stream(flow: Flow, providers: Mapping[str, Any], config: Config) -> Protocol
             if (closed := flow.closed_error(exc)) is not None:
                 raise closed from exc
         raise
-
-
-def _stream_complete_write(flow: Flow, response: ProviderResponse) -> Write:
-    write = flow.complete_write(response)
-    if response.output_tokens is not None:
-        return write
-    sql = write.sql.replace("%s::int, %s::int)", "%s::int, %s::int, %s::text)")
-    return Write(write.kind, sql, (*write.params, "estimated"), write.row_type)
 
 
 def warn_unrecorded(flow: Flow, exc: BaseException, rec_exc: BaseException) -> None:
