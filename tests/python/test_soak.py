@@ -732,9 +732,8 @@ def test_two_gateways_reaper_and_judges_at_once(cluster: LocalCluster, db: str, 
         f"\n  deadlocks: 0 (clients, workers, server log); whole test {total_s:.1f} s"
     )
     assert learned_routes > 0, "the router never used what the judges recorded"
-    # A request resumed by the other process while its retry was scheduled waits for the
-    # open attempt's not_before (insert_decision returns it since v0.2; see the test below).
-    # An early dispatch would be a client that ignores Retry-After.
+    # insert_decision returns the open attempt's not_before and the client waits it out, so
+    # only a shared request resumed by both processes at once could be dispatched early.
     assert all(r[0] in shared for r in early_rows), early_rows
     assert total_s < 60
 
