@@ -30,6 +30,7 @@ def _assert_books(report: SoakReport, plan: SoakPlan) -> None:
     assert report.sigkills == len(plan.kill_at)
     assert report.crash_restarts == len(plan.crash_at)
     assert report.backends_terminated > 0
+    assert report.left_open_by_sigkill > 0  # the kills struck requests mid-flight
     # Every request exactly one outcome, and every client's account of it is the ledger's.
     assert report.lost == 0
     assert report.duplicated == 0

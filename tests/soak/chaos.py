@@ -97,6 +97,7 @@ class SoakReport:
     requests: int = 0
     gateways: int = 0
     sigkills: int = 0
+    left_open_by_sigkill: int = 0  # requests in flight when their process was killed
     backends_terminated: int = 0
     crash_restarts: int = 0
     lost: int = 0
@@ -124,7 +125,8 @@ class SoakReport:
         return (
             f"chaos soak: {self.requests} requests from {self.gateways} gateway processes in"
             f" {self.wall_s:.1f} s\n"
-            f"  chaos: {self.sigkills} SIGKILLs (each resumed), {self.backends_terminated}"
+            f"  chaos: {self.sigkills} SIGKILLs (each restarted; {self.left_open_by_sigkill}"
+            f" requests left in flight by them, resumed), {self.backends_terminated}"
             f" backends terminated, {self.crash_restarts} crash-restarts of PostgreSQL\n"
             f"  lost {self.lost}, duplicated {self.duplicated}, unanswered {self.unanswered};"
             f" answers compared {self.answers_compared}, mismatched {self.answers_mismatched};"
@@ -280,23 +282,48 @@ class _Chaos:
         victim.proc.send_signal(signal.SIGKILL)
         victim.proc.wait()
         self.report.sigkills += 1
+        self.report.left_open_by_sigkill += self._open_requests(victim.index)
         victim.start()  # the same config: it resumes its own unfinished request ids
+
+    def _monitor_conn(self) -> psycopg.Connection[Any]:
+        if self._monitor is None or self._monitor.closed:
+            self._monitor = psycopg.connect(
+                self.cluster.conninfo(DBNAME),
+                autocommit=True,
+                connect_timeout=2,
+                application_name="chaos-monitor",
+            )
+        return self._monitor
+
+    def _open_requests(self, gateway: int) -> int:
+        """The killed gateway's requests left in flight: what its successor must resume."""
+        try:
+            row = (
+                self._monitor_conn()
+                .execute(
+                    "SELECT count(*) FROM routing.routing_outcomes"
+                    " WHERE request_id LIKE %s AND outcome_status IS NULL",
+                    (f"chaos-g{gateway}-%",),
+                )
+                .fetchone()
+            )
+            return int(row[0]) if row else 0
+        except psycopg.Error:
+            self._close_monitor()
+            return 0
 
     def _terminate_backends(self) -> None:
         try:
-            if self._monitor is None or self._monitor.closed:
-                self._monitor = psycopg.connect(
-                    self.cluster.conninfo(DBNAME),
-                    autocommit=True,
-                    connect_timeout=2,
-                    application_name="chaos-monitor",
+            rows = (
+                self._monitor_conn()
+                .execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND usename = %s AND pid <> pg_backend_pid()"
+                    " ORDER BY random() LIMIT %s",
+                    (DBNAME, GATEWAY_ROLE, self.plan.terminate_per_round),
                 )
-            rows = self._monitor.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = %s AND usename = %s AND pid <> pg_backend_pid()"
-                " ORDER BY random() LIMIT %s",
-                (DBNAME, GATEWAY_ROLE, self.plan.terminate_per_round),
-            ).fetchall()
+                .fetchall()
+            )
             self.report.backends_terminated += sum(1 for (ok,) in rows if ok)
         except psycopg.Error:
             self._close_monitor()  # the server is restarting: try again next round
