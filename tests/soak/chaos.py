@@ -112,6 +112,7 @@ class SoakReport:
     failed_client: int = 0
     failed_abandoned: int = 0
     client_error_attempts: int = 0
+    dispatched_early: int = 0  # attempts that finished before their not_before
     integrity_violations: dict[str, int] = field(default_factory=dict)
     ledger_unavailable: int = 0  # LedgerUnavailable raised and retried by a gateway
     gateway_failures: list[str] = field(default_factory=list)
@@ -134,7 +135,8 @@ class SoakReport:
             f"  left routed {self.left_routed} (reaped afterwards {self.reaped_after}),"
             f" in flight {self.in_flight}; failed_client {self.failed_client},"
             f" failed_abandoned {self.failed_abandoned}, client_error attempts"
-            f" {self.client_error_attempts}; integrity violations"
+            f" {self.client_error_attempts}; dispatched before not_before"
+            f" {self.dispatched_early}; integrity violations"
             f" {sum(self.integrity_violations.values())}\n"
             f"  LedgerUnavailable retried by gateways: {self.ledger_unavailable};"
             f" gateway failures: {len(self.gateway_failures)}\n"
@@ -407,6 +409,11 @@ def _books(
     )
     report.failed_abandoned = one(
         "SELECT count(*) FROM routing.routing_outcomes WHERE outcome_status = 'failed_abandoned'"
+    )
+    # A retry is dispatched at its not_before, even by a process resuming it after a SIGKILL.
+    report.dispatched_early = one(
+        "SELECT count(*) FROM routing.inferences"
+        " WHERE not_before IS NOT NULL AND completed_at < not_before"
     )
     report.client_error_attempts = one(
         "SELECT count(*) FROM routing.inferences WHERE error_code = 'client_error'"
