@@ -4,7 +4,7 @@
 --
 -- v0.2 rework: every argument is checked first through the routing._require_* helpers
 -- (change argument_checks), with 22023: p_worker and p_judge_model non-empty and at most
--- 255 characters, p_rationale at most 10000 characters (NULL allowed), p_limit 1..10000,
+-- 255 characters, p_rationale at most 10000 characters (NULL or '' allowed), p_limit 1..10000,
 -- the claim's p_as_of a finite timestamp between 1970 and 9999, p_status one of the
 -- verdicts, p_score a finite number 1..5 for a label and NULL otherwise. v0.1.0 stored a
 -- worker or judge model of any length and let p_as_of = infinity reach the lease
@@ -142,7 +142,11 @@ BEGIN
         RAISE EXCEPTION 'record_judgement: p_score must be NULL when p_status is %', p_status
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    PERFORM routing._require_text('record_judgement', 'p_rationale', p_rationale, 10000, true);
+    -- Free text, NULL and '' allowed as in v0.1.0: only its length is bounded.
+    IF pg_catalog.length(p_rationale) > 10000 THEN
+        RAISE EXCEPTION 'record_judgement: p_rationale must be at most 10000 characters, got %', pg_catalog.length(p_rationale)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     PERFORM routing._require_text('record_judgement', 'p_judge_model', p_judge_model, 255);
 
     SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = p_outcome_id FOR UPDATE;

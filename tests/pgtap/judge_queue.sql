@@ -1,7 +1,7 @@
 -- pgTAP: routing_ledger:judge_queue — the queue view, claims with a lease, judgements
 -- feeding the learned per-task quality the router uses.
 BEGIN;
-SELECT plan(73);
+SELECT plan(74);
 
 -- Structure -------------------------------------------------------------------------
 
@@ -256,6 +256,13 @@ SELECT results_eq(
        WHERE id = (SELECT outcome_id FROM t_req WHERE n = 5)$$,
     $$VALUES (10000, 255)$$,
     'and recorded whole');
+INSERT INTO t_req SELECT 13, d.outcome_id, d.inference_id
+  FROM routing.insert_decision('judge-13', 'a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) d;
+SELECT count(*) FROM routing.complete_decision((SELECT inference_id FROM t_req WHERE n = 13), '{"a": 13}', 100, 20, 500);
+SELECT results_eq(
+    $$SELECT judge_status FROM routing.record_judgement((SELECT outcome_id FROM t_req WHERE n = 13), 'cannot_evaluate', NULL, '', 'judge-1')$$,
+    $$VALUES ('cannot_evaluate'::text)$$,
+    'an empty rationale is still accepted (only its length is bounded)');
 SELECT lives_ok($$SELECT * FROM routing.claim_judge_batch(repeat('w', 255), 10000)$$,
                 'a p_worker of exactly 255 characters and p_limit 10000 are accepted');
 SELECT lives_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, '9999-12-30 00:00:00+00')$$,
