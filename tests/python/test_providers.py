@@ -7,6 +7,7 @@ socket failure) and classified by the provider exactly as in production.
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import socket
 import threading
@@ -14,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import httpx
 import pytest
@@ -595,3 +597,175 @@ def test_estimate_input_tokens_counts_content_parts_and_is_roughly_four_chars_pe
     assert estimate_input_tokens(parts) == 104
     assert estimate_input_tokens([]) == 1
     assert estimate_input_tokens([{"role": "assistant", "content": None}]) == 4
+
+
+# -- redaction ----------------------------------------------------------------------------
+
+
+def test_scrub_is_the_one_redaction_function(provider):
+    from routing_ledger.providers import scrub
+
+    text = f"key {KEY} and Authorization: Bearer abcdefghijklmnopqrstuvwxyz0123\n\tend"
+    assert scrub(text, [KEY]) == ("key [redacted] and Authorization: Bearer [redacted] end")
+    assert len(scrub("x" * 2000)) == 500 and scrub("x" * 2000).endswith("…")
+    assert scrub("x" * 2000, limit=None) == "x" * 2000
+    # A provider removes its own credentials (in any encoding it sends them), nothing else.
+    assert provider.redact(f"quoted {KEY!r} raw {KEY}") == "quoted '[redacted]' raw [redacted]"
+
+
+# -- streams ------------------------------------------------------------------------------
+
+
+def read_all(stream: Any) -> list[dict[str, Any]]:
+    chunks: list[dict[str, Any]] = []
+    read_all_into(stream, chunks)
+    return chunks
+
+
+def test_stream_assembly_accumulates_text_tool_calls_and_usage():
+    from routing_ledger.providers import StreamAssembly
+
+    assembly = StreamAssembly()
+    events = [
+        {"id": "c1", "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "Hel"}}]},
+        {"choices": [{"index": 0, "delta": {"content": "lo"}}]},
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {
+                                "index": 0,
+                                "id": "call_1",
+                                "type": "function",
+                                "function": {"name": "look", "arguments": '{"q":'},
+                            }
+                        ]
+                    },
+                }
+            ]
+        },
+        {
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {
+                        "tool_calls": [
+                            {"index": 0, "function": {"name": "up", "arguments": ' "x"}'}}
+                        ]
+                    },
+                }
+            ]
+        },
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 4}},
+    ]
+    for event in events:
+        assert not assembly.done
+        assert assembly.feed(json.dumps(event)) == event
+    assert assembly.complete and not assembly.done
+    assert assembly.feed("[DONE]") is None and assembly.done
+    assert assembly.text == "Hello"
+    assert assembly.tool_calls == [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "lookup", "arguments": '{"q": "x"}'},
+        }
+    ]
+    response = assembly.response(12)
+    assert (response.content, response.input_tokens, response.output_tokens) == ("Hello", 9, 4)
+    assert response.payload["choices"][0]["finish_reason"] == "tool_calls"
+    assert response.tool_calls == assembly.tool_calls
+    with pytest.raises(ValueError):
+        StreamAssembly().feed('{"choices": [')
+    with pytest.raises(ValueError):
+        StreamAssembly().feed('{"error": {"message": "overloaded"}}')
+    unfinished = StreamAssembly()
+    unfinished.feed(json.dumps({"choices": [{"index": 0, "delta": {"content": "abcdefgh"}}]}))
+    assert not unfinished.complete and unfinished.output_tokens == 2
+
+
+def test_stream_reads_every_chunk_the_server_sent(server, provider):
+    server.script(MODEL, Fault.ok(chunks=5))
+
+    stream = provider.open_stream(MODEL, MESSAGES, 64, temperature=0.1)
+    chunks = read_all(stream)
+
+    sent = server.last_answer(MODEL)
+    assert sent.finished and sent.chunks == 5
+    assert stream.assembly.text == sent.text and stream.assembly.done
+    assert stream.result().output_tokens == sent.usage["completion_tokens"]
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == sent.usage
+    (request,) = server.requests
+    assert request.body["stream"] is True
+    assert request.body["stream_options"] == {"include_usage": True}
+    assert request.body["temperature"] == 0.1
+    assert request.headers["accept"] == "text/event-stream"
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Fault.stream_cut(2), "connection_error"),
+        (Fault.stream_cut(2, clean=True), "connection_error"),
+        (Fault.stream_malformed(2), "server_error"),
+        (Fault.stream_stall(2, 30), "timeout"),
+    ],
+    ids=["dropped", "clean", "malformed", "stall"],
+)
+def test_broken_stream_raises_a_classified_error_after_its_chunks(server, fault, code):
+    server.script(MODEL, fault)
+    with OpenAICompatibleProvider(server.base_url, KEY, timeout_s=0.5) as provider:
+        stream = provider.open_stream(MODEL, MESSAGES, 64)
+        got = []
+        with pytest.raises(ProviderError) as info:
+            read_all_into(stream, got)
+    assert info.value.error_code == code
+    assert len(got) == 2
+    assert_no_secret(info.value)
+
+
+def read_all_into(stream: Any, into: list[dict[str, Any]]) -> None:
+    try:
+        while (chunk := stream.read()) is not None:
+            into.append(chunk)
+    finally:
+        stream.close()
+
+
+def test_stream_refused_before_the_first_byte_raises_at_open(server, provider):
+    server.script(MODEL, Fault.rate_limited(2.5))
+    with pytest.raises(ProviderError) as info:
+        provider.open_stream(MODEL, MESSAGES, 64)
+    assert (info.value.error_code, info.value.http_status) == ("rate_limited", 429)
+    assert info.value.retry_after_ms == 2500
+
+
+def test_async_stream_and_embeddings(server):
+    server.script(MODEL, Fault.tool_call("lookup", '{"q": "y"}'))
+
+    async def scenario() -> tuple[Any, Any]:
+        async with OpenAICompatibleProvider(server.base_url, KEY) as provider:
+            stream = await provider.aopen_stream(MODEL, MESSAGES, 64)
+            try:
+                while await stream.read() is not None:
+                    pass
+            finally:
+                await stream.close()
+            vectors = await provider.aembed("embed-test", ["a", "bb"], dimensions=4)
+            return stream.result(), vectors
+
+    streamed, vectors = asyncio.run(scenario())
+    (call,) = streamed.tool_calls or []
+    assert call["function"] == {"name": "lookup", "arguments": '{"q": "y"}'}
+    assert streamed.content is None
+    assert vectors.output_tokens == 0 and vectors.input_tokens
+    assert vectors.embeddings is not None and len(vectors.embeddings) == 2
+    assert server.requests[-1].body == {
+        "model": "embed-test",
+        "input": ["a", "bb"],
+        "dimensions": 4,
+    }

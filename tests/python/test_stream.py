@@ -231,6 +231,27 @@ def test_consumer_leaving_early_records_cancelled(catalog, server, how):
     assert server.count() == 1
 
 
+def test_consumer_generator_closed_by_its_framework_records_cancelled(catalog, server):
+    # A web framework streams a response from a generator and closes it when the end user
+    # disconnects: GeneratorExit passes through the ledger's `with`.
+    server.script(CHEAP, Fault.ok(chunks=12))
+    received: list[dict[str, Any]] = []
+
+    with Ledger(catalog.db, providers_for(server)) as ledger:
+
+        def response_body() -> Any:
+            with ledger.stream(AGENT, TASK, MESSAGES, 64, "user-left") as s:
+                for chunk in s:
+                    received.append(chunk)
+                    yield chunk
+
+        body = response_body()
+        next(body), next(body)
+        body.close()
+
+    assert_cancelled(catalog, "user-left", text_of(received))
+
+
 def test_keyboard_interrupt_while_reading_records_cancelled(catalog, server):
     server.script(CHEAP, Fault.ok(chunks=20, chunk_delay_s=0.3))
     received: list[dict[str, Any]] = []

@@ -502,9 +502,9 @@ class Stream:
             self.close()
             return
         try:
-            self._step(exc)
+            self._step(_left(exc))
         except BaseException as raised:
-            if raised is not exc:
+            if raised is not exc and not isinstance(raised, ConsumerLeft):
                 raise
 
 
@@ -842,10 +842,22 @@ class AsyncStream:
             await self.aclose()
             return
         try:
-            await self._step(exc)
+            await self._step(_left(exc))
         except BaseException as raised:
-            if raised is not exc:
+            if raised is not exc and not isinstance(raised, ConsumerLeft):
                 raise
+
+
+def _left(exc: BaseException) -> BaseException:
+    """What the protocol is told when the consumer's block raised ``exc``.
+
+    A consumer that is itself a generator being closed (a web framework dropping a streamed
+    response because the end user disconnected) raises GeneratorExit through the ``with``;
+    the protocol must record that as ``cancelled``, not mistake it for its own closing.
+    """
+    if isinstance(exc, GeneratorExit):
+        return ConsumerLeft("cancelled: the consumer's generator was closed")
+    return exc
 
 
 def _unexpected_empty(write: Write) -> RoutingLedgerError:
