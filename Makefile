@@ -2,6 +2,7 @@
 #
 #   make setup        install what is missing (Debian packages when root, the .venv)
 #   make test         pgTAP (via pg_prove) and pytest against a private throwaway cluster
+#   make soak         the full chaos soak (tests/soak/chaos.py; a short one runs in make test)
 #   make lint         ruff over the Python, squawk over the deploy scripts
 #   make demo         the CLI demo on a private local PostgreSQL
 #   make schema-dump  normalised schema dump (see the target)
@@ -30,6 +31,9 @@ VENV_STAMP := $(VENV)/.routing-ledger-installed.stamp
 setup: setup-system $(VENV_STAMP)
 
 # A quick no-op when everything is installed: apt is touched only for what is missing.
+# Debian starts a package's service on install (pgbouncer's on port 6432); a temporary
+# policy-rc.d answering 101 keeps it from starting. The tests never use a system service:
+# they start their own pgbouncer (routing_ledger.pooler) on a free port.
 setup-system:
 	@if command -v dpkg-query >/dev/null 2>&1; then \
 	  missing=""; \
@@ -45,7 +49,13 @@ setup-system:
 	    fi; \
 	    echo "make setup: installing$$missing"; \
 	    export DEBIAN_FRONTEND=noninteractive; \
-	    apt-get update -qq && apt-get install -y -qq $$missing; \
+	    policy=/usr/sbin/policy-rc.d; own_policy=""; \
+	    if [ ! -e "$$policy" ]; then \
+	      printf '#!/bin/sh\nexit 101\n' > "$$policy" && chmod 755 "$$policy" && own_policy=1; \
+	    fi; \
+	    apt-get update -qq && apt-get install -y -qq $$missing; status=$$?; \
+	    if [ -n "$$own_policy" ]; then rm -f "$$policy"; fi; \
+	    [ $$status -eq 0 ] || exit $$status; \
 	  fi; \
 	else \
 	  for cmd in $(REQUIRED_COMMANDS); do \
@@ -62,6 +72,17 @@ $(VENV_STAMP): python_client/pyproject.toml
 # The pytest fixtures start the throwaway cluster and stop it at the end, pass or fail.
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python
+
+# The pooler tests and the chaos soak start a private pgbouncer on a free port (the system
+# service is never used); make setup installs the package.
+APT_PACKAGES += pgbouncer
+REQUIRED_COMMANDS += pgbouncer
+
+# The full chaos soak: gateway processes SIGKILLed and resumed, backends terminated,
+# PostgreSQL crash-restarted twice mid-traffic; prints the figures.
+.PHONY: soak
+soak: setup
+	ROUTING_LEDGER_SOAK=full $(VENV)/bin/pytest -s $(PYTEST_FLAGS) tests/python/test_chaos_soak.py
 
 # Both run even when the first one fails, and either failure fails the target (and CI).
 lint: setup

@@ -1,6 +1,13 @@
 -- Deploy routing_ledger:repair to pg
--- requires: ledger_tables
--- requires: outcome_requires_inference
+-- requires: repair@v0.1.0
+-- requires: argument_checks
+--
+-- v0.2 rework: every argument is checked first through the routing._require_* helpers
+-- (change argument_checks), against the package's bounds, with 22023: an interval
+-- (p_window, p_older_than) between 0 and 100 years, p_as_of a finite timestamp between
+-- 1970 and 9999, p_apply and p_run_id not NULL. v0.1.0 let an interval near the type's
+-- limits through to "created_at - p_window", which raised 22008 (timestamp out of range);
+-- a p_as_of of +/-infinity did the same. Nothing else changes.
 --
 -- Re-links history from the older two-phase write path: outcomes written before their
 -- provider call, whose inference id was never back-filled (a 429 in between), and the
@@ -151,15 +158,8 @@ DECLARE
     v_rel_i bigint[];
     v_n     bigint;
 BEGIN
-    IF p_window IS NULL OR p_window < interval '0' THEN
-        RAISE EXCEPTION 'repair_orphans: p_window must be a non-negative interval, got %',
-                        coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_apply IS NULL THEN
-        RAISE EXCEPTION 'repair_orphans: p_apply must be true or false, not NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('repair_orphans', 'p_window', p_window);
+    PERFORM routing._require_not_null('repair_orphans', 'p_apply', p_apply);
 
     IF NOT p_apply THEN
         RETURN QUERY
@@ -263,9 +263,7 @@ DECLARE
     v_n          bigint;
     v_rows       bigint := 0;
 BEGIN
-    IF p_run_id IS NULL THEN
-        RAISE EXCEPTION 'rollback_repair: p_run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_not_null('rollback_repair', 'p_run_id', p_run_id);
 
     LOCK TABLE routing.repair_runs IN SHARE ROW EXCLUSIVE MODE;
 
@@ -422,23 +420,10 @@ DECLARE
     k            int;
     r            record;
 BEGIN
-    IF p_window IS NULL OR p_window < interval '0' THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_window must be a non-negative interval, got %',
-                        coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_older_than IS NULL OR p_older_than < interval '0' THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_older_than must be a non-negative interval, got %',
-                        coalesce(p_older_than::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_apply IS NULL THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_apply must be true or false, not NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('close_unmatched_orphans', 'p_window', p_window);
+    PERFORM routing._require_interval('close_unmatched_orphans', 'p_older_than', p_older_than);
+    PERFORM routing._require_not_null('close_unmatched_orphans', 'p_apply', p_apply);
+    PERFORM routing._require_timestamp('close_unmatched_orphans', 'p_as_of', p_as_of);
 
     IF p_apply THEN
         -- One repair, close or rollback at a time.
@@ -579,9 +564,9 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.repair_orphans(interval, boolean) IS
-    'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 on a NULL or negative p_window or a NULL p_apply.';
+    'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 (checked first) on a NULL p_apply or a p_window that is NULL or outside 0..100 years.';
 COMMENT ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) IS
-    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than. One that owns an attempt is linked to its newest one and follows it (succeeded: succeeded and judgeable; failed: the give-up status of its error; routed: left for the reaper). One that owns none gets a closing attempt (failed, abandoned, a message naming the competing inferences) and, if in flight, becomes failed_abandoned; a succeeded one keeps its status but becomes cannot_evaluate for the judge (its answer is lost). Left alone: relink_first (repair_orphans would re-link it), too_recent, held_with_group (it shares a candidate with an orphan left alone: closing one side of an ambiguity would fake a one-to-one match). Dry run (default) writes nothing (would_close). Apply locks every owned attempt, then the orphans, in id order, records a run (kind close_unmatched) with before-images, undone by rollback_repair (which deletes the closing attempts). 22023 on a NULL or negative interval, a NULL p_apply or p_as_of.';
+    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than. One that owns an attempt is linked to its newest one and follows it (succeeded: succeeded and judgeable; failed: the give-up status of its error; routed: left for the reaper). One that owns none gets a closing attempt (failed, abandoned, a message naming the competing inferences) and, if in flight, becomes failed_abandoned; a succeeded one keeps its status but becomes cannot_evaluate for the judge (its answer is lost). Left alone: relink_first (repair_orphans would re-link it), too_recent, held_with_group (it shares a candidate with an orphan left alone: closing one side of an ambiguity would fake a one-to-one match). Dry run (default) writes nothing (would_close). Apply locks every owned attempt, then the orphans, in id order, records a run (kind close_unmatched) with before-images, undone by rollback_repair (which deletes the closing attempts). 22023 (checked first) on an interval that is NULL or outside 0..100 years, a NULL p_apply, or a p_as_of that is NULL or outside 1970..9999.';
 COMMENT ON FUNCTION routing.rollback_repair(bigint) IS
     'Restores every row of an applied repair_orphans or close_unmatched_orphans run exactly from its before-images (deleting the rows the run inserted) and marks the run rolled back; returns the number of rows restored. Works while outcome_requires_inference_when_model_chosen is NOT VALID (it is dropped and re-added NOT VALID with its exact definition in the same transaction, under ACCESS EXCLUSIVE on routing_outcomes). 22023 on NULL, P0002 for an unknown run, 55000 if the run was already rolled back, if the constraint is validated, or if a row changed since the run (reaped, completed, judged).';
 

@@ -1,4 +1,7 @@
 -- Verify routing_ledger:judge_queue on pg
+--
+-- v0.2: the functions check their bounds first (a 256-character worker name is 22023;
+-- v0.1.0 stored it). Run inside the verify's own rolled-back transaction.
 
 BEGIN;
 
@@ -15,6 +18,12 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT pg_catalog.has_function_privilege('routing_judge', f, 'EXECUTE'), 'routing_judge must be able to run ' || f;
     END LOOP;
+    BEGIN
+        PERFORM routing.claim_judge_batch(repeat('w', 256), 1);
+        RAISE EXCEPTION 'claim_judge_batch accepted a 256-character p_worker: the v0.2 bounds are missing';
+    EXCEPTION WHEN invalid_parameter_value THEN
+        NULL;
+    END;
 END
 $$;
 

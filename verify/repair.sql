@@ -1,4 +1,7 @@
 -- Verify routing_ledger:repair on pg
+--
+-- v0.2: the functions check their bounds first (a window over 100 years is 22023; v0.1.0
+-- let it through).
 
 BEGIN;
 
@@ -17,6 +20,20 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT pg_catalog.has_function_privilege('routing_ops', f, 'EXECUTE'), 'routing_ops must be able to run ' || f;
     END LOOP;
+    ASSERT pg_catalog.to_regprocedure('routing._require_interval(text, text, interval, interval, interval, boolean)') IS NOT NULL,
+           'routing._require_interval (change argument_checks) is missing';
+    BEGIN
+        PERFORM routing.repair_orphans('101 years', false);
+        RAISE EXCEPTION 'repair_orphans accepted a window over 100 years: the v0.2 bounds are missing';
+    EXCEPTION WHEN invalid_parameter_value THEN
+        NULL;
+    END;
+    BEGIN
+        PERFORM routing.close_unmatched_orphans('3 seconds', '1 hour', false, 'infinity');
+        RAISE EXCEPTION 'close_unmatched_orphans accepted p_as_of infinity: the v0.2 bounds are missing';
+    EXCEPTION WHEN invalid_parameter_value THEN
+        NULL;
+    END;
 END
 $$;
 

@@ -1,7 +1,7 @@
 -- pgTAP: routing_ledger:judge_queue — the queue view, claims with a lease, judgements
 -- feeding the learned per-task quality the router uses.
 BEGIN;
-SELECT plan(58);
+SELECT plan(74);
 
 -- Structure -------------------------------------------------------------------------
 
@@ -218,6 +218,55 @@ SELECT throws_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, NULL)$$, '22
 -- Nothing written when a call raises.
 SELECT is((SELECT judge_status FROM routing.routing_outcomes WHERE id = (SELECT outcome_id FROM t_req WHERE n = 5)),
           'claimed', 'a refused judgement leaves the outcome as it was');
+
+-- Bounds (v0.2), checked first with 22023, even on an unknown outcome --------------------
+
+SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch(repeat('w', 256), 1)$$, '22023',
+                 'claim_judge_batch: p_worker must be at most 255 characters, got 256',
+                 'a p_worker over 255 characters is 22023, naming the bound');
+SELECT throws_ok($$SELECT * FROM routing.claim_judge_batch('w', 2147483647)$$, '22023', NULL,
+                 'the largest p_limit is 22023');
+SELECT throws_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, 'infinity')$$, '22023', NULL,
+                 'a claim at p_as_of infinity is 22023 (no lease arithmetic on infinity)');
+SELECT throws_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, '4713-01-01 00:00:00+00 BC')$$, '22023', NULL,
+                 'a claim at p_as_of 4713 BC is 22023');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'labeled', 'NaN', NULL, 'judge-1')$$, '22023',
+                 'record_judgement: p_score must be a finite number, got NaN', 'a NaN score is 22023');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'labeled', 'Infinity', NULL, 'judge-1')$$, '22023', NULL,
+                 'an infinite score is 22023');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'labeled', '-Infinity', NULL, 'judge-1')$$, '22023', NULL,
+                 'a -infinite score is 22023');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'LABELED', 3, NULL, 'judge-1')$$, '22023',
+                 'record_judgement: unknown p_status ''LABELED''', 'the verdict vocabulary is exact (case matters)');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'labeled', 3, repeat('r', 10001), 'judge-1')$$, '22023',
+                 'record_judgement: p_rationale must be at most 10000 characters, got 10001',
+                 'a p_rationale over 10000 characters is 22023');
+SELECT throws_ok($$SELECT * FROM routing.record_judgement(999999, 'labeled', 3, NULL, repeat('j', 256))$$, '22023',
+                 'record_judgement: p_judge_model must be at most 255 characters, got 256',
+                 'a p_judge_model over 255 characters is 22023');
+SELECT is((SELECT judge_status FROM routing.routing_outcomes WHERE id = (SELECT outcome_id FROM t_req WHERE n = 5)),
+          'claimed', 'refused judgements still leave the claimed outcome as it was');
+SELECT results_eq(
+    $$SELECT judge_status FROM routing.record_judgement((SELECT outcome_id FROM t_req WHERE n = 5), 'labeled', 5,
+                                                         repeat('r', 10000), repeat('j', 255))$$,
+    $$VALUES ('labeled'::text)$$,
+    'a rationale of exactly 10000 characters and a judge model of exactly 255 are accepted');
+SELECT results_eq(
+    $$SELECT length(judge_rationale), length(judge_model) FROM routing.routing_outcomes
+       WHERE id = (SELECT outcome_id FROM t_req WHERE n = 5)$$,
+    $$VALUES (10000, 255)$$,
+    'and recorded whole');
+INSERT INTO t_req SELECT 13, d.outcome_id, d.inference_id
+  FROM routing.insert_decision('judge-13', 'a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) d;
+SELECT count(*) FROM routing.complete_decision((SELECT inference_id FROM t_req WHERE n = 13), '{"a": 13}', 100, 20, 500);
+SELECT results_eq(
+    $$SELECT judge_status FROM routing.record_judgement((SELECT outcome_id FROM t_req WHERE n = 13), 'cannot_evaluate', NULL, '', 'judge-1')$$,
+    $$VALUES ('cannot_evaluate'::text)$$,
+    'an empty rationale is still accepted (only its length is bounded)');
+SELECT lives_ok($$SELECT * FROM routing.claim_judge_batch(repeat('w', 255), 10000)$$,
+                'a p_worker of exactly 255 characters and p_limit 10000 are accepted');
+SELECT lives_ok($$SELECT * FROM routing._claim_judge_batch('w', 1, '9999-12-30 00:00:00+00')$$,
+                'a claim at the last accepted p_as_of fits the lease arithmetic');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,7 +1,7 @@
 -- pgTAP: routing_ledger:repair — repair_orphans (dry run, apply) and rollback_repair on
 -- history written by the older two-phase path, loaded while the CHECK was NOT VALID.
 BEGIN;
-SELECT plan(67);
+SELECT plan(80);
 
 -- Structure -------------------------------------------------------------------------
 
@@ -206,7 +206,22 @@ SELECT throws_ok($$SELECT * FROM routing.repair_orphans(NULL)$$, '22023', NULL, 
 SELECT throws_ok($$SELECT * FROM routing.repair_orphans('-1 second')$$, '22023',
                  'repair_orphans: p_window must be a non-negative interval, got -00:00:01', 'a negative p_window is 22023');
 SELECT throws_ok($$SELECT * FROM routing.repair_orphans('3 seconds', NULL)$$, '22023',
-                 'repair_orphans: p_apply must be true or false, not NULL', 'a NULL p_apply is 22023');
+                 'repair_orphans: p_apply must not be NULL', 'a NULL p_apply is 22023');
+
+-- Bounds (v0.2): intervals 0..100 years, p_as_of 1970..9999, 22023 before any arithmetic
+-- (v0.1.0 raised 22008 from "created_at - p_window" near the type's limits).
+SELECT throws_ok($$SELECT * FROM routing.repair_orphans('101 years')$$, '22023',
+                 'repair_orphans: p_window must be an interval of at most 100 years, got 101 years',
+                 'a p_window over 100 years is 22023, naming the argument and the bound');
+SELECT throws_ok($$SELECT * FROM routing.repair_orphans('178000000 years', true)$$, '22023', NULL,
+                 'the largest interval is 22023, not 22008 (apply)');
+SELECT throws_ok($$SELECT * FROM routing.repair_orphans('9223372036854775807 microseconds')$$, '22023', NULL,
+                 'the largest microsecond count is 22023, not 22008 (dry run)');
+SELECT throws_ok($$SELECT * FROM routing.repair_orphans('1 year -400 days')$$, '22023', NULL,
+                 'an interval negative as a whole is 22023');
+SELECT lives_ok($$SELECT * FROM routing.repair_orphans('100 years')$$, 'a p_window of exactly 100 years is accepted');
+SELECT throws_ok($$SELECT routing.rollback_repair(-9223372036854775808)$$, 'P0002', NULL,
+                 'the smallest bigint run id is unknown (P0002), not an error of its own');
 
 -- close_unmatched_orphans: the explicit, reversible decision for what nothing matched.
 SELECT has_function('routing', 'close_unmatched_orphans', ARRAY['interval', 'interval', 'boolean', 'timestamp with time zone'],
@@ -222,6 +237,22 @@ SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1
     'close: a NULL p_apply is 22023');
 SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', false, NULL)$$, '22023', NULL,
     'close: a NULL p_as_of is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('10000 years')$$, '22023',
+    'close_unmatched_orphans: p_window must be an interval of at most 100 years, got 10000 years',
+    'close: a p_window over 100 years is 22023, not 22008');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '178000000 years')$$, '22023', NULL,
+    'close: a p_older_than over 100 years is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', false, 'infinity')$$, '22023', NULL,
+    'close: p_as_of infinity is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', true, '-infinity')$$, '22023', NULL,
+    'close: p_as_of -infinity is 22023 (apply)');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', false, '294276-12-31 23:59:59+00')$$,
+    '22023', NULL, 'close: p_as_of in 294276 AD is 22023');
+SELECT throws_ok($$SELECT * FROM routing.close_unmatched_orphans('3 seconds', '1 hour', false, '4713-01-01 00:00:00+00 BC')$$,
+    '22023', 'close_unmatched_orphans: p_as_of must be a finite timestamp between 1970-01-01 00:00:00+00 and 9999-12-31 00:00:00+00, got 4713-01-01 00:00:00+00 BC',
+    'close: p_as_of in 4713 BC is 22023, naming the argument and the bound');
+SELECT is((SELECT count(*) FROM routing.repair_runs WHERE kind = 'close_unmatched'), 0::bigint,
+    'a refused apply records no run');
 
 SELECT (SELECT value FROM routing.integrity_report() WHERE metric = 'orphan_outcomes') AS orphans_before \gset
 CREATE TEMP TABLE t_close_dry AS

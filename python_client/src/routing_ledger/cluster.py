@@ -263,6 +263,36 @@ class LocalCluster:
                 )
         self._cleanup_dir()
 
+    def restart(self, *, mode: str = "immediate", down_s: float = 0.0) -> None:
+        """Stop the server (``pg_ctl stop -m mode``) and start it again on the same port.
+
+        ``immediate`` is a crash as far as clients and the server are concerned: every
+        connection breaks, and the next start runs crash recovery from the WAL. What was
+        committed survives only if ``synchronous_commit`` is on (the throwaway default is
+        off: give ``settings={"synchronous_commit": "on"}`` to a cluster you crash).
+        ``down_s`` keeps it down that long, refusing connections, like a failover's gap.
+        """
+        if mode not in ("smart", "fast", "immediate"):
+            raise ValueError(f"mode must be smart, fast or immediate, not {mode!r}")
+        self._require_running()
+        assert self.data_dir is not None and self.log_file is not None
+        self._server_cmd(["pg_ctl", "stop", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60"])
+        time.sleep(down_s)
+        self._server_cmd(
+            [
+                "pg_ctl",
+                "start",
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-w",
+                "-t",
+                "120",
+            ]
+        )
+        self._wait_ready()
+
     @property
     def running(self) -> bool:
         return self._running

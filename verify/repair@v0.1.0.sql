@@ -1,0 +1,23 @@
+-- Verify routing_ledger:repair on pg
+
+BEGIN;
+
+SELECT run_id, kind, started_at, run_by, match_window, applied, ambiguous, no_match, rolled_back_at
+  FROM routing.repair_runs WHERE false;
+SELECT run_id, table_name, row_id, row_data, after_data, taken_at FROM routing.repair_backup WHERE false;
+
+DO $$
+DECLARE
+    f text;
+BEGIN
+    FOREACH f IN ARRAY ARRAY['routing.repair_orphans(interval, boolean)', 'routing.rollback_repair(bigint)',
+                             'routing.close_unmatched_orphans(interval, interval, boolean, timestamptz)'] LOOP
+        ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
+        ASSERT (SELECT prosecdef AND proconfig IS NOT NULL FROM pg_catalog.pg_proc WHERE oid = to_regprocedure(f)),
+               f || ' must be SECURITY DEFINER with a pinned search_path';
+        ASSERT pg_catalog.has_function_privilege('routing_ops', f, 'EXECUTE'), 'routing_ops must be able to run ' || f;
+    END LOOP;
+END
+$$;
+
+ROLLBACK;
