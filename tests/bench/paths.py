@@ -188,31 +188,36 @@ class Workload:
 
     @classmethod
     def decided(cls, conn: psycopg.Connection[Any], **kw: Any) -> Workload:
-        """The workload with the router's document for it, read through ``choose_route``."""
+        """The workload with what the deployed package writes for it.
+
+        One probe request goes through the package (insert_decision + complete_decision);
+        the figures its outcome and attempt were stored with (the explanation as the plan
+        stores it — full or compact — the floor, the projected and settled costs) become
+        what the plain-SQL paths write, so they write the same bytes whatever the plan.
+        """
         base = cls(**kw)
+        package(conn, base)(f"probe-{uuid.uuid4().hex}")
         row = conn.execute(
-            CHOOSE_ROUTE, (base.agent, base.task, base.tin, base.max_tokens)
+            """
+            SELECT o.explanation, o.decision_rule, o.chosen_model_slug, o.min_quality,
+                   o.projected_cost_usd, o.cost_actual_usd
+              FROM routing.routing_outcomes o
+             WHERE o.agent_id = %s AND o.request_id LIKE 'probe-%%'
+             ORDER BY o.id DESC LIMIT 1
+            """,
+            (base.agent,),
         ).fetchone()
         assert row is not None
-        doc = row[0]
-        slug = doc["chosen_model_slug"]
-        price = conn.execute(
-            "SELECT round(%s * price_in_per_mtok_usd / 1e6 + %s * price_out_per_mtok_usd / 1e6, 6)"
-            " FROM routing.models WHERE slug = %s",
-            (base.tin, base.tout, slug),
-        ).fetchone()
-        assert price is not None
+        explanation, rule, slug, minq, projected, cost = row
         return cls(
             **{
                 **asdict(base),
-                "explanation": doc,
-                "rule": doc["decision_rule"],
+                "explanation": explanation,
+                "rule": rule,
                 "slug": slug,
-                "minq": str(doc["min_quality"]),
-                "projected": str(
-                    next(c["projected_cost_usd"] for c in doc["candidates"] if c["slug"] == slug)
-                ),
-                "cost": str(Decimal(price[0])),
+                "minq": str(minq),
+                "projected": str(projected),
+                "cost": str(cost),
             }
         )
 

@@ -42,6 +42,7 @@ import contextlib
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -84,7 +85,7 @@ DURABLE = {
 class Sizes:
     cell_s: float  # seconds per throughput cell
     rounds: int  # interleaved rounds per throughput comparison
-    route_s: float  # seconds of choose_route calls per catalog size
+    route_calls: int  # choose_route calls per catalog size
     p4_lifecycles: int
     p5_stages: tuple[int, ...]
     p5_probes: int
@@ -93,8 +94,8 @@ class Sizes:
     client_calls: int
 
 
-QUICK = Sizes(0.5, 2, 0.5, 40, (0, 20_000), 30, 100_000, 20, 150)
-DEFAULT = Sizes(1.5, 4, 2.0, 250, (0, 10_000, 100_000, 500_000), 100, 1_000_000, 60, 600)
+QUICK = Sizes(0.5, 2, 12, 40, (0, 20_000), 30, 100_000, 20, 150)
+DEFAULT = Sizes(1.5, 4, 45, 250, (0, 10_000, 100_000, 500_000), 100, 1_000_000, 60, 600)
 
 
 @dataclass
@@ -287,6 +288,16 @@ class Bench:
                     f" {rtt_proxy:.3f} ms through the proxy (+{rtt_proxy - rtt_direct:.2f} ms"
                     " for the 2 × 1 ms asked; timers wake late by a fraction of a ms)"
                 )
+                self.report.rows.append(
+                    Row(
+                        "P2",
+                        "  round trip added by the proxy (SELECT 1, median)",
+                        rtt_proxy - rtt_direct,
+                        "2 ms asked",
+                        None,
+                        unit=" ms",
+                    )
+                )
                 for clients in (1, 8):
                     cells = {
                         "package": (self.tcp(pkg, proxy.port), "package"),
@@ -308,33 +319,32 @@ class Bench:
     def p3_p4(self) -> None:
         dbs = {n: self.clone(f"p3_models_{n}", catalog_of(n)) for n in (10, 20, 100, 1000)}
         with self.report.section("P3", "choose_route over 10 / 100 / 1,000 enabled models"):
-            cost: dict[int, float] = {}
             args = (AGENT, "general", 12, 64)
-            for n in (10, 100, 1000):
-                with self.connect(dbs[n]) as conn:
-                    doc = conn.execute(CHOOSE_ROUTE, args).fetchone()[0]  # type: ignore[index]
-                    seen = len(doc["candidates"]) + len(doc["dropped"])
+            conns = {n: self.connect(dbs[n]) for n in (10, 100, 1000)}
+            nojit = self.connect(dbs[1000])
+            nojit.execute("SET jit = off")
+            try:
+                docs = {}
+                for n, conn in conns.items():
+                    docs[n] = conn.execute(CHOOSE_ROUTE, args).fetchone()[0]  # type: ignore[index]
+                    seen = len(docs[n]["candidates"]) + len(docs[n]["dropped"])
                     assert seen == n, f"choose_route saw {seen} of {n} models"
-                    cost[n] = median_ms(
-                        lambda: conn.execute(CHOOSE_ROUTE, args).fetchone(),
-                        n=10,
-                        seconds=self.sizes.route_s,
-                    )
-                    extra = ""
-                    if n == 1000:
-                        conn.execute("SET jit = off")
-                        nojit = median_ms(
-                            lambda: conn.execute(CHOOSE_ROUTE, args).fetchone(),
-                            n=10,
-                            seconds=self.sizes.route_s / 2,
-                        )
-                        conn.execute("RESET jit")
-                        extra = f"; with jit = off {nojit:.2f} ms"
+                fns = {
+                    str(n): (lambda i, c=c: c.execute(CHOOSE_ROUTE, args).fetchone())
+                    for n, c in conns.items()
+                }
+                fns["1000, jit off"] = lambda i: nojit.execute(CHOOSE_ROUTE, args).fetchone()
+                cost = interleaved_ms(fns, self.sizes.route_calls, block=3)
+            finally:
+                for c in (*conns.values(), nojit):
+                    c.close()
+            for n, doc in docs.items():
                 self.report.note(
-                    f"{n:>5} models: {cost[n]:.2f} ms median ({len(doc['candidates'])} ranked,"
-                    f" {len(doc['dropped'])} dropped){extra}"
+                    f"{n:>5} models: {cost[str(n)]:.2f} ms median ({len(doc['candidates'])}"
+                    f" ranked, {len(doc['dropped'])} dropped)"
                 )
-            r = cost[1000] / cost[10]
+            self.report.note(f" 1000 models with jit = off: {cost['1000, jit off']:.2f} ms")
+            r = cost["1000"] / cost["10"]
             self.report.ratio("P3", "choose_route, 1,000 models / 10 models", r, "≤ 3×", r <= 3)
 
         with self.report.section("P4", "bytes stored per outcome at 20 and 1,000 models"):
@@ -575,6 +585,24 @@ class Bench:
                 )
 
 
+def plan_description(project: Path) -> str:
+    """The checkout's commit and the plan's last change (what the figures measured)."""
+    last = ""
+    for line in (project / "sqitch.plan").read_text().splitlines():
+        if line and not line.startswith(("%", "@", "#")):
+            last = line.split()[0]
+    commit = "?"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        commit = subprocess.run(
+            ["git", "-C", str(project), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    return f"checkout {commit}, plan up to '{last}'"
+
+
 def machine() -> list[str]:
     load1 = os.getloadavg()
     return [
@@ -601,7 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = Sizes(**{**sizes.__dict__, "p6_rows": 10_000_000})
     if args.p6_rows:
         sizes = Sizes(**{**sizes.__dict__, "p6_rows": args.p6_rows})
-    only = {s.strip().upper() for s in args.only.split(",")}
+    aliases = {"P2": "P1", "P4": "P3"}  # measured together with their sibling
+    only = {aliases.get(s.strip().upper(), s.strip().upper()) for s in args.only.split(",")}
 
     report = Report()
     started = time.perf_counter()
@@ -613,17 +642,16 @@ def main(argv: list[str] | None = None) -> int:
         sqitch_deploy(cluster.conninfo("bench_template"), project)
         with cluster.connect("bench_template") as conn:
             version = conn.execute("SHOW server_version").fetchone()
-            plan = conn.execute(
-                "SELECT change FROM sqitch.changes ORDER BY committed_at DESC LIMIT 1"
-            ).fetchone()
+            deployed = conn.execute("SELECT count(*) FROM sqitch.changes").fetchone()
             settings = conn.execute(
                 "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
                 " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'jit',"
                 " 'shared_buffers')"
             ).fetchone()
         header.append(
-            f"PostgreSQL {version[0] if version else '?'}; plan deployed to"
-            f" '{plan[0] if plan else '?'}'; {settings[0] if settings else ''}"
+            f"PostgreSQL {version[0] if version else '?'}; {plan_description(project)},"
+            f" {deployed[0] if deployed else '?'} changes deployed;"
+            f" {settings[0] if settings else ''}"
         )
         bench = Bench(cluster, sizes, report, pool)
         for key, run in (
