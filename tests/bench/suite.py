@@ -619,6 +619,12 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--big", action="store_true", help="P6 at 10 M outcomes (many minutes)")
     parser.add_argument("--p6-rows", type=int, help="P6's ledger size (overrides the profile)")
     parser.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="durability off (fsync, synchronous_commit, full_page_writes): CPU and round-trip"
+        " costs only, for a machine whose disk is busy with something else",
+    )
+    parser.add_argument(
         "--only",
         default="P1,P3,P5,P6,C",
         help="sections to run, comma-separated among P1 (P1+P2), P3 (P3+P4), P5, P6, C",
@@ -636,22 +642,26 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     header = machine()
     project = find_project_dir(Path(__file__).resolve().parent)
-    with LocalCluster(settings=DURABLE) as cluster, ClientPool(8) as pool:
+    settings = dict(DURABLE)
+    if args.no_fsync:
+        settings.update(fsync="off", synchronous_commit="off", full_page_writes="off")
+    with LocalCluster(settings=settings) as cluster, ClientPool(8) as pool:
         cluster.create_database("bench_template")
         print(f"deploying the plan from {project} …", file=sys.stderr, flush=True)
         sqitch_deploy(cluster.conninfo("bench_template"), project)
         with cluster.connect("bench_template") as conn:
             version = conn.execute("SHOW server_version").fetchone()
             deployed = conn.execute("SELECT count(*) FROM sqitch.changes").fetchone()
-            settings = conn.execute(
-                "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings"
+            shown = conn.execute(
+                "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name)"
+                " FROM pg_settings"
                 " WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes', 'jit',"
                 " 'shared_buffers')"
             ).fetchone()
         header.append(
             f"PostgreSQL {version[0] if version else '?'}; {plan_description(project)},"
             f" {deployed[0] if deployed else '?'} changes deployed;"
-            f" {settings[0] if settings else ''}"
+            f" {shown[0] if shown else ''}"
         )
         bench = Bench(cluster, sizes, report, pool)
         for key, run in (
