@@ -14,9 +14,11 @@ at most ``_MAX_QUEUED_CHUNKS`` chunks in flight per direction (a full queue stop
 that side, so a fast sender is back-pressured instead of buffered without limit), and it
 only ever binds and connects to 127.0.0.1.
 
-asyncio's timer granularity is about a millisecond on Linux (epoll timeouts are whole
-milliseconds), so the delay actually added is the requested one plus up to about 1 ms;
-the benchmark measures the round trip through the proxy and prints it. On a busy machine
+What a round trip actually gains is a little more than twice the delay: the two extra
+hops and the timer's wake-up cost about 0.2–0.5 ms per round trip on a busy 2-core
+machine (and asyncio timers cannot wait less than a whole millisecond, epoll timeouts
+being rounded up, so this cannot be calibrated away below 1 ms). The suite measures the
+round trip through the proxy and prints it beside the figures that used it. On a busy machine
 a timer's wake-up also waits for a CPU, which would inject more than the network being
 modelled; so :class:`DelayProxy` asks for a higher scheduling priority (nice -10) when it
 may (as root), and carries on at the normal one when it may not.

@@ -291,9 +291,9 @@ class Bench:
                 self.report.rows.append(
                     Row(
                         "P2",
-                        "  round trip added by the proxy (SELECT 1, median)",
+                        "  round trip added by the 1 ms proxy (SELECT 1, median)",
                         rtt_proxy - rtt_direct,
-                        "2 ms asked",
+                        "2 ms",
                         None,
                         unit=" ms",
                     )
