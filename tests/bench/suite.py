@@ -159,6 +159,11 @@ def ratio(a: list[float], b: list[float]) -> float:
     return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
+def spread(a: list[float], b: list[float]) -> str:
+    """The per-round ratios, for the details (how much the rounds agree)."""
+    return " ".join(f"{x / y:.2f}" for x, y in zip(a, b, strict=True))
+
+
 def median_ms(fn: Callable[[], Any], *, n: int = 0, seconds: float = 0.0) -> float:
     """Median wall time of ``fn()`` over at least ``n`` calls and ``seconds`` (one warm-up)."""
     fn()
@@ -268,11 +273,17 @@ class Bench:
                     cells["legacy"] = (self.tcp(old), "legacy")
                 rates = self.throughput(cells, clients, w)
                 r = ratio(rates["package"], rates["floor"])
+                self.report.note(
+                    f"package / floor by round: {spread(rates['package'], rates['floor'])}"
+                )
                 self.report.ratio(
                     "P1", f"lifecycle / bare floor, {clients} client(s)", r, "≥ 0.8×", r >= 0.8
                 )
                 if "legacy" in rates:
                     p2[clients] = ratio(rates["package"], rates["legacy"])
+                    self.report.note(
+                        f"package / old path by round: {spread(rates['package'], rates['legacy'])}"
+                    )
         for clients, r in p2.items():
             self.report.ratio(
                 "P2", f"lifecycle / old path, loopback, {clients} client(s)", r, "≥ 1.5×", r >= 1.5
@@ -305,6 +316,9 @@ class Bench:
                     }
                     rates = self.throughput(cells, clients, w)
                     r = ratio(rates["package"], rates["legacy"])
+                    self.report.note(
+                        f"package / old path by round: {spread(rates['package'], rates['legacy'])}"
+                    )
                     self.report.ratio(
                         "P2",
                         f"lifecycle / old path, +1 ms each way, {clients} client(s)",
