@@ -81,6 +81,19 @@ DURABLE = {
 }
 
 
+# Heap + TOAST bytes (and with indexes) of every table of schema routing (the leaves, if
+# partitioned): what a lifecycle adds to them is what it stores, wherever the plan puts it
+# (outcome and attempt rows, a shared snapshot table, a budget counter, ...).
+SCHEMA_BYTES = """
+SELECT coalesce(sum(pg_relation_size(c.oid)
+                    + coalesce(pg_relation_size(nullif(c.reltoastrelid, 0)), 0)), 0),
+       coalesce(sum(pg_total_relation_size(c.oid)), 0)
+  FROM pg_class c
+ WHERE c.relnamespace = 'routing'::regnamespace AND c.relkind = 'r'
+"""
+VACUUM_LEDGER = "VACUUM (ANALYZE) routing.routing_outcomes, routing.inferences"
+
+
 @dataclass(frozen=True)
 class Sizes:
     cell_s: float  # seconds per throughput cell
@@ -368,36 +381,31 @@ class Bench:
                 with self.connect(dbs[n]) as conn:
                     w = Workload.decided(conn)
                     one = PATHS["package"](conn, w)
+                    conn.execute(VACUUM_LEDGER)
+                    before = conn.execute(SCHEMA_BYTES).fetchone()
                     t0 = time.perf_counter()
                     for i in range(self.sizes.p4_lifecycles):
                         one(f"p4-{n}-{i}")
                     lifecycle_ms = (time.perf_counter() - t0) * 1e3 / self.sizes.p4_lifecycles
-                    conn.execute("VACUUM (ANALYZE) routing.routing_outcomes, routing.inferences")
+                    conn.execute(VACUUM_LEDGER)
+                    after = conn.execute(SCHEMA_BYTES).fetchone()
                     row = conn.execute(
                         """
-                        SELECT (SELECT count(*) FROM routing.routing_outcomes),
-                               pg_relation_size('routing.routing_outcomes')
-                               + coalesce(pg_relation_size(nullif(o.reltoastrelid, 0)), 0)
-                               + pg_relation_size('routing.inferences')
-                               + coalesce(pg_relation_size(nullif(i.reltoastrelid, 0)), 0),
-                               pg_total_relation_size('routing.routing_outcomes')
-                               + pg_total_relation_size('routing.inferences'),
-                               (SELECT avg(pg_column_size(explanation))
+                        SELECT (SELECT avg(pg_column_size(explanation))
                                   FROM routing.routing_outcomes),
                                (SELECT avg(octet_length(explanation::text))
                                   FROM routing.routing_outcomes),
                                (SELECT max(id) FROM routing.routing_outcomes)
-                          FROM pg_class o, pg_class i
-                         WHERE o.oid = 'routing.routing_outcomes'::regclass
-                           AND i.oid = 'routing.inferences'::regclass
                         """
                     ).fetchone()
-                    assert row is not None
-                    count, heap, total, expl_disk, expl_text, sample[n] = row
-                    per[n] = heap / count
+                    assert row is not None and before is not None and after is not None
+                    expl_disk, expl_text, sample[n] = row
+                    count = self.sizes.p4_lifecycles
+                    per[n] = (after[0] - before[0]) / count
+                    total = after[1] - before[1]
                     self.report.note(
                         f"{n:>5} models: {per[n]:,.0f} B/outcome heap+TOAST"
-                        f" ({total / count:,.0f} B with indexes) over {count} outcomes;"
+                        f" ({total / count:,.0f} B with indexes) over {count} lifecycles;"
                         f" explanation {float(expl_disk):,.0f} B stored,"
                         f" {float(expl_text):,.0f} B as text; lifecycle {lifecycle_ms:.2f} ms"
                     )
@@ -412,11 +420,21 @@ class Bench:
                 if not present:
                     verdict, ok = "missing", False
                 else:
-                    full = conn.execute(
-                        "SELECT routing.explain_outcome(%s::bigint)", (sample[1000],)
+                    # What the router returned at decision time: choose_route as of then.
+                    row = conn.execute(
+                        "SELECT routing.explain_outcome(o.id), o.created_at"
+                        "  FROM routing.routing_outcomes o WHERE o.id = %s",
+                        (sample[1000],),
                     ).fetchone()
-                    now = conn.execute(CHOOSE_ROUTE, (AGENT, "general", 12, 64)).fetchone()
-                    same = full is not None and now is not None and full[0] == now[0]
+                    assert row is not None
+                    full, created = row
+                    as_of = (full or {}).get("as_of") or created
+                    then = conn.execute(
+                        "SELECT routing.choose_route(%s::uuid, %s::text, %s::int, %s::int,"
+                        " %s::timestamptz)",
+                        (AGENT, "general", 12, 64, as_of),
+                    ).fetchone()
+                    same = then is not None and full == then[0]
                     verdict, ok = ("present" if same else "differs"), same
             self.report.text(
                 "P4",
