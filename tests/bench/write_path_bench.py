@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         sqitch_deploy(cluster.conninfo("bench_template"), project)
         with cluster.connect("bench_template") as conn:
             conn.execute(CATALOG.encode())
+        # What the package writes for the request, read from a probe outside the template.
+        cluster.create_database("bench_probe", template="bench_template")
+        with cluster.connect("bench_probe") as conn:
             workload = Workload.decided(conn)
         for name in WHAT:
             db = cluster.create_database(f"bench_{name}", template="bench_template")
