@@ -110,3 +110,11 @@ clean:
 	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build
 	find python_client tests -name __pycache__ -type d -prune -exec rm -rf {} +
 	find python_client -name '*.egg-info' -type d -prune -exec rm -rf {} +
+
+# The benchmark suite (tests/bench/suite.py): its own throwaway cluster with fsync on, the
+# plan as checked out, issue 12's goals P1-P6 printed as ratios beside their goals (~10 min).
+# BENCH_ARGS=--quick for a smoke run (~1-2 min), BENCH_ARGS=--big for P6 at 10 M outcomes.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: setup
+	$(VENV)/bin/python tests/bench/suite.py $(BENCH_ARGS)
