@@ -40,7 +40,7 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
 
 -- The released signatures, and the helper whose result gains a column. Dropped and
--- recreated in this transaction, so no caller ever sees neither; a v0.1 call resolves
+-- recreated in this transaction, so no committed state lacks either; a v0.1 call resolves
 -- to the new function through its defaults.
 -- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing.insert_decision(text, uuid, text, int, int, jsonb);
