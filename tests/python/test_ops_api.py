@@ -53,15 +53,19 @@ def ledger(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
 
 def test_every_statement_names_and_casts_each_argument() -> None:
     calls = [
-        ops._integrity_report(None),
+        ops._integrity_report(),
         ops._describe_metrics(),
-        ops._ops_metrics("5 minutes", None),
-        ops._reap("1 hour", None),
-        ops._repair_orphans(None, True),
-        ops._close_unmatched_orphans("3 seconds", "1 hour", False, None),
+        ops._ops_metrics("5 minutes"),
+        ops._reap("1 hour"),
+        ops._repair_orphans(apply=True),
+        ops._close_unmatched_orphans("3 seconds", "1 hour"),
         ops._rollback_repair(7),
         ops._claim_batch("w", 3),
         ops._record(1, "labeled", 4, "fine", "judge"),
+        ops._upsert_model("m", "p", "pm", 0.1, 0.2, 0.8, True, endpoint="chat"),
+        ops._set_model_enabled("m", False),
+        ops._upsert_agent(AGENT, AGENT, "agent", daily_cap_usd=5),
+        ops._set_task_floor("chat", 0.6),
     ]
     for call in calls:
         assert call.sql.startswith("SELECT * FROM routing."), call.sql
@@ -69,9 +73,19 @@ def test_every_statement_names_and_casts_each_argument() -> None:
         assert len(arguments) == call.sql.count("%s") == len(call.params), call.sql
         assert all(name.startswith("p_") for name, _ in arguments), call.sql
     # An optional argument left out takes the function's own DEFAULT.
-    assert ops._reap(None, None).sql == "SELECT * FROM routing.reap_stuck_inferences()"
+    assert ops._reap().sql == "SELECT * FROM routing.reap_stuck_inferences()"
     # A required one is sent as NULL, for the function to refuse.
     assert ops._rollback_repair(None).params == (None,)  # type: ignore[arg-type]
+
+
+def test_sync_and_async_clients_offer_the_same_calls() -> None:
+    def calls(cls: type) -> set[str]:
+        return {n for n in vars(cls) if not n.startswith("_")}
+
+    assert calls(ops.Operator) == calls(ops.AsyncOperator) | {"violations"}
+    assert calls(ops.Judge) == calls(ops.AsyncJudge) == {"claim_batch", "record"}
+    assert ops.Operator.reap.__doc__ == ops.AsyncOperator.reap.__doc__
+    assert "reap_stuck_inferences" in (ops.Operator.reap.__doc__ or "")
 
 
 def test_operator_reports_and_reaps_as_routing_ops(
