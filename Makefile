@@ -5,6 +5,7 @@
 #   make lint         ruff over the Python, squawk over the deploy scripts
 #   make demo         the CLI demo on a private local PostgreSQL
 #   make schema-dump  normalised schema dump (see the target)
+#   make docs         docs/sql-reference.md from the deployed plan's COMMENT ON texts
 #   make clean
 
 SHELL := /bin/bash
@@ -16,12 +17,15 @@ PYTEST_FLAGS ?= -ra -v --durations=5
 # libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
 # named so apt cannot satisfy it with another database's driver).
 APT_PACKAGES := postgresql-15-pgtap sqitch libtap-parser-sourcehandler-pgtap-perl libdbd-pg-perl
+# Tests only: promtool (the alert rules' checks and unit tests; the prometheus service the
+# package may start is not used) and pg_cron (the maintenance schedule, on a test cluster).
+APT_PACKAGES += prometheus postgresql-15-cron
 # Commands that stand for those packages where there is no dpkg.
-REQUIRED_COMMANDS := sqitch pg_prove
+REQUIRED_COMMANDS := sqitch pg_prove promtool
 
 VENV_STAMP := $(VENV)/.routing-ledger-installed.stamp
 
-.PHONY: setup setup-system test lint demo schema-dump clean
+.PHONY: setup setup-system test lint demo schema-dump docs clean
 
 setup: setup-system $(VENV_STAMP)
 
@@ -75,6 +79,11 @@ demo: setup
 # pg_dump --schema-only, normalised. test_migrations.py fails when a deploy drifts from it.
 schema-dump: setup
 	$(VENV)/bin/python -m routing_ledger.schema_dump
+
+# Regenerates docs/sql-reference.md: the plan deployed into a throwaway cluster, then every
+# function, table, view and column with its COMMENT ON text. test_docs.py fails on drift.
+docs: setup
+	$(VENV)/bin/python -m routing_ledger.sql_reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build

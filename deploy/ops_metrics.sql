@@ -2,6 +2,8 @@
 -- requires: integrity
 -- requires: judge_queue
 -- requires: router
+-- requires: argument_checks
+-- requires: inference_streaming
 --
 -- What a Prometheus scrape reads, in one call: the integrity report (each metric with
 -- its kind) and the write path's own figures over a recent window. A scrape comes every
@@ -9,7 +11,8 @@
 -- costs what the window holds, not what the ledger holds: the window's outcomes come off
 -- routing_outcomes_created (a range of created_at), the judge queue's head off the
 -- partial indexes routing_outcomes_judge_unlabeled and routing_outcomes_judge_claimed,
--- cooldowns from the one-row-per-model routing.model_cooldowns. No index is added: rows
+-- cooldowns from the one-row-per-model routing.model_cooldowns, time to first token per
+-- model off inferences_model_created (a range of created_at under each model). No index is added: rows
 -- written in the last minutes sit on pages vacuum has not marked all-visible yet, so a
 -- covering index would read the heap anyway.
 --
@@ -47,7 +50,9 @@ INSERT INTO routing.ops_metric_families (metric, ordinal, unit, labels, descript
     ('cooldowns_in_force', 6, '', ARRAY[]::text[],
      'Models cooling down at p_as_of after a 429 (routing.model_cooldowns); the router routes around them.'),
     ('cooldown_remaining', 7, 'seconds', ARRAY['model'],
-     'Time left at p_as_of on each cooldown in force.')
+     'Time left at p_as_of on each cooldown in force.'),
+    ('ttft_recent', 8, 'seconds', ARRAY['model', 'quantile'],
+     'Time to first token (inferences.ttft_ms, as mark_first_token recorded it) of the streamed attempts created in the window, by model that answered: quantiles 0.5 and 0.95 (absent for a model with none).')
 ON CONFLICT (metric) DO UPDATE
    SET ordinal = excluded.ordinal, unit = excluded.unit, labels = excluded.labels,
        description = excluded.description;
@@ -84,14 +89,8 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 BEGIN
-    IF p_window IS NULL OR p_window <= interval '0' OR p_window > interval '1 day' THEN
-        RAISE EXCEPTION 'ops_metrics: p_window must be an interval in (0, 1 day], got %', coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL OR NOT isfinite(p_as_of) THEN
-        RAISE EXCEPTION 'ops_metrics: p_as_of must be a finite timestamp, got %', coalesce(p_as_of::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('ops_metrics', 'p_window', p_window, interval '1 second', interval '1 day');
+    PERFORM routing._require_timestamp('ops_metrics', 'p_as_of', p_as_of);
 
     RETURN QUERY
     SELECT 'integrity', jsonb_build_object('metric', r.metric, 'kind', m.kind), r.value::float8
@@ -133,6 +132,18 @@ BEGIN
                  WHERE o.judge_status = 'claimed' AND o.judge_claim_expires_at <= p_as_of))), 0), 0)::float8;
 
     RETURN QUERY
+    SELECT 'ttft_recent', jsonb_build_object('model', m.slug, 'quantile', q.quantile::text), q.ms / 1000.0
+      FROM routing.models m
+     CROSS JOIN LATERAL (
+            SELECT percentile_cont(ARRAY[0.5, 0.95]) WITHIN GROUP (ORDER BY i.ttft_ms) AS ms
+              FROM routing.inferences i
+             WHERE i.model_slug = m.slug AND i.created_at > p_as_of - p_window AND i.created_at <= p_as_of
+               AND i.ttft_ms IS NOT NULL) t
+     CROSS JOIN LATERAL unnest(ARRAY[0.5, 0.95], t.ms) AS q (quantile, ms)
+     WHERE t.ms IS NOT NULL
+     ORDER BY m.slug, q.quantile;
+
+    RETURN QUERY
     SELECT 'cooldowns_in_force', '{}'::jsonb, count(*)::float8
       FROM routing.model_cooldowns c WHERE c.cooling_until > p_as_of;
     RETURN QUERY
@@ -144,7 +155,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.ops_metrics(interval, timestamptz) IS
-    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report with each metric''s kind, then the write path over the window ending at p_as_of (routing.describe_metrics lists them). Read-only; every figure is index-driven, so its cost follows the window''s traffic, not the ledger''s size. 22023 on a p_window outside (0, 1 day] or a NULL or infinite p_as_of.';
+    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report with each metric''s kind, then the write path over the window ending at p_as_of (routing.describe_metrics lists them). Read-only; every figure is index-driven, so its cost follows the window''s traffic, not the ledger''s size. 22023 on a p_window outside 1 second .. 1 day or a NULL or out-of-range p_as_of.';
 
 REVOKE ALL ON routing.ops_metric_families FROM PUBLIC;
 GRANT SELECT ON routing.ops_metric_families TO routing_readonly;

@@ -1,6 +1,10 @@
 -- Demo catalog and agents for `routing-ledger demo` (owner-side setup, run with psql or
 -- by the CLI). Safe to re-run: every row is upserted.
 --
+-- The catalog goes through the audited admin functions (routing.upsert_model, upsert_agent,
+-- set_task_floor), as an operator in routing_admin would write it; routing.catalog_changes
+-- keeps who changed what. The retry policy and settings are owner-only tables.
+--
 -- The models sit on three providers; the demo maps all three to one fault-injecting
 -- server on loopback, so failover between them is real HTTP. Prices and priors are
 -- spread so that each task type has several floor-clearing candidates to fail over to,
@@ -14,51 +18,46 @@
 
 BEGIN;
 
-INSERT INTO routing.models AS m
-       (slug, provider, provider_model, price_in_per_mtok_usd, price_out_per_mtok_usd,
-        q_prior, m_allowed, expected_latency_ms, agentic_index, enabled, endpoint)
-VALUES
+-- upsert_model(slug, provider, provider_model, price in, price out (USD per Mtok), q_prior,
+--              m_allowed, endpoint, enabled, expected_latency_ms, agentic_index)
+SELECT routing.upsert_model(slug, provider, provider_model, price_in, price_out, q_prior,
+                            m_allowed, endpoint, enabled, latency_ms, agentic_index)
+  FROM (VALUES
     -- Cheapest; clears chat and extraction (floors 0.58).
-    ('demo-mistral-tiny',   'mistral',  'open-mistral-tiny',     0.10,  0.30, 0.60, true,  300, 0.20, true, 'chat'),
+    ('demo-mistral-tiny',   'mistral',  'open-mistral-tiny',      0.10,  0.30, 0.60, true,  'chat', true,  300, 0.20),
     -- Clears code and tool_use (0.78) too: the cheapest for them.
-    ('demo-openai-mini',    'openai',   'gpt-4o-mini',           0.15,  0.60, 0.80, true,  400, 0.55, true, 'chat'),
-    ('demo-mistral-small',  'mistral',  'mistral-small-latest',  0.20,  0.60, 0.74, true,  350, 0.45, true, 'chat'),
-    ('demo-together-llama', 'together', 'llama-3.1-70b-instruct', 0.60,  0.60, 0.82, true,  600, 0.60, true, 'chat'),
-    ('demo-mistral-medium', 'mistral',  'mistral-medium-latest', 0.40,  2.00, 0.85, true,  700, 0.70, true, 'chat'),
+    ('demo-openai-mini',    'openai',   'gpt-4o-mini',            0.15,  0.60, 0.80, true,  'chat', true,  400, 0.55),
+    ('demo-mistral-small',  'mistral',  'mistral-small-latest',   0.20,  0.60, 0.74, true,  'chat', true,  350, 0.45),
+    ('demo-together-llama', 'together', 'llama-3.1-70b-instruct', 0.60,  0.60, 0.82, true,  'chat', true,  600, 0.60),
+    ('demo-mistral-medium', 'mistral',  'mistral-medium-latest',  0.40,  2.00, 0.85, true,  'chat', true,  700, 0.70),
     -- Clear reasoning (0.88).
-    ('demo-mistral-large',  'mistral',  'mistral-large-latest',  2.00,  6.00, 0.90, true,  900, 0.80, true, 'chat'),
-    ('demo-openai-4o',      'openai',   'gpt-4o',                2.50, 10.00, 0.93, true,  800, 0.85, true, 'chat'),
+    ('demo-mistral-large',  'mistral',  'mistral-large-latest',   2.00,  6.00, 0.90, true,  'chat', true,  900, 0.80),
+    ('demo-openai-4o',      'openai',   'gpt-4o',                 2.50, 10.00, 0.93, true,  'chat', true,  800, 0.85),
     -- Vetoed (m_allowed false): cheaper than the reasoning winner, so reasoning decisions
     -- are m_allowed_veto_applied.
-    ('demo-together-vetoed','together', 'unvetted-reasoner',     0.50,  1.50, 0.89, false, 500, 0.50, true, 'chat'),
+    ('demo-together-vetoed','together', 'unvetted-reasoner',      0.50,  1.50, 0.89, false, 'chat', true,  500, 0.50),
     -- Disabled: the cheapest of all, and never chosen.
-    ('demo-mistral-legacy', 'mistral',  'open-mistral-7b',       0.05,  0.05, 0.70, true,  300, 0.10, false, 'chat'),
+    ('demo-mistral-legacy', 'mistral',  'open-mistral-7b',        0.05,  0.05, 0.70, true,  'chat', false, 300, 0.10),
     -- Not enrolled: no price yet.
-    ('demo-openai-preview', 'openai',   'gpt-preview',           NULL,  NULL, 0.95, true, 1500, 0.90, true, 'chat'),
-    -- Embeddings (floor 0.52), billed on input only; the router's price gate wants both
-    -- prices, and an embedding has no output tokens, so the output price is nominal.
-    ('demo-together-embed', 'together', 'm2-bert-80M-8k-retrieval', 0.008, 0.008, 0.56, true, 150, NULL, true, 'embeddings'),
-    ('demo-openai-embed',   'openai',   'text-embedding-3-small', 0.02,  0.02, 0.64, true,  120, NULL, true, 'embeddings'),
-    ('demo-mistral-embed',  'mistral',  'mistral-embed',         0.10,  0.10, 0.72, true,  130, NULL, true, 'embeddings')
-ON CONFLICT (slug) DO UPDATE
-   SET provider = excluded.provider, provider_model = excluded.provider_model,
-       price_in_per_mtok_usd = excluded.price_in_per_mtok_usd,
-       price_out_per_mtok_usd = excluded.price_out_per_mtok_usd,
-       q_prior = excluded.q_prior, m_allowed = excluded.m_allowed,
-       expected_latency_ms = excluded.expected_latency_ms,
-       agentic_index = excluded.agentic_index, enabled = excluded.enabled,
-       endpoint = excluded.endpoint;
+    ('demo-openai-preview', 'openai',   'gpt-preview',            NULL,  NULL, 0.95, true,  'chat', true, 1500, 0.90),
+    -- Embeddings (floor 0.52), billed on input tokens only. The router's price gate wants
+    -- both prices above 0 and an embedding has no output tokens, so the output price is
+    -- nominal (the input price again).
+    ('demo-together-embed', 'together', 'm2-bert-80M-8k-retrieval', 0.008, 0.008, 0.56, true, 'embeddings', true, 150, NULL),
+    ('demo-openai-embed',   'openai',   'text-embedding-3-small', 0.02,  0.02, 0.64, true,  'embeddings', true, 120, NULL),
+    ('demo-mistral-embed',  'mistral',  'mistral-embed',          0.10,  0.10, 0.72, true,  'embeddings', true, 130, NULL)
+  ) AS m(slug, provider, provider_model, price_in, price_out, q_prior, m_allowed, endpoint,
+         enabled, latency_ms, agentic_index);
 
 -- A floor nothing in the catalog clears: those requests are rejected, never dispatched.
-INSERT INTO routing.task_floors (task_type, min_quality)
-VALUES ('demo_formal_proof', 0.97)
-ON CONFLICT (task_type) DO UPDATE SET min_quality = excluded.min_quality;
+SELECT routing.set_task_floor('demo_formal_proof', 0.97);
 
-INSERT INTO routing.agents AS a (id, tenant_id, name, status, per_call_cap_usd, daily_cap_usd)
-VALUES
+-- upsert_agent(id, tenant_id, name, status, per_call_cap_usd, daily_cap_usd)
+SELECT routing.upsert_agent(id::uuid, tenant_id::uuid, name, status, per_call_cap, daily_cap)
+  FROM (VALUES
     -- The main gateway: no caps.
     ('00000000-0000-4000-8000-00000000d001', '00000000-0000-4000-8000-0000000000a1',
-     'demo-gateway', 'active', NULL, NULL),
+     'demo-gateway', 'active', NULL::numeric, NULL::numeric),
     -- A batch agent with a per-call cap: the most expensive models exceed it.
     ('00000000-0000-4000-8000-00000000d002', '00000000-0000-4000-8000-0000000000a1',
      'demo-batch', 'active', 0.002, NULL),
@@ -68,9 +67,7 @@ VALUES
     -- Suspended: every request is refused before dispatch.
     ('00000000-0000-4000-8000-00000000d004', '00000000-0000-4000-8000-0000000000a2',
      'demo-suspended', 'suspended', NULL, NULL)
-ON CONFLICT (id) DO UPDATE
-   SET tenant_id = excluded.tenant_id, name = excluded.name, status = excluded.status,
-       per_call_cap_usd = excluded.per_call_cap_usd, daily_cap_usd = excluded.daily_cap_usd;
+  ) AS a(id, tenant_id, name, status, per_call_cap, daily_cap);
 
 -- Fast retries for the demo: backoff of tens of milliseconds (a 429's Retry-After still
 -- wins when it is longer), and a short cooldown after a 429 without Retry-After.
@@ -80,8 +77,7 @@ UPDATE routing.settings SET rate_limit_cooldown_ms = 300, min_judged_samples = 2
 
 COMMIT;
 
--- Statistics for the freshly written catalog, as after any bulk load. Without them the
--- planner takes the one-row settings table and the small catalog for hundreds of rows, the
--- router's estimated cost passes jit_above_cost, and every decision pays a JIT compile.
+-- Statistics for the freshly written catalog, as after any bulk load: without them the
+-- planner takes the one-row settings table and the small catalog for hundreds of rows.
 ANALYZE routing.models, routing.task_floors, routing.agents, routing.settings,
         routing.retry_policy, routing.model_cooldowns, routing.model_task_quality;

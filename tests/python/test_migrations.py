@@ -63,7 +63,7 @@ CONTRACT_DEF = (
     " OR (inference_id IS NOT NULL)))"
 )
 
-GROUP_ROLES = ("routing_app", "routing_judge", "routing_ops", "routing_readonly")
+GROUP_ROLES = ("routing_app", "routing_judge", "routing_ops", "routing_readonly", "routing_admin")
 
 #: Outcomes in the lock test's table (the issue asks for at least 100,000).
 LOCK_TEST_OUTCOMES = 100_000

@@ -23,7 +23,7 @@ import pytest
 from conftest import connect
 from routing_ledger.cluster import LocalCluster, sqitch
 
-GROUP_ROLES = ("routing_app", "routing_judge", "routing_ops", "routing_readonly")
+GROUP_ROLES = ("routing_app", "routing_judge", "routing_ops", "routing_readonly", "routing_admin")
 
 _USER_NS = "n.nspname NOT LIKE 'pg\\_%' AND n.nspname NOT IN ('information_schema', 'sqitch')"
 

@@ -131,9 +131,12 @@ DEMO_TOPICS = (
 )
 
 _DEMO_CATALOG_FOREIGN = "SELECT count(*) FROM routing.models WHERE slug NOT LIKE 'demo-%'"
+# What the demo needs of the plan: the v0.2 write path (insert_decision with p_streamed) and
+# the admin functions the seed calls. Missing either, the plan is deployed first.
 _DEMO_IS_DEPLOYED = (
-    "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
-    " IS NOT NULL"
+    "SELECT to_regprocedure("
+    "'routing.insert_decision(text,uuid,text,integer,integer,jsonb,boolean)') IS NOT NULL"
+    " AND to_regproc('routing.upsert_model') IS NOT NULL"
 )
 _DEMO_CAN_BE_ROLE = (
     "SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = %(role)s)"
@@ -197,7 +200,7 @@ SELECT q.model_slug, q.task_type, q.judged_samples, q.learned_quality,
 _SUMMARY_SHAPES = """
 SELECT CASE WHEN i.id IS NULL THEN 'not dispatched'
             WHEN m.endpoint = 'embeddings' THEN 'embeddings'
-            WHEN i.streamed THEN 'streamed chat'
+            WHEN i.streamed THEN 'chat, streamed'
             ELSE 'chat' END,
        count(*),
        count(*) FILTER (WHERE o.outcome_status = 'succeeded'),
@@ -810,24 +813,19 @@ def _demo_traffic_summary(
     conn: psycopg.Connection[Any], like: str, burst: _Burst, console: Console
 ) -> None:
     """Plain calls, streams, tool calls and embeddings; TTFT; the partial answers' cost."""
-    shapes = Table(title="traffic by shape (final attempt)", title_justify="left")
-    for column in (
-        "shape",
-        "requests",
-        "succeeded",
-        "  tool calls",
-        "interrupted",
-        "cancelled",
-        "usage estimated",
-    ):
+    shapes = Table(title="traffic by shape (of the final attempt)", title_justify="left")
+    for column in ("shape", "requests", "succeeded", "tool calls", "interrupted", "cancelled"):
         shapes.add_column(column, justify="left" if column == "shape" else "right")
-    for row in conn.execute(_SUMMARY_SHAPES, (like,)):
-        shapes.add_row(str(row[0]), *(str(v) for v in row[1:]))
+    estimated = 0
+    for shape, *counts, usage_estimated in conn.execute(_SUMMARY_SHAPES, (like,)):
+        shapes.add_row(str(shape), *(str(v) for v in counts))
+        estimated += int(usage_estimated)
     console.print(shapes)
     left_early = sum(1 for r in burst.received.values() if r.shape == "stream_left_early")
     console.print(
-        f"consumers that meant to leave a stream early: {left_early} "
-        f"(those whose answer ended first simply succeeded)"
+        f"usage estimated by the client (no usage from the provider): {estimated} attempts; "
+        f"consumers that meant to leave a stream early: {left_early} (those whose answer "
+        f"ended first simply succeeded)"
     )
 
     ttft = Table(title="time to first token (streamed attempts)", title_justify="left")
@@ -838,16 +836,15 @@ def _demo_traffic_summary(
     console.print(ttft)
 
     partial = Table(
-        title="partial answers: interrupted by the provider, cancelled by the consumer",
+        title="partial answers: interrupted (by the provider), cancelled (by the consumer)",
         title_justify="left",
     )
-    for column in ("outcome_status", "error_code", "requests", "output tokens", "cost"):
-        partial.add_column(
-            column, justify="left" if column in ("outcome_status", "error_code") else "right"
-        )
+    for column in ("ended", "last error", "requests", "output tokens", "cost"):
+        partial.add_column(column, justify="left" if column in ("ended", "last error") else "right")
     for status, code, count, tokens, unknown, cost in conn.execute(_SUMMARY_PARTIAL, (like,)):
+        ended = "interrupted" if status == "failed_stream_interrupted" else str(status)
         tokens_text = f"{tokens}" + (f" ({unknown} unknown)" if unknown else "")
-        partial.add_row(str(status), str(code), str(count), tokens_text, _money(cost))
+        partial.add_row(ended, str(code), str(count), tokens_text, _money(cost))
     console.print(partial)
 
 

@@ -1,7 +1,8 @@
-"""The operator's and the judge's side of the ledger: one method per SQL function.
+"""The operator's, the judge's and the admin's side of the ledger: one method per SQL function.
 
 :class:`Operator` calls the ``routing_ops`` functions (integrity report, metrics, reaper,
-repair), :class:`Judge` the ``routing_judge`` ones (claim a batch, record a verdict), as
+repair), :class:`Judge` the ``routing_judge`` ones (claim a batch, record a verdict),
+:class:`Admin` the ``routing_admin`` catalog functions (audited in routing.catalog_changes), as
 pgmq's client does: each method is one ``SELECT * FROM routing.<function>(…)`` with every
 argument cast to the parameter's declared type and named, so an argument left out takes the
 function's own default (``p_as_of`` is ``now()``, the reaper's threshold 1 hour). Nothing here
@@ -10,25 +11,27 @@ decides what the database knows; its errors (``22023`` bad argument, ``P0002`` u
 
 Each accepts a conninfo string (one autocommit connection, opened on first use and opened
 again after it broke), a connection, or a pool. :class:`AsyncOperator` and
-:class:`AsyncJudge` are the same calls on asyncio; the statements and row types are shared.
+:class:`AsyncJudge` are the same calls on asyncio: each method is defined once, as the
+builder of its statement, and run by a sync or an async driver.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Concatenate, Generic, ParamSpec, Self, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 __all__ = [
+    "Admin",
     "AsyncJudge",
     "AsyncOperator",
     "IntegrityMetric",
@@ -45,6 +48,7 @@ __all__ = [
 Interval = timedelta | str
 
 T = TypeVar("T")
+P = ParamSpec("P")
 Row = dict[str, Any]
 
 # --------------------------------------------------------------------------- rows
@@ -175,32 +179,57 @@ def _scalar(rows: list[Row]) -> int:
     return int(value) if value is not None else 0
 
 
-def _ops_metric(row: Row) -> OpsMetric:
-    labels = {str(k): str(v) for k, v in (row["labels"] or {}).items()}
-    return OpsMetric(str(row["metric"]), labels, float(row["value"]))
+def _text(rows: list[Row]) -> str:
+    """A function returning one text: its value."""
+    return str(next(iter(rows[0].values())))
 
 
-def _integrity_report(as_of: datetime | None) -> _Call[list[IntegrityMetric]]:
+def _ops_metric_rows(rows: list[Row]) -> list[OpsMetric]:
+    return [
+        OpsMetric(str(r["metric"]), {str(k): str(v) for k, v in (r["labels"] or {}).items()},
+                  float(r["value"]))
+        for r in rows
+    ]  # fmt: skip
+
+
+Number = Decimal | int | float
+
+
+def _number(value: Number | None) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+# One builder per SQL function. Its signature is the method's (the classes below take it
+# over unchanged), its docstring the method's documentation.
+
+# -- routing_ops (and routing_readonly for the metrics) --------------------------------
+
+
+def _integrity_report(*, as_of: datetime | None = None) -> _Call[list[IntegrityMetric]]:
+    """``routing.integrity_report``: every metric, in the database's order."""
     return _call(
-        "integrity_report",
-        _rows(IntegrityMetric),
-        optional={"p_as_of": ("timestamptz", as_of)},
+        "integrity_report", _rows(IntegrityMetric), optional={"p_as_of": ("timestamptz", as_of)}
     )
 
 
 def _describe_metrics() -> _Call[list[MetricDescription]]:
+    """``routing.describe_metrics``: what each reported metric is (kind, labels, text)."""
     return _call("describe_metrics", _rows(MetricDescription))
 
 
-def _ops_metrics(window: Interval | None, as_of: datetime | None) -> _Call[list[OpsMetric]]:
+def _ops_metrics(
+    window: Interval | None = None, *, as_of: datetime | None = None
+) -> _Call[list[OpsMetric]]:
+    """``routing.ops_metrics``: the write path's figures over ``window`` before ``as_of``."""
     return _call(
         "ops_metrics",
-        lambda rows: [_ops_metric(r) for r in rows],
+        _ops_metric_rows,
         optional={"p_window": ("interval", window), "p_as_of": ("timestamptz", as_of)},
     )
 
 
-def _reap(older_than: Interval | None, as_of: datetime | None) -> _Call[int]:
+def _reap(older_than: Interval | None = None, *, as_of: datetime | None = None) -> _Call[int]:
+    """``routing.reap_stuck_inferences``: how many stuck attempts it closed."""
     return _call(
         "reap_stuck_inferences",
         _scalar,
@@ -208,7 +237,10 @@ def _reap(older_than: Interval | None, as_of: datetime | None) -> _Call[int]:
     )
 
 
-def _repair_orphans(window: Interval | None, apply: bool) -> _Call[list[RepairAction]]:
+def _repair_orphans(
+    window: Interval | None = None, *, apply: bool = False
+) -> _Call[list[RepairAction]]:
+    """``routing.repair_orphans``: a dry run unless ``apply``."""
     return _call(
         "repair_orphans",
         _rows(RepairAction),
@@ -218,8 +250,13 @@ def _repair_orphans(window: Interval | None, apply: bool) -> _Call[list[RepairAc
 
 
 def _close_unmatched_orphans(
-    window: Interval | None, older_than: Interval | None, apply: bool, as_of: datetime | None
+    window: Interval | None = None,
+    older_than: Interval | None = None,
+    *,
+    apply: bool = False,
+    as_of: datetime | None = None,
 ) -> _Call[list[RepairAction]]:
+    """``routing.close_unmatched_orphans``: a dry run unless ``apply``."""
     return _call(
         "close_unmatched_orphans",
         _rows(RepairAction),
@@ -233,10 +270,15 @@ def _close_unmatched_orphans(
 
 
 def _rollback_repair(run_id: int) -> _Call[int]:
+    """``routing.rollback_repair``: how many rows it restored."""
     return _call("rollback_repair", _scalar, ("p_run_id", "bigint", run_id))
 
 
+# -- routing_judge ----------------------------------------------------------------------
+
+
 def _claim_batch(worker: str, limit: int) -> _Call[list[JudgeTask]]:
+    """``routing.claim_judge_batch``: up to ``limit`` outcomes, leased to ``worker``."""
     return _call(
         "claim_judge_batch",
         _rows(JudgeTask),
@@ -248,18 +290,96 @@ def _claim_batch(worker: str, limit: int) -> _Call[list[JudgeTask]]:
 def _record(
     outcome_id: int,
     status: str,
-    score: Decimal | int | float | None,
+    score: Number | None,
     rationale: str | None,
     judge_model: str,
 ) -> _Call[Judgement]:
+    """``routing.record_judgement``: the verdict as recorded."""
     return _call(
         "record_judgement",
         _first(Judgement),
         ("p_outcome_id", "bigint", outcome_id),
         ("p_status", "text", status),
-        ("p_score", "numeric", None if score is None else Decimal(str(score))),
+        ("p_score", "numeric", _number(score)),
         ("p_rationale", "text", rationale),
         ("p_judge_model", "text", judge_model),
+    )
+
+
+# -- routing_admin ----------------------------------------------------------------------
+
+
+def _upsert_model(
+    slug: str,
+    provider: str,
+    provider_model: str,
+    price_in_per_mtok_usd: Number | None,
+    price_out_per_mtok_usd: Number | None,
+    q_prior: Number | None,
+    m_allowed: bool,
+    *,
+    endpoint: str | None = None,
+    enabled: bool | None = None,
+    expected_latency_ms: int | None = None,
+    agentic_index: Number | None = None,
+) -> _Call[str]:
+    """``routing.upsert_model``; ``endpoint`` and ``enabled`` left out are the function's
+    defaults (``chat``, ``true``)."""
+    return _call(
+        "upsert_model",
+        _text,
+        ("p_slug", "text", slug),
+        ("p_provider", "text", provider),
+        ("p_provider_model", "text", provider_model),
+        ("p_price_in_per_mtok_usd", "numeric", _number(price_in_per_mtok_usd)),
+        ("p_price_out_per_mtok_usd", "numeric", _number(price_out_per_mtok_usd)),
+        ("p_q_prior", "numeric", _number(q_prior)),
+        ("p_m_allowed", "boolean", m_allowed),
+        ("p_expected_latency_ms", "int", expected_latency_ms),
+        ("p_agentic_index", "numeric", _number(agentic_index)),
+        optional={"p_endpoint": ("text", endpoint), "p_enabled": ("boolean", enabled)},
+    )
+
+
+def _set_model_enabled(slug: str, enabled: bool) -> _Call[str]:
+    """``routing.set_model_enabled``."""
+    return _call(
+        "set_model_enabled", _text, ("p_slug", "text", slug), ("p_enabled", "boolean", enabled)
+    )
+
+
+def _upsert_agent(
+    agent_id: Any,
+    tenant_id: Any,
+    name: str,
+    *,
+    status: str | None = None,
+    per_call_cap_usd: Number | None = None,
+    daily_cap_usd: Number | None = None,
+) -> _Call[str]:
+    """``routing.upsert_agent`` (ids are UUIDs or their text; caps ``None``: no cap)."""
+    return _call(
+        "upsert_agent",
+        _text,
+        ("p_id", "uuid", agent_id),
+        ("p_tenant_id", "uuid", tenant_id),
+        ("p_name", "text", name),
+        ("p_per_call_cap_usd", "numeric", _number(per_call_cap_usd)),
+        ("p_daily_cap_usd", "numeric", _number(daily_cap_usd)),
+        optional={"p_status": ("text", status)},
+    )
+
+
+def _set_task_floor(
+    task_type: str, min_quality: Number, *, endpoint: str | None = None
+) -> _Call[str]:
+    """``routing.set_task_floor``."""
+    return _call(
+        "set_task_floor",
+        _text,
+        ("p_task_type", "text", task_type),
+        ("p_min_quality", "numeric", _number(min_quality)),
+        optional={"p_endpoint": ("text", endpoint)},
     )
 
 
@@ -351,66 +471,76 @@ class _AsyncDriver:
 
 
 # --------------------------------------------------------------------------- the API
+#
+# Each method is its builder, run by the class's driver: the signature, the SQL and the
+# row type are written once, for the sync and the async class alike.
 
 
-class Operator:
-    """The ``routing_ops`` functions (``routing_readonly`` may call the metrics ones).
+def _sync(build: Callable[P, _Call[T]]) -> Callable[Concatenate[_Client, P], T]:
+    def method(self: _Client, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._driver.run(build(*args, **kwargs))
 
-    ``as_of`` left out is the database's ``now()``; an interval left out is the function's
-    default. Use as a context manager, or :meth:`close`, when given a conninfo.
-    """
+    method.__name__ = build.__name__.lstrip("_")
+    method.__doc__ = build.__doc__
+    return method
+
+
+def _async(build: Callable[P, _Call[T]]) -> Callable[Concatenate[_AsyncClient, P], Awaitable[T]]:
+    async def method(self: _AsyncClient, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._driver.run(build(*args, **kwargs))
+
+    method.__name__ = build.__name__.lstrip("_")
+    method.__doc__ = build.__doc__
+    return method
+
+
+class _Client:
+    """A conninfo (one connection, opened on first use), a connection or a pool."""
 
     def __init__(self, source: Source) -> None:
         self._driver = _SyncDriver(source)
 
-    def __enter__(self) -> Operator:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
-        """Close the connection this operator opened (not one it was given)."""
+        """Close the connection this client opened (not one it was given)."""
         self._driver.close()
 
-    def integrity_report(self, *, as_of: datetime | None = None) -> list[IntegrityMetric]:
-        """``routing.integrity_report``: every metric, in the database's order."""
-        return self._driver.run(_integrity_report(as_of))
 
-    def describe_metrics(self) -> list[MetricDescription]:
-        """``routing.describe_metrics``: what each reported metric is (kind, labels, text)."""
-        return self._driver.run(_describe_metrics())
+class _AsyncClient:
+    """:class:`_Client` on asyncio."""
 
-    def ops_metrics(
-        self, window: Interval | None = None, *, as_of: datetime | None = None
-    ) -> list[OpsMetric]:
-        """``routing.ops_metrics``: the write path's figures over ``window`` before ``as_of``."""
-        return self._driver.run(_ops_metrics(window, as_of))
+    def __init__(self, source: AsyncSource) -> None:
+        self._driver = _AsyncDriver(source)
 
-    def reap(self, older_than: Interval | None = None, *, as_of: datetime | None = None) -> int:
-        """``routing.reap_stuck_inferences``: how many stuck attempts it closed."""
-        return self._driver.run(_reap(older_than, as_of))
+    async def __aenter__(self) -> Self:
+        return self
 
-    def repair_orphans(
-        self, window: Interval | None = None, *, apply: bool = False
-    ) -> list[RepairAction]:
-        """``routing.repair_orphans``: a dry run unless ``apply``."""
-        return self._driver.run(_repair_orphans(window, apply))
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
-    def close_unmatched_orphans(
-        self,
-        window: Interval | None = None,
-        older_than: Interval | None = None,
-        *,
-        apply: bool = False,
-        as_of: datetime | None = None,
-    ) -> list[RepairAction]:
-        """``routing.close_unmatched_orphans``: a dry run unless ``apply``."""
-        return self._driver.run(_close_unmatched_orphans(window, older_than, apply, as_of))
+    async def close(self) -> None:
+        await self._driver.close()
 
-    def rollback_repair(self, run_id: int) -> int:
-        """``routing.rollback_repair``: how many rows it restored."""
-        return self._driver.run(_rollback_repair(run_id))
+
+class Operator(_Client):
+    """The ``routing_ops`` functions (``routing_readonly`` may call the metrics ones).
+
+    ``as_of`` left out is the database's ``now()``; an interval left out is the function's
+    default.
+    """
+
+    integrity_report = _sync(_integrity_report)
+    describe_metrics = _sync(_describe_metrics)
+    ops_metrics = _sync(_ops_metrics)
+    reap = _sync(_reap)
+    repair_orphans = _sync(_repair_orphans)
+    close_unmatched_orphans = _sync(_close_unmatched_orphans)
+    rollback_repair = _sync(_rollback_repair)
 
     def violations(self) -> frozenset[str]:
         """The integrity metrics that must be 0 (kind ``violation``), as the database says."""
@@ -421,57 +551,19 @@ class Operator:
         )
 
 
-class AsyncOperator:
+class AsyncOperator(_AsyncClient):
     """:class:`Operator` on asyncio."""
 
-    def __init__(self, source: AsyncSource) -> None:
-        self._driver = _AsyncDriver(source)
-
-    async def __aenter__(self) -> AsyncOperator:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._driver.close()
-
-    async def integrity_report(self, *, as_of: datetime | None = None) -> list[IntegrityMetric]:
-        return await self._driver.run(_integrity_report(as_of))
-
-    async def describe_metrics(self) -> list[MetricDescription]:
-        return await self._driver.run(_describe_metrics())
-
-    async def ops_metrics(
-        self, window: Interval | None = None, *, as_of: datetime | None = None
-    ) -> list[OpsMetric]:
-        return await self._driver.run(_ops_metrics(window, as_of))
-
-    async def reap(
-        self, older_than: Interval | None = None, *, as_of: datetime | None = None
-    ) -> int:
-        return await self._driver.run(_reap(older_than, as_of))
-
-    async def repair_orphans(
-        self, window: Interval | None = None, *, apply: bool = False
-    ) -> list[RepairAction]:
-        return await self._driver.run(_repair_orphans(window, apply))
-
-    async def close_unmatched_orphans(
-        self,
-        window: Interval | None = None,
-        older_than: Interval | None = None,
-        *,
-        apply: bool = False,
-        as_of: datetime | None = None,
-    ) -> list[RepairAction]:
-        return await self._driver.run(_close_unmatched_orphans(window, older_than, apply, as_of))
-
-    async def rollback_repair(self, run_id: int) -> int:
-        return await self._driver.run(_rollback_repair(run_id))
+    integrity_report = _async(_integrity_report)
+    describe_metrics = _async(_describe_metrics)
+    ops_metrics = _async(_ops_metrics)
+    reap = _async(_reap)
+    repair_orphans = _async(_repair_orphans)
+    close_unmatched_orphans = _async(_close_unmatched_orphans)
+    rollback_repair = _async(_rollback_repair)
 
 
-class Judge:
+class Judge(_Client):
     """The ``routing_judge`` functions: claim a batch of the queue, record each verdict.
 
     ``record`` takes ``status`` ``labeled`` (with a score 1..5), ``error`` or
@@ -479,58 +571,23 @@ class Judge:
     the queue when its lease (``routing.settings.judge_lease``) ends.
     """
 
-    def __init__(self, source: Source) -> None:
-        self._driver = _SyncDriver(source)
-
-    def __enter__(self) -> Judge:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._driver.close()
-
-    def claim_batch(self, worker: str, limit: int) -> list[JudgeTask]:
-        """``routing.claim_judge_batch``: up to ``limit`` outcomes, leased to ``worker``."""
-        return self._driver.run(_claim_batch(worker, limit))
-
-    def record(
-        self,
-        outcome_id: int,
-        status: str,
-        score: Decimal | int | float | None,
-        rationale: str | None,
-        judge_model: str,
-    ) -> Judgement:
-        """``routing.record_judgement``: the verdict as recorded."""
-        return self._driver.run(_record(outcome_id, status, score, rationale, judge_model))
+    claim_batch = _sync(_claim_batch)
+    record = _sync(_record)
 
 
-class AsyncJudge:
+class AsyncJudge(_AsyncClient):
     """:class:`Judge` on asyncio."""
 
-    def __init__(self, source: AsyncSource) -> None:
-        self._driver = _AsyncDriver(source)
+    claim_batch = _async(_claim_batch)
+    record = _async(_record)
 
-    async def __aenter__(self) -> AsyncJudge:
-        return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
+class Admin(_Client):
+    """The ``routing_admin`` catalog functions. Each answers ``inserted``, ``updated`` or
+    ``unchanged``; every change is recorded in ``routing.catalog_changes`` (who, when,
+    before, after)."""
 
-    async def close(self) -> None:
-        await self._driver.close()
-
-    async def claim_batch(self, worker: str, limit: int) -> list[JudgeTask]:
-        return await self._driver.run(_claim_batch(worker, limit))
-
-    async def record(
-        self,
-        outcome_id: int,
-        status: str,
-        score: Decimal | int | float | None,
-        rationale: str | None,
-        judge_model: str,
-    ) -> Judgement:
-        return await self._driver.run(_record(outcome_id, status, score, rationale, judge_model))
+    upsert_model = _sync(_upsert_model)
+    set_model_enabled = _sync(_set_model_enabled)
+    upsert_agent = _sync(_upsert_agent)
+    set_task_floor = _sync(_set_task_floor)
