@@ -4,7 +4,7 @@
 -- p_streamed, mark_first_token, heartbeat_inference, the after-first-token give-up rule,
 -- cancelled, partial cost, usage_source, and the bounds (22023 before any state).
 BEGIN;
-SELECT plan(86);
+SELECT plan(88);
 
 ------------------------------------------------------------------------------ helpers
 
@@ -78,6 +78,14 @@ SELECT is_empty(
                                  'routing.heartbeat_inference(bigint, int)']) f
        WHERE obj_description(f::regprocedure, 'pg_proc') IS NULL$$,
     'every public write-path function carries a COMMENT');
+SELECT is_empty(
+    $$SELECT p.oid::regprocedure::text FROM pg_proc p
+       WHERE p.oid IN ('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure,
+                       'routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure,
+                       'routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure,
+                       'routing._route(numeric, text, int, int, timestamptz)'::regprocedure)
+         AND NOT ('jit=off' = ANY (p.proconfig))$$,
+    'the write path and the router are never JIT-compiled (SET jit = off)');
 SELECT results_eq(
     $$SELECT error_code, same_model_retries, then_action, give_up_status FROM routing.retry_policy
        WHERE error_code IN ('stream_interrupted', 'cancelled') ORDER BY error_code$$,
@@ -132,6 +140,8 @@ SELECT results_eq(
     format($$SELECT outcome_id, first_token_at, 420 FROM routing.inferences WHERE id = %s$$, :a3),
     'mark_first_token stamps first_token_at and ttft_ms and returns the outcome');
 SELECT ok((SELECT first_token_at IS NOT NULL FROM ft1), 'first_token_at is set');
+SELECT is((SELECT heartbeat_at FROM routing.inferences WHERE id = :a3), (SELECT first_token_at FROM ft1),
+    'the first token is a sign of life: heartbeat_at is stamped with it');
 SELECT pg_temp.fingerprint() AS fp_ft \gset
 SELECT results_eq($$SELECT * FROM routing.mark_first_token(currval('routing.inferences_id_seq'), 999)$$,
     $$SELECT * FROM ft1$$, 'a repeat returns the first stamp');

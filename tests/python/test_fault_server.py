@@ -234,7 +234,7 @@ def test_a_stream_fault_needs_chunks_left_so_short_answers_are_extended(server, 
 
 def test_stream_stall_past_a_read_timeout(server):
     server.script(MODEL, Fault.stream_stall(2, 60.0))
-    with httpx.Client(base_url=server.base_url, timeout=httpx.Timeout(30.0, read=1.0)) as http:
+    with httpx.Client(base_url=server.base_url, timeout=httpx.Timeout(30.0, read=3.0)) as http:
         received = read_stream(http, chat_body())
 
     assert isinstance(received.error, httpx.ReadTimeout)
