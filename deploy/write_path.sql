@@ -4,6 +4,7 @@
 -- requires: retry_policy_stream_codes
 -- requires: router
 -- requires: argument_checks
+-- requires: budget_ledger
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -140,7 +141,6 @@ DECLARE
     v_refusal      jsonb;
     v_projected    numeric;
     v_spent        numeric;
-    v_tz           text;
     v_outcome_id   bigint;
     v_inference_id bigint;
 BEGIN
@@ -164,28 +164,25 @@ BEGIN
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
 
-    -- Pre-dispatch checks. A capped agent's decisions are serialised on its row so two
-    -- gateways cannot both spend the last of the daily budget.
+    -- Pre-dispatch checks.
+    -- >>> budget_ledger: the daily cap is one conditional UPDATE of the agent's running
+    -- spend (routing._reserve_budget); concurrent decisions of a capped agent queue on
+    -- that row, so they cannot overspend. An uncapped decision is added to the day's row
+    -- if one exists (the agent was capped earlier that day), so the row stays exact.
     IF v_agent.status <> 'active' THEN
         v_refusal := jsonb_build_object('reason', 'agent_not_active', 'agent_status', v_agent.status);
     ELSIF v_slug IS NOT NULL AND v_agent.daily_cap_usd IS NOT NULL THEN
-        PERFORM FROM routing.agents a WHERE a.id = p_agent_id FOR NO KEY UPDATE;
-        SELECT s.spend_day_time_zone INTO v_tz FROM routing.settings s;
-        -- Settled cost of finished requests plus the projected cost of those in flight.
-        SELECT coalesce(sum(coalesce(o.cost_actual_usd,
-                                     CASE WHEN o.outcome_status IS NULL THEN o.projected_cost_usd END)), 0)
-          INTO v_spent
-          FROM routing.routing_outcomes o
-         WHERE o.agent_id = p_agent_id
-           AND o.created_at >= (date_trunc('day', now() AT TIME ZONE v_tz) AT TIME ZONE v_tz)
-           AND o.projected_cost_usd IS NOT NULL;
-        IF v_spent + v_projected > v_agent.daily_cap_usd THEN
+        v_spent := routing._reserve_budget(p_agent_id, v_agent.daily_cap_usd, v_projected, now());
+        IF v_spent IS NOT NULL THEN
             v_refusal := jsonb_build_object('reason', 'daily_cap_exceeded',
                                             'spent_today_usd', v_spent,
                                             'projected_cost_usd', v_projected,
                                             'daily_cap_usd', v_agent.daily_cap_usd);
         END IF;
+    ELSIF v_slug IS NOT NULL THEN
+        PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
     END IF;
+    -- <<< budget_ledger
 
     IF v_refusal IS NOT NULL THEN
         v_rule   := 'failed_pre_dispatch';
@@ -212,6 +209,11 @@ BEGIN
 
     IF v_outcome_id IS NULL THEN
         -- A concurrent call with the same request won the race; it has committed.
+        -- >>> budget_ledger: this call's reservation is given back.
+        IF v_refusal IS NULL AND v_slug IS NOT NULL THEN
+            PERFORM routing._settle_budget(p_agent_id, now(), -v_projected);
+        END IF;
+        -- <<< budget_ledger
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         RETURN;
     END IF;
