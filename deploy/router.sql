@@ -60,6 +60,10 @@ SET search_path = pg_catalog, routing, pg_temp
 -- right plan; cached by PL/pgSQL, it saves the ~1 ms of planning a custom plan (chosen
 -- otherwise, because the generic estimate looks dear) would cost on every request.
 SET plan_cache_mode = force_generic_plan
+-- >>> route_snapshots: the generic plan's estimate crosses jit_above_cost, and compiling
+-- it costs more than the query (100+ ms against 1 ms at 20 models).
+SET jit = off
+-- <<< route_snapshots
 AS $$
 BEGIN
 RETURN (

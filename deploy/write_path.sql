@@ -5,6 +5,7 @@
 -- requires: router
 -- requires: argument_checks
 -- requires: budget_ledger
+-- requires: route_snapshots
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -201,7 +202,11 @@ BEGIN
             min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
             attempts, completed_at)
     VALUES (p_request_id, p_agent_id, v_agent.tenant_id, p_task_type, v_rule, v_slug,
-            (v_route ->> 'min_quality')::numeric, v_projected, v_route, v_inference_id, v_status,
+            -- >>> route_snapshots: the compact explanation (routing.explain_outcome
+            -- gives the whole document back).
+            (v_route ->> 'min_quality')::numeric, v_projected, routing._compact_explanation(v_route),
+            -- <<< route_snapshots
+            v_inference_id, v_status,
             CASE WHEN v_inference_id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
     ON CONFLICT (agent_id, request_id) DO NOTHING
@@ -489,7 +494,9 @@ BEGIN
             -- soonest, dispatched when it ends.
             SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END
               INTO v_next_slug, v_not_before
-              FROM jsonb_to_recordset(v_out.explanation -> 'candidates') AS c (slug text, rank int)
+              -- >>> route_snapshots: every ranked candidate, from the shared snapshot
+              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              -- <<< route_snapshots
               JOIN routing.models m ON m.slug = c.slug AND m.enabled
               LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
              WHERE c.slug <> ALL (v_tried)
