@@ -60,23 +60,23 @@ SET search_path = pg_catalog, routing, pg_temp
 -- right plan; cached by PL/pgSQL, it saves the ~1 ms of planning a custom plan (chosen
 -- otherwise, because the generic estimate looks dear) would cost on every request.
 SET plan_cache_mode = force_generic_plan
--- >>> route_snapshots: the generic plan's estimate crosses jit_above_cost, and compiling
--- it costs more than the query (100+ ms against 1 ms at 20 models).
+-- Never JIT-compiled: on a catalog without statistics (a fresh deploy, before autovacuum
+-- has analysed it) the planner's estimate of this query passes jit_above_cost, and
+-- compiling it then costs ~150 ms on every request for a query that runs in 0.3 ms.
 SET jit = off
--- <<< route_snapshots
 AS $$
 BEGIN
 RETURN (
 WITH cfg AS (
     SELECT coalesce(f.min_quality, s.default_min_quality) AS min_quality,
-           coalesce(f.endpoint, 'chat') AS endpoint,
+           coalesce(f.endpoint::text, 'chat') AS endpoint,
            s.min_judged_samples
       FROM routing.settings s
       LEFT JOIN routing.task_floors f ON f.task_type = p_task_type
 ),
 scored AS (
     SELECT m.slug, m.provider, m.provider_model, m.m_allowed, m.enabled, m.q_prior,
-           m.endpoint, cfg.endpoint AS task_endpoint,
+           m.endpoint::text AS endpoint, cfg.endpoint AS task_endpoint,
            m.price_in_per_mtok_usd, m.price_out_per_mtok_usd,
            m.price_in_per_mtok_usd + m.price_out_per_mtok_usd AS price_per_mtok_usd,
            round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
@@ -229,7 +229,7 @@ BEGIN
     PERFORM routing._require_int(p_fn, 'p_input_tokens', p_input_tokens);
     PERFORM routing._require_int(p_fn, 'p_max_tokens', p_max_tokens);
     IF p_max_tokens = 0
-       AND coalesce((SELECT f.endpoint FROM routing.task_floors f WHERE f.task_type = p_task_type), 'chat') <> 'embeddings'
+       AND coalesce((SELECT f.endpoint::text FROM routing.task_floors f WHERE f.task_type = p_task_type), 'chat') <> 'embeddings'
     THEN
         RAISE EXCEPTION '%: p_max_tokens must be >= 1 for task type % (a chat task), got 0', p_fn, quote_literal(p_task_type)
             USING ERRCODE = 'invalid_parameter_value',
