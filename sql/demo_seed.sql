@@ -5,7 +5,8 @@
 -- server on loopback, so failover between them is real HTTP. Prices and priors are
 -- spread so that each task type has several floor-clearing candidates to fail over to,
 -- and one model of each kind the router must drop: vetoed, disabled, not enrolled, and
--- (for the capped agent) over its per-call budget.
+-- (for the capped agent) over its per-call budget. Three embeddings models serve the embed
+-- task (and only it: the router's first gate keeps chat and embeddings apart).
 --
 -- It also makes the retry policy fast (tens of milliseconds of backoff, a short default
 -- cooldown) so a burst of a few hundred calls finishes in seconds. That is a change to
@@ -15,32 +16,38 @@ BEGIN;
 
 INSERT INTO routing.models AS m
        (slug, provider, provider_model, price_in_per_mtok_usd, price_out_per_mtok_usd,
-        q_prior, m_allowed, expected_latency_ms, agentic_index, enabled)
+        q_prior, m_allowed, expected_latency_ms, agentic_index, enabled, endpoint)
 VALUES
-    -- Cheapest; clears chat, extraction and embed (floors 0.58, 0.58, 0.52).
-    ('demo-mistral-tiny',   'mistral',  'open-mistral-tiny',     0.10,  0.30, 0.60, true,  300, 0.20, true),
+    -- Cheapest; clears chat and extraction (floors 0.58).
+    ('demo-mistral-tiny',   'mistral',  'open-mistral-tiny',     0.10,  0.30, 0.60, true,  300, 0.20, true, 'chat'),
     -- Clears code and tool_use (0.78) too: the cheapest for them.
-    ('demo-openai-mini',    'openai',   'gpt-4o-mini',           0.15,  0.60, 0.80, true,  400, 0.55, true),
-    ('demo-mistral-small',  'mistral',  'mistral-small-latest',  0.20,  0.60, 0.74, true,  350, 0.45, true),
-    ('demo-together-llama', 'together', 'llama-3.1-70b-instruct', 0.60,  0.60, 0.82, true,  600, 0.60, true),
-    ('demo-mistral-medium', 'mistral',  'mistral-medium-latest', 0.40,  2.00, 0.85, true,  700, 0.70, true),
+    ('demo-openai-mini',    'openai',   'gpt-4o-mini',           0.15,  0.60, 0.80, true,  400, 0.55, true, 'chat'),
+    ('demo-mistral-small',  'mistral',  'mistral-small-latest',  0.20,  0.60, 0.74, true,  350, 0.45, true, 'chat'),
+    ('demo-together-llama', 'together', 'llama-3.1-70b-instruct', 0.60,  0.60, 0.82, true,  600, 0.60, true, 'chat'),
+    ('demo-mistral-medium', 'mistral',  'mistral-medium-latest', 0.40,  2.00, 0.85, true,  700, 0.70, true, 'chat'),
     -- Clear reasoning (0.88).
-    ('demo-mistral-large',  'mistral',  'mistral-large-latest',  2.00,  6.00, 0.90, true,  900, 0.80, true),
-    ('demo-openai-4o',      'openai',   'gpt-4o',                2.50, 10.00, 0.93, true,  800, 0.85, true),
+    ('demo-mistral-large',  'mistral',  'mistral-large-latest',  2.00,  6.00, 0.90, true,  900, 0.80, true, 'chat'),
+    ('demo-openai-4o',      'openai',   'gpt-4o',                2.50, 10.00, 0.93, true,  800, 0.85, true, 'chat'),
     -- Vetoed (m_allowed false): cheaper than the reasoning winner, so reasoning decisions
     -- are m_allowed_veto_applied.
-    ('demo-together-vetoed','together', 'unvetted-reasoner',     0.50,  1.50, 0.89, false, 500, 0.50, true),
+    ('demo-together-vetoed','together', 'unvetted-reasoner',     0.50,  1.50, 0.89, false, 500, 0.50, true, 'chat'),
     -- Disabled: the cheapest of all, and never chosen.
-    ('demo-mistral-legacy', 'mistral',  'open-mistral-7b',       0.05,  0.05, 0.70, true,  300, 0.10, false),
+    ('demo-mistral-legacy', 'mistral',  'open-mistral-7b',       0.05,  0.05, 0.70, true,  300, 0.10, false, 'chat'),
     -- Not enrolled: no price yet.
-    ('demo-openai-preview', 'openai',   'gpt-preview',           NULL,  NULL, 0.95, true, 1500, 0.90, true)
+    ('demo-openai-preview', 'openai',   'gpt-preview',           NULL,  NULL, 0.95, true, 1500, 0.90, true, 'chat'),
+    -- Embeddings (floor 0.52), billed on input only; the router's price gate wants both
+    -- prices, and an embedding has no output tokens, so the output price is nominal.
+    ('demo-together-embed', 'together', 'm2-bert-80M-8k-retrieval', 0.008, 0.008, 0.56, true, 150, NULL, true, 'embeddings'),
+    ('demo-openai-embed',   'openai',   'text-embedding-3-small', 0.02,  0.02, 0.64, true,  120, NULL, true, 'embeddings'),
+    ('demo-mistral-embed',  'mistral',  'mistral-embed',         0.10,  0.10, 0.72, true,  130, NULL, true, 'embeddings')
 ON CONFLICT (slug) DO UPDATE
    SET provider = excluded.provider, provider_model = excluded.provider_model,
        price_in_per_mtok_usd = excluded.price_in_per_mtok_usd,
        price_out_per_mtok_usd = excluded.price_out_per_mtok_usd,
        q_prior = excluded.q_prior, m_allowed = excluded.m_allowed,
        expected_latency_ms = excluded.expected_latency_ms,
-       agentic_index = excluded.agentic_index, enabled = excluded.enabled;
+       agentic_index = excluded.agentic_index, enabled = excluded.enabled,
+       endpoint = excluded.endpoint;
 
 -- A floor nothing in the catalog clears: those requests are rejected, never dispatched.
 INSERT INTO routing.task_floors (task_type, min_quality)
@@ -72,3 +79,9 @@ UPDATE routing.retry_policy SET base_backoff_ms = 40, max_backoff_ms = 400;
 UPDATE routing.settings SET rate_limit_cooldown_ms = 300, min_judged_samples = 20;
 
 COMMIT;
+
+-- Statistics for the freshly written catalog, as after any bulk load. Without them the
+-- planner takes the one-row settings table and the small catalog for hundreds of rows, the
+-- router's estimated cost passes jit_above_cost, and every decision pays a JIT compile.
+ANALYZE routing.models, routing.task_floors, routing.agents, routing.settings,
+        routing.retry_policy, routing.model_cooldowns, routing.model_task_quality;

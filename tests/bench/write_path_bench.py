@@ -115,10 +115,10 @@ EXPLANATION = {"decision_rule": "cheapest_clearing_floor", "chosen_model_slug": 
 def package_path(conn: psycopg.Connection[Any]) -> Callable[[int], None]:
     def one(i: int) -> None:
         row = conn.execute(
-            INSERT_DECISION, (f"pkg-{i}", AGENT, "general", 12, 64, Jsonb(PAYLOAD))
+            INSERT_DECISION, (f"pkg-{i}", AGENT, "general", 12, 64, Jsonb(PAYLOAD), False)
         ).fetchone()
         assert row is not None and row[6] is None, row
-        conn.execute(COMPLETE_DECISION, (row[1], Jsonb(RESPONSE), 12, 3, 5)).fetchone()
+        conn.execute(COMPLETE_DECISION, (row[1], Jsonb(RESPONSE), 12, 3, 5, "provider")).fetchone()
 
     return one
 

@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import connect
@@ -733,21 +732,15 @@ def test_two_gateways_reaper_and_judges_at_once(cluster: LocalCluster, db: str, 
         f"\n  deadlocks: 0 (clients, workers, server log); whole test {total_s:.1f} s"
     )
     assert learned_routes > 0, "the router never used what the judges recorded"
-    # A request resumed by the other process while its retry was scheduled is dispatched at
-    # once: insert_decision does not return the open attempt's not_before (see the xfail test
-    # below). Any other early dispatch would be a client that ignores Retry-After.
+    # insert_decision returns the open attempt's not_before and the client waits it out, so
+    # only a shared request resumed by both processes at once could be dispatched early.
     assert all(r[0] in shared for r in early_rows), early_rows
     assert total_s < 60
 
 
-# --------------------------------------------------------------------------- known gap
+# --------------------------------------------------------------------------- resuming
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="insert_decision does not return the open attempt's not_before, so a call that "
-    "resumes an in-flight request dispatches a scheduled retry before its Retry-After",
-)
 def test_resumed_request_waits_for_its_scheduled_retry(db: str, conn: Conn) -> None:
     # A gateway got a 429 (Retry-After 1.5 s); fail_inference scheduled the retry; then the
     # gateway process died (SIGKILL, OOM) in its sleep, before dispatching it. The caller

@@ -1,25 +1,31 @@
 """routing-ledger: a thin client for the routing ledger's PostgreSQL functions."""
 
-from routing_ledger.ledger import (
-    AsyncLedger,
+from routing_ledger.errors import (
     AttemptClosed,
-    CallResult,
-    Ledger,
+    InvalidOption,
+    LedgerUnavailable,
     NoCandidate,
     PreDispatchRefused,
+    ProviderError,
     ProviderFailed,
     ProviderNotConfigured,
     RoutingLedgerError,
+    StreamInterrupted,
 )
-from routing_ledger.providers import OpenAICompatibleProvider, ProviderError, ProviderResponse
+from routing_ledger.ledger import AsyncLedger, AsyncStream, Ledger, Stream
+from routing_ledger.protocol import CallResult
+from routing_ledger.providers import OpenAICompatibleProvider, ProviderResponse, scrub
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncLedger",
+    "AsyncStream",
     "AttemptClosed",
     "CallResult",
+    "InvalidOption",
     "Ledger",
+    "LedgerUnavailable",
     "NoCandidate",
     "OpenAICompatibleProvider",
     "PreDispatchRefused",
@@ -28,5 +34,8 @@ __all__ = [
     "ProviderNotConfigured",
     "ProviderResponse",
     "RoutingLedgerError",
+    "Stream",
+    "StreamInterrupted",
     "__version__",
+    "scrub",
 ]

@@ -1,121 +1,75 @@
-"""``routing-ledger``: the demo, and the operator's doctor, reaper and repair commands.
+"""``routing-ledger``: the operator's commands, and the demo (``routing_ledger.demo``).
 
     routing-ledger demo [--calls N] [--concurrency C] [--seed S] [--db CONNINFO] [--keep]
                         [--no-judge]
     routing-ledger [--db CONNINFO] doctor
-    routing-ledger [--db CONNINFO] reap [--older-than '1 hour']
+    routing-ledger [--db CONNINFO] reap [--older-than '1 hour'] [--every 60s]
     routing-ledger [--db CONNINFO] repair [--window '3 seconds'] [--apply | --rollback RUN]
     routing-ledger [--db CONNINFO] repair --close-unmatched [--older-than '1 hour'] [--apply]
+    routing-ledger [--db CONNINFO] metrics --listen HOST:PORT [--window '5 minutes']
+    routing-ledger [--db CONNINFO] judge (--command CMD | --base-url URL --model M) [--once]
 
-Without ``--db`` the operator commands use the libpq environment (``PGHOST``, ``PGDATABASE``,
-…); the demo starts a private PostgreSQL for the run instead.
+Each command parses its arguments and calls :class:`routing_ledger.ops.Operator` or
+:class:`routing_ledger.ops.Judge` (one method per SQL function); the long-running ones
+(``reap --every``, ``metrics``, ``judge``) stop cleanly on SIGTERM or SIGINT. Without ``--db``
+the commands use the libpq environment (``PGHOST``, ``PGDATABASE``, …); the demo starts a
+private PostgreSQL for the run instead.
 
 Exit status: 0 fine; 1 an invariant is violated (doctor, demo) or the database refused the
-operation (repair, reap); 2 the database is unreachable or the function is not deployed.
+operation (repair, reap, judge); 2 the database is unreachable or the function is not
+deployed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import logging
 import os
-import random
-import secrets
+import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from decimal import Decimal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from routing_ledger import __version__
-from routing_ledger.ledger import (
-    AsyncLedger,
-    CallResult,
-    NoCandidate,
-    PreDispatchRefused,
-    ProviderFailed,
-)
-from routing_ledger.providers import OpenAICompatibleProvider
+from routing_ledger.ops import Judge, Operator, RepairAction
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
 EXIT_UNAVAILABLE = 2
-
-# --------------------------------------------------------------------------- ops SQL
-# The routing_ops functions, one statement each, as the client does for the write path.
-
-INTEGRITY_REPORT = "SELECT * FROM routing.integrity_report()"
-REAP_STUCK_INFERENCES = "SELECT * FROM routing.reap_stuck_inferences(%s::interval)"
-REPAIR_ORPHANS = "SELECT * FROM routing.repair_orphans(%s::interval, %s::boolean)"
-CLOSE_UNMATCHED_ORPHANS = (
-    "SELECT * FROM routing.close_unmatched_orphans(%s::interval, %s::interval, %s::boolean)"
-)
-# The reaper as an operator's cron runs it: the function's own default threshold (1 hour).
-REAP_DEFAULT_THRESHOLD = "SELECT * FROM routing.reap_stuck_inferences()"
-# The routing_judge functions and view, as a judge worker calls them.
-CLAIM_JUDGE_BATCH = (
-    "SELECT outcome_id, model_slug, response_payload"
-    " FROM routing.claim_judge_batch(%s::text, %s::int)"
-)
-RECORD_JUDGEMENT = (
-    "SELECT * FROM routing.record_judgement(%s::bigint, %s::text, %s::numeric, %s::text, %s::text)"
-)
-JUDGE_QUEUE_DEPTH = "SELECT count(*) FROM routing.judge_queue"
-ROLLBACK_REPAIR = "SELECT * FROM routing.rollback_repair(%s::bigint)"
-
-#: The violations the contract names. The database's own list (routing.integrity_metrics,
-#: kind 'violation') is added to it when deployed; everything else in the report informs.
-CONTRACT_VIOLATIONS = frozenset(
-    {
-        "orphan_outcomes",
-        "stuck_routed_1h",
-        "terminal_outcome_with_routed_inference",
-        "outcomes_without_terminal_state_1h",
-    }
-)
 
 
 class Unavailable(Exception):
     """The database cannot be reached or lacks the function: exit 2 with this message."""
 
 
-def _connect(conninfo: str) -> psycopg.Connection[Any]:
+def connect(conninfo: str) -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
     except psycopg.OperationalError as exc:
         raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from None
 
 
-def _run_ops(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
-    """Run an ops function; a missing function or privilege is 'unavailable' (exit 2)."""
-    name = query.split("routing.", 1)[1].split("(", 1)[0]
+@contextmanager
+def _ops_errors(what: str, role: str = "routing_ops") -> Iterator[None]:
+    """A missing function or privilege, or a lost connection, is 'unavailable' (exit 2)."""
     try:
-        return conn.execute(query, params)
+        yield
     except psycopg.errors.UndefinedFunction:
         raise Unavailable(
-            f"routing.{name} is not deployed in this database (run `sqitch deploy`)"
+            f"{what} is not deployed in this database (run `sqitch deploy`)"
         ) from None
     except psycopg.errors.InvalidSchemaName:
         raise Unavailable("schema routing is not deployed in this database") from None
     except psycopg.errors.InsufficientPrivilege as exc:
         raise Unavailable(
-            f"not allowed to run routing.{name}: {exc.diag.message_primary} "
-            "(grant routing_ops to this role)"
+            f"not allowed to run {what}: {exc.diag.message_primary} (grant {role} to this role)"
         ) from None
     except psycopg.OperationalError as exc:
         # Lost or refused connections; a state error the function raised (55000 and the
@@ -126,25 +80,14 @@ def _run_ops(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = 
 
 
 def violation_metrics(conn: psycopg.Connection[Any]) -> frozenset[str]:
-    """The metrics that must be 0: the contract's, plus those the database documents."""
-    documented: set[str] = set()
-    exists = conn.execute("SELECT to_regclass('routing.integrity_metrics') IS NOT NULL")
-    row = exists.fetchone()
-    if row is not None and row[0]:
-        try:
-            documented = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT metric FROM routing.integrity_metrics WHERE kind = 'violation'"
-                )
-            }
-        except psycopg.errors.InsufficientPrivilege:
-            documented = set()
-    return CONTRACT_VIOLATIONS | documented
+    """The metrics that must be 0, as routing.integrity_metrics (kind) says."""
+    with _ops_errors("routing.describe_metrics"):
+        return Operator(conn).violations()
 
 
 def integrity_report(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
-    return [(str(m), int(v)) for m, v in _run_ops(conn, INTEGRITY_REPORT).fetchall()]
+    with _ops_errors("routing.integrity_report"):
+        return [(m.metric, m.value) for m in Operator(conn).integrity_report()]
 
 
 def report_table(
@@ -171,11 +114,16 @@ def report_table(
     return table, violated
 
 
+def _refused(console: Console, what: str, exc: psycopg.Error) -> int:
+    console.print(f"[red]{what} refused:[/red] {exc.diag.message_primary or exc}")
+    return EXIT_VIOLATION
+
+
 # --------------------------------------------------------------------------- doctor, reap, repair
 
 
 def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
-    with _connect(args.db) as conn:
+    with connect(args.db) as conn:
         rows = integrity_report(conn)
         violations = violation_metrics(conn)
     table, violated = report_table(rows, violations)
@@ -187,37 +135,71 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
     return EXIT_OK
 
 
-def cmd_reap(args: argparse.Namespace, console: Console) -> int:
-    with _connect(args.db) as conn:
-        try:
-            row = _run_ops(conn, REAP_STUCK_INFERENCES, (args.older_than,)).fetchone()
-        except psycopg.Error as exc:
-            console.print(f"[red]reap refused:[/red] {exc.diag.message_primary or exc}")
-            return EXIT_VIOLATION
-    closed = int(row[0]) if row is not None and row[0] is not None else 0
+def _reap_once(operator: Operator, older_than: str, console: Console) -> None:
+    with _ops_errors("routing.reap_stuck_inferences"):
+        closed = operator.reap(older_than)
     console.print(
-        f"closed {closed} stuck attempt(s) routed for more than {args.older_than} "
+        f"closed {closed} stuck attempt(s) routed for more than {older_than} "
         "(failed, error_code abandoned; their outcomes failed_abandoned)"
     )
+
+
+def cmd_reap(args: argparse.Namespace, console: Console) -> int:
+    from routing_ledger.worker import parse_duration, run_every, stop_on_signals
+
+    if args.every is None:
+        with connect(args.db) as conn:
+            try:
+                _reap_once(Operator(conn), args.older_than, console)
+            except psycopg.Error as exc:
+                return _refused(console, "reap", exc)
+        return EXIT_OK
+    try:
+        every_s = parse_duration(args.every)
+    except ValueError as exc:
+        console.print(f"[red]--every: {exc}[/red]")
+        return EXIT_UNAVAILABLE
+    console.print(f"reaping every {args.every} until SIGTERM or Ctrl-C")
+    with Operator(args.db) as operator, stop_on_signals() as stop:
+        try:
+            # The loop retries a database that blinks; _ops_errors is for one-shot runs.
+            run_every(every_s, lambda: _reap_quiet(operator, args.older_than, console), stop)
+        except psycopg.Error as exc:
+            return _refused(console, "reap", exc)
+    console.print("stopped")
     return EXIT_OK
 
 
+def _reap_quiet(operator: Operator, older_than: str, console: Console) -> None:
+    closed = operator.reap(older_than)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    console.print(f"{stamp} reaped {closed} stuck attempt(s) older than {older_than}")
+
+
 def cmd_repair(args: argparse.Namespace, console: Console) -> int:
-    with _connect(args.db) as conn:
+    with connect(args.db) as conn:
+        operator = Operator(conn)
         try:
             if args.rollback is not None:
-                row = _run_ops(conn, ROLLBACK_REPAIR, (args.rollback,)).fetchone()
-                restored = int(row[0]) if row is not None and row[0] is not None else 0
+                with _ops_errors("routing.rollback_repair"):
+                    restored = operator.rollback_repair(args.rollback)
                 console.print(f"rolled back repair run {args.rollback}: {restored} row(s) restored")
                 return EXIT_OK
             if args.close_unmatched:
-                params = (args.window, args.older_than, args.apply)
-                rows = _run_ops(conn, CLOSE_UNMATCHED_ORPHANS, params).fetchall()
+                with _ops_errors("routing.close_unmatched_orphans"):
+                    rows = operator.close_unmatched_orphans(
+                        args.window, args.older_than, apply=args.apply
+                    )
             else:
-                rows = _run_ops(conn, REPAIR_ORPHANS, (args.window, args.apply)).fetchall()
+                with _ops_errors("routing.repair_orphans"):
+                    rows = operator.repair_orphans(args.window, apply=args.apply)
         except psycopg.Error as exc:
-            console.print(f"[red]repair refused:[/red] {exc.diag.message_primary or exc}")
-            return EXIT_VIOLATION
+            return _refused(console, "repair", exc)
+    _print_repair(args, rows, console)
+    return EXIT_OK
+
+
+def _print_repair(args: argparse.Namespace, rows: list[RepairAction], console: Console) -> None:
     verb = "close" if args.close_unmatched else "re-link"
     function = "close_unmatched_orphans" if args.close_unmatched else "repair_orphans"
     mode = "applied" if args.apply else f"dry run (nothing changed; --apply to {verb})"
@@ -225,781 +207,98 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
     for column in ("run_id", "outcome_id", "inference_id", "action"):
         table.add_column(column, justify="right" if column != "action" else "left")
     shown = rows[: args.limit]
-    for run_id, outcome_id, inference_id, action in shown:
+    for row in shown:
         table.add_row(
-            *(str(v) if v is not None else "" for v in (run_id, outcome_id)),
-            str(inference_id) if inference_id is not None else "",
-            str(action),
+            *("" if v is None else str(v) for v in (row.run_id, row.outcome_id, row.inference_id)),
+            row.action,
         )
     console.print(table)
     if len(rows) > len(shown):
         console.print(f"… and {len(rows) - len(shown)} more row(s)")
-    counts = Counter(str(r[3]) for r in rows)
-    run_ids = sorted({r[0] for r in rows if r[0] is not None})
+    counts = Counter(r.action for r in rows)
+    run_ids = sorted({r.run_id for r in rows if r.run_id is not None})
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "no orphan outcomes"
     console.print(summary)
     if run_ids:
-        label = ", ".join(map(str, run_ids))
-        console.print(f"run id: {label}")
+        console.print(f"run id: {', '.join(map(str, run_ids))}")
         if args.apply:
             console.print(f"undo with: routing-ledger repair --rollback {run_ids[-1]}")
+
+
+# --------------------------------------------------------------------------- metrics, judge
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--listen wants HOST:PORT, got {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def cmd_metrics(args: argparse.Namespace, console: Console) -> int:
+    from routing_ledger.metrics import serve
+    from routing_ledger.worker import stop_on_signals
+
+    try:
+        host, port = _host_port(args.listen)
+    except ValueError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return EXIT_UNAVAILABLE
+    with connect(args.db) as conn, _ops_errors("routing.ops_metrics", "routing_readonly"):
+        Operator(conn).ops_metrics(args.window)  # fail fast: deployed, allowed, valid window
+    with stop_on_signals() as stop:
+        server, operator = serve(args.db, host, port, args.window)
+        try:
+            # One line a supervisor (or a test) can read: where to scrape.
+            print(f"serving http://{host}:{server.server_port}/metrics", flush=True)
+            stop.wait()
+        finally:
+            server.shutdown()
+            server.server_close()
+            operator.close()
+    console.print("stopped")
     return EXIT_OK
 
 
-# --------------------------------------------------------------------------- demo
-#
-# Everything below is the demo: owner-side setup (deploy, seed), a burst of calls through
-# the client, and a read-only summary. The summary reads the tables directly, as the
-# database owner, to check from the outside what the client and the functions claim;
-# it is not client SQL (the client, routing_ledger.ledger, only calls functions).
+def cmd_judge(args: argparse.Namespace, console: Console) -> int:
+    from routing_ledger.providers import OpenAICompatibleProvider
+    from routing_ledger.worker import CommandJudge, ModelJudge, Scorer, judge_queue, stop_on_signals
 
-DEMO_DB = "routing_demo"
-DEMO_AGENTS = {  # sql/demo_seed.sql
-    "demo-gateway": "00000000-0000-4000-8000-00000000d001",
-    "demo-batch": "00000000-0000-4000-8000-00000000d002",
-    "demo-trial": "00000000-0000-4000-8000-00000000d003",
-    "demo-suspended": "00000000-0000-4000-8000-00000000d004",
-}
-DEMO_PROVIDERS = ("mistral", "openai", "together")
-DEMO_AGENT_MIX = {
-    "demo-gateway": 0.70,
-    "demo-batch": 0.16,
-    "demo-trial": 0.10,
-    "demo-suspended": 0.04,
-}
-DEMO_TASK_MIX = {
-    "chat": 0.28,
-    "extraction": 0.14,
-    "general": 0.18,
-    "code": 0.18,
-    "tool_use": 0.06,
-    "reasoning": 0.10,
-    "embed": 0.03,
-    "demo_formal_proof": 0.03,
-}
-DEMO_TIMEOUT_S = 0.5
-# The operator's side, running beside the burst as in production: a reaper every half
-# second (default threshold) and a judge worker labelling what succeeded.
-DEMO_REAP_EVERY_S = 0.5
-DEMO_JUDGE_BATCH = 16
-DEMO_JUDGE_WORKER = "demo-judge-worker"
-DEMO_JUDGE_MODEL = "demo-judge"
-DEMO_TOPICS = (
-    "the quarterly invoice backlog",
-    "a flaky integration test",
-    "the customer's refund request",
-    "a SQL query plan",
-    "the release checklist",
-    "an outage postmortem",
-)
-
-_DEMO_CATALOG_FOREIGN = "SELECT count(*) FROM routing.models WHERE slug NOT LIKE 'demo-%'"
-_DEMO_IS_DEPLOYED = (
-    "SELECT to_regprocedure('routing.insert_decision(text,uuid,text,integer,integer,jsonb)')"
-    " IS NOT NULL"
-)
-_DEMO_CAN_BE_ROLE = (
-    "SELECT CASE WHEN EXISTS (SELECT FROM pg_roles WHERE rolname = %(role)s)"
-    " THEN pg_has_role(current_user, %(role)s, 'MEMBER') ELSE false END"
-)
-# Read-only summary of this run's requests (request_id LIKE the run's prefix).
-_SUMMARY_OUTCOMES = """
-SELECT coalesce(outcome_status, '(in flight)'), count(*), coalesce(sum(cost_actual_usd), 0)
-  FROM routing.routing_outcomes WHERE request_id LIKE %s
- GROUP BY 1 ORDER BY 2 DESC, 1
-"""
-_SUMMARY_RULES = """
-SELECT decision_rule, count(*) FROM routing.routing_outcomes WHERE request_id LIKE %s
- GROUP BY 1 ORDER BY 2 DESC, 1
-"""
-_SUMMARY_ATTEMPTS = """
-WITH a AS (
-    SELECT i.status, i.model_slug, i.cost_usd,
-           lag(i.model_slug) OVER (PARTITION BY i.outcome_id ORDER BY i.attempt_no) AS previous
-      FROM routing.inferences i
-      JOIN routing.routing_outcomes o ON o.id = i.outcome_id
-     WHERE o.request_id LIKE %s)
-SELECT count(*),
-       count(*) FILTER (WHERE previous = model_slug),
-       count(*) FILTER (WHERE previous <> model_slug),
-       count(*) FILTER (WHERE status = 'succeeded'),
-       count(*) FILTER (WHERE status = 'failed'),
-       count(*) FILTER (WHERE status = 'routed'),
-       coalesce(sum(cost_usd), 0)
-  FROM a
-"""
-_SUMMARY_ERRORS = """
-SELECT i.error_code, count(*) FROM routing.inferences i
-  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
- WHERE o.request_id LIKE %s AND i.status = 'failed'
- GROUP BY 1 ORDER BY 2 DESC, 1
-"""
-_SUMMARY_MODELS = """
-SELECT i.model_slug,
-       count(*) FILTER (WHERE i.status = 'succeeded'),
-       count(*) FILTER (WHERE i.status = 'failed'),
-       coalesce(sum(i.cost_usd), 0)
-  FROM routing.inferences i
-  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
- WHERE o.request_id LIKE %s
- GROUP BY 1 ORDER BY 2 DESC, 1
-"""
-_SUMMARY_JUDGED = """
-SELECT judge_status, count(*), avg(judge_score) FROM routing.routing_outcomes
- WHERE request_id LIKE %s AND judge_status IS NOT NULL
- GROUP BY 1 ORDER BY 2 DESC, 1
-"""
-_SUMMARY_LEARNED = """
-SELECT q.model_slug, q.task_type, q.judged_samples, q.learned_quality,
-       q.judged_samples >= s.min_judged_samples
-  FROM routing.model_task_quality q CROSS JOIN routing.settings s
- ORDER BY q.judged_samples DESC, q.model_slug, q.task_type
- LIMIT 12
-"""
-_CHECK_JUDGE_QUEUE = """
-SELECT count(*) FROM routing.judge_queue q JOIN routing.routing_outcomes o ON o.id = q.id
- WHERE o.request_id LIKE %s
-"""
-_CHECK_JUDGED_AS_RECORDED = """
-SELECT count(*) FROM routing.routing_outcomes
- WHERE id = ANY(%s) AND judge_model = %s AND outcome_status = 'succeeded'
-   AND judge_status IN ('labeled', 'cannot_evaluate')
-"""
-_CHECK_STATUSES = (
-    "SELECT request_id, outcome_status FROM routing.routing_outcomes WHERE request_id LIKE %s"
-)
-# Each check counts this run's rows that break a promise; every one must be 0.
-_CHECKS: tuple[tuple[str, str], ...] = (
-    (
-        "outcomes still in flight",
-        "SELECT count(*) FROM routing.routing_outcomes"
-        " WHERE request_id LIKE %s AND outcome_status IS NULL",
-    ),
-    (
-        "attempts left routed",
-        "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
-        " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'routed'",
-    ),
-    (
-        "dispatched outcomes not linked to their newest attempt",
-        """SELECT count(*) FROM routing.routing_outcomes o
-            WHERE o.request_id LIKE %s AND o.chosen_model_slug IS NOT NULL
-              AND o.decision_rule <> 'failed_pre_dispatch'
-              AND o.inference_id IS DISTINCT FROM (
-                  SELECT i.id FROM routing.inferences i WHERE i.outcome_id = o.id
-                   ORDER BY i.attempt_no DESC LIMIT 1)""",
-    ),
-    (
-        "outcome status disagreeing with its final attempt",
-        """SELECT count(*) FROM routing.routing_outcomes o
-             JOIN routing.inferences i ON i.id = o.inference_id
-            WHERE o.request_id LIKE %s
-              AND ((o.outcome_status = 'succeeded') IS DISTINCT FROM (i.status = 'succeeded')
-                   OR i.outcome_id IS DISTINCT FROM o.id)""",
-    ),
-    (
-        "outcomes whose attempts count is wrong",
-        """SELECT count(*) FROM routing.routing_outcomes o
-            WHERE o.request_id LIKE %s
-              AND o.attempts <> (SELECT count(*) FROM routing.inferences i
-                                  WHERE i.outcome_id = o.id)""",
-    ),
-    (
-        "judged outcomes that did not succeed",
-        "SELECT count(*) FROM routing.routing_outcomes WHERE request_id LIKE %s"
-        " AND judge_status IS NOT NULL AND outcome_status IS DISTINCT FROM 'succeeded'",
-    ),
-    (
-        "failed attempts without error_message or completed_at",
-        "SELECT count(*) FROM routing.inferences i JOIN routing.routing_outcomes o"
-        " ON o.id = i.outcome_id WHERE o.request_id LIKE %s AND i.status = 'failed'"
-        " AND (i.error_message IS NULL OR i.completed_at IS NULL)",
-    ),
-)
-_CHECK_KEY_LEAK = """
-SELECT count(*) FROM routing.inferences i
-  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
- WHERE o.request_id LIKE %(prefix)s
-   AND (strpos(coalesce(i.request_payload::text, ''), %(key)s) > 0
-        OR strpos(coalesce(i.response_payload::text, ''), %(key)s) > 0
-        OR strpos(coalesce(i.error_message, ''), %(key)s) > 0
-        OR strpos(o.explanation::text, %(key)s) > 0)
-"""
-
-
-@dataclass(frozen=True)
-class _DemoRequest:
-    index: int
-    agent: str
-    task_type: str
-    max_tokens: int
-    messages: list[dict[str, str]]
-
-
-@dataclass
-class _Burst:
-    client_status: dict[str, str] = field(default_factory=dict)
-    unexpected: Counter[str] = field(default_factory=Counter)
-    counts: Counter[str] = field(default_factory=Counter)
-    seconds: float = 0.0
-    slowest_call_s: float = 0.0
-    # The reaper and the judge worker that ran beside the burst.
-    roles: dict[str, str] = field(default_factory=dict)
-    judge_enabled: bool = True
-    reaper_runs: int = 0
-    reaper_closed: int = 0
-    judge_batches: int = 0
-    judged: dict[int, str] = field(default_factory=dict)  # outcome id -> verdict recorded
-    judged_twice: int = 0
-    judged_during_burst: int = 0
-    scores: list[float] = field(default_factory=list)
-    queue_at_burst_end: int | None = None
-    background_errors: list[str] = field(default_factory=list)
-
-
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
-    return rng.choices(list(weights), weights=list(weights.values()))[0]
-
-
-def _demo_requests(n: int, seed: int) -> list[_DemoRequest]:
-    rng = random.Random(seed)
-    requests = []
-    for i in range(n):
-        task = _pick(rng, DEMO_TASK_MIX)
-        topic = rng.choice(DEMO_TOPICS)
-        messages = [
-            {"role": "system", "content": "You are a concise assistant."},
-            {"role": "user", "content": f"Request {i} ({task}): summarise {topic}."},
-        ]
-        requests.append(
-            _DemoRequest(
-                i, _pick(rng, DEMO_AGENT_MIX), task, rng.choice((32, 64, 128, 256)), messages
-            )
+    scorer: Scorer
+    if args.command is not None:
+        scorer = CommandJudge(args.command, timeout_s=args.timeout)
+        judge_model = args.judge_model or os.path.basename(scorer.argv[0])
+    elif args.base_url and args.model:
+        provider = OpenAICompatibleProvider(
+            args.base_url, api_key_env=args.api_key_env, timeout_s=args.timeout
         )
-    return requests
-
-
-def _demo_fault_mix() -> dict[Any, float]:
-    from routing_ledger.testing import Fault
-
-    return {
-        Fault.rate_limited(0.2): 0.08,
-        Fault.server_error(500): 0.03,
-        Fault.server_error(503): 0.02,
-        Fault.slow(DEMO_TIMEOUT_S * 2): 0.02,
-        Fault.drop(): 0.02,
-        Fault.malformed(): 0.01,
-        Fault.bad_request(): 0.02,
-    }
-
-
-#: What the stand-in judge "thinks" of each demo model, on the q_prior scale. Some differ
-#: from the catalog's priors on purpose: once a (model, task) has enough judged samples
-#: the router uses the learned quality, so the demo shows routing move with the labels
-#: (demo-mistral-tiny is judged worse than its prior and drops under the chat floor).
-DEMO_JUDGED_QUALITY = {
-    "demo-mistral-tiny": 0.50,
-    "demo-openai-mini": 0.82,
-    "demo-mistral-small": 0.70,
-    "demo-together-llama": 0.86,
-    "demo-mistral-medium": 0.84,
-    "demo-mistral-large": 0.92,
-    "demo-openai-4o": 0.95,
-}
-
-
-def _stand_in_judge(
-    outcome_id: int, model_slug: str, response: Any
-) -> tuple[str, Decimal | None, str]:
-    """A STAND-IN for an LLM judge: no model is called, the verdict is deterministic.
-
-    An answer with no text cannot be evaluated. Otherwise the score (1-5) is drawn around
-    the model's DEMO_JUDGED_QUALITY, deterministically from the outcome id, so the demo
-    shows the loop a real judge drives (claim, label, learned quality per model and task,
-    routing that follows it) without a judge model or its cost.
-    """
-    choice: dict[str, Any] = {}
-    if isinstance(response, dict) and isinstance(response.get("choices"), list):
-        first = response["choices"][0] if response["choices"] else {}
-        choice = first if isinstance(first, dict) else {}
-    message = choice.get("message")
-    content = message.get("content") if isinstance(message, dict) else None
-    if not isinstance(content, str) or not content.strip():
-        return "cannot_evaluate", None, "stand-in judge (not an LLM): no answer text to judge"
-    target = 1 + 4 * DEMO_JUDGED_QUALITY.get(model_slug, 0.75)  # mean score on 1..5
-    low = int(target)
-    # A deterministic coin per outcome: P(high) = the fractional part, so the mean is target.
-    coin = (outcome_id * 2654435761 % 2**32) / 2**32
-    score = min(5, low + (1 if coin < target - low else 0))
-    rationale = (
-        f"stand-in judge (not an LLM): {len(content)} characters from {model_slug}, "
-        f"scored around {target:.2f} for this model"
-    )
-    return "labeled", Decimal(score), rationale
-
-
-async def _reaper_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
-    """Reap as an operator's cron would, every DEMO_REAP_EVERY_S, until the burst is over."""
-    try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-            while True:
-                final = done.is_set()
-                cur = await conn.execute(REAP_DEFAULT_THRESHOLD)
-                row = await cur.fetchone()
-                burst.reaper_runs += 1
-                burst.reaper_closed += int(row[0]) if row is not None and row[0] else 0
-                if final:
-                    return
-                try:
-                    await asyncio.wait_for(done.wait(), DEMO_REAP_EVERY_S)
-                except TimeoutError:
-                    pass
-    except (psycopg.Error, OSError) as exc:
-        burst.background_errors.append(f"reaper: {type(exc).__name__}: {exc}"[:300])
-
-
-async def _judge_task(conninfo: str, burst: _Burst, done: asyncio.Event) -> None:
-    """Claim batches and record the stand-in judge's verdict; drain the queue at the end."""
-    try:
-        async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
-            while True:
-                burst_over = done.is_set()
-                if burst_over and burst.queue_at_burst_end is None:
-                    cur = await conn.execute(JUDGE_QUEUE_DEPTH)
-                    row = await cur.fetchone()
-                    burst.queue_at_burst_end = int(row[0]) if row is not None else 0
-                cur = await conn.execute(CLAIM_JUDGE_BATCH, (DEMO_JUDGE_WORKER, DEMO_JUDGE_BATCH))
-                batch = await cur.fetchall()
-                if batch:
-                    burst.judge_batches += 1
-                for outcome_id, model_slug, response in batch:
-                    verdict, score, rationale = _stand_in_judge(
-                        int(outcome_id), str(model_slug), response
-                    )
-                    await conn.execute(
-                        RECORD_JUDGEMENT, (outcome_id, verdict, score, rationale, DEMO_JUDGE_MODEL)
-                    )
-                    if outcome_id in burst.judged:
-                        burst.judged_twice += 1
-                    burst.judged[int(outcome_id)] = verdict
-                    burst.judged_during_burst += not done.is_set()
-                    if score is not None:
-                        burst.scores.append(float(score))
-                if burst_over and not batch:
-                    return  # the burst is over and the queue is drained
-                if not batch:
-                    await asyncio.sleep(0.05)
-    except (psycopg.Error, OSError) as exc:
-        burst.background_errors.append(f"judge: {type(exc).__name__}: {exc}"[:300])
-
-
-async def _run_burst(
-    conninfo: str,
-    base_url: str,
-    api_key: str,
-    requests: list[_DemoRequest],
-    prefix: str,
-    concurrency: int,
-    console: Console,
-    ops_conninfo: str | None = None,
-    judge_conninfo: str | None = None,
-) -> _Burst:
-    burst = _Burst(judge_enabled=judge_conninfo is not None)
-    done = asyncio.Event()
-    background: list[asyncio.Task[None]] = []
-    if ops_conninfo is not None:
-        background.append(asyncio.create_task(_reaper_task(ops_conninfo, burst, done)))
-    if judge_conninfo is not None:
-        background.append(asyncio.create_task(_judge_task(judge_conninfo, burst, done)))
-    providers = {
-        name: OpenAICompatibleProvider(base_url, api_key, timeout_s=DEMO_TIMEOUT_S)
-        for name in DEMO_PROVIDERS
-    }
-    queue: asyncio.Queue[_DemoRequest] = asyncio.Queue()
-    for request in requests:
-        queue.put_nowait(request)
-
-    columns = (
-        SpinnerColumn(),
-        TextColumn("[bold]calls"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[stats]}"),
-        TimeElapsedColumn(),
-    )
-    ledger = AsyncLedger(conninfo, providers, min_size=min(4, concurrency), max_size=concurrency)
-    try:
-        await ledger.open()
-        with Progress(*columns, console=console) as progress:
-            task_id = progress.add_task("calls", total=len(requests), stats="")
-
-            async def worker() -> None:
-                while True:
-                    try:
-                        request = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    request_id = f"{prefix}{request.index:06d}"
-                    call_started = time.perf_counter()
-                    try:
-                        result: CallResult = await ledger.call(
-                            DEMO_AGENTS[request.agent],
-                            request.task_type,
-                            request.messages,
-                            request.max_tokens,
-                            request_id,
-                        )
-                        status = result.outcome_status
-                    except NoCandidate:
-                        status = "rejected"
-                    except PreDispatchRefused:
-                        status = "failed_pre_dispatch"
-                    except ProviderFailed as exc:
-                        status = exc.outcome_status or "failed"
-                    except Exception as exc:  # a bug: counted, and the demo fails
-                        status = f"client exception {type(exc).__name__}"
-                        burst.unexpected[f"{type(exc).__name__}: {exc}"[:200]] += 1
-                    burst.slowest_call_s = max(
-                        burst.slowest_call_s, time.perf_counter() - call_started
-                    )
-                    burst.client_status[request_id] = status
-                    burst.counts[status] += 1
-                    stats = " · ".join(f"{k} {v}" for k, v in burst.counts.most_common(4))
-                    if burst.judge_enabled:
-                        stats += f" · judged {len(burst.judged)}"
-                    progress.update(task_id, advance=1, stats=stats)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            burst.seconds = time.perf_counter() - started
-    finally:
-        # The reaper runs once more, the judge drains the queue; then both stop.
-        done.set()
-        await asyncio.gather(*background)
-        await ledger.close()
-        for provider in providers.values():
-            await provider.aclose()
-    return burst
-
-
-def _money(value: Any) -> str:
-    return f"${Decimal(value):.6f}"
-
-
-def _demo_summary(
-    conn: psycopg.Connection[Any], prefix: str, burst: _Burst, api_key: str, console: Console
-) -> list[str]:
-    """Print the summary tables; return the failed checks (empty: all good)."""
-    like = prefix + "%"
-    calls = len(burst.client_status)
-
-    outcomes = conn.execute(_SUMMARY_OUTCOMES, (like,)).fetchall()
-    total_outcomes = sum(int(r[1]) for r in outcomes)
-    table = Table(title="outcomes by status", title_justify="left")
-    table.add_column("outcome_status")
-    table.add_column("requests", justify="right")
-    table.add_column("share", justify="right")
-    table.add_column("cost", justify="right")
-    for status, count, cost in outcomes:
-        share = f"{100 * count / total_outcomes:.1f}%" if total_outcomes else "-"
-        table.add_row(str(status), str(count), share, _money(cost))
-    table.add_row("[bold]total", f"[bold]{total_outcomes}", "", "")
-    console.print(table)
-
-    rules = Table(title="decision rules", title_justify="left")
-    rules.add_column("decision_rule")
-    rules.add_column("requests", justify="right")
-    for rule, count in conn.execute(_SUMMARY_RULES, (like,)).fetchall():
-        rules.add_row(str(rule), str(count))
-    console.print(rules)
-
-    row = conn.execute(_SUMMARY_ATTEMPTS, (like,)).fetchone()
-    assert row is not None
-    attempts, retries, failovers, ok, failed, routed, cost = row
-    errors = conn.execute(_SUMMARY_ERRORS, (like,)).fetchall()
-    table = Table(title="attempts", title_justify="left")
-    table.add_column("")
-    table.add_column("", justify="right")
-    table.add_row("attempts (dispatches)", str(attempts))
-    table.add_row("  succeeded", str(ok))
-    table.add_row("  failed", str(failed))
-    table.add_row("  left routed", str(routed))
-    table.add_row("retries (same model)", str(retries))
-    table.add_row("failovers (next candidate)", str(failovers))
-    for code, count in errors:
-        table.add_row(f"  failed: {code}", str(count))
-    table.add_row("cost of all attempts", _money(cost))
-    table.add_row("calls", str(calls))
-    table.add_row("wall time of the burst", f"{burst.seconds:.2f} s")
-    table.add_row("slowest call", f"{burst.slowest_call_s:.3f} s")
-    rate = calls / burst.seconds if burst.seconds else 0.0
-    table.add_row("[bold]calls/second", f"[bold]{rate:.1f}")
-    console.print(table)
-
-    models = Table(title="attempts by model", title_justify="left")
-    for column in ("model", "succeeded", "failed", "cost"):
-        models.add_column(column, justify="left" if column == "model" else "right")
-    for slug, succeeded, failed_n, model_cost in conn.execute(_SUMMARY_MODELS, (like,)):
-        models.add_row(str(slug), str(succeeded), str(failed_n), _money(model_cost))
-    console.print(models)
-    _demo_background_summary(conn, like, burst, console)
-
-    # The promises, checked from the outside.
-    failures: list[str] = []
-    checks = Table(title="checks (this run)", title_justify="left")
-    checks.add_column("check")
-    checks.add_column("found", justify="right")
-    checks.add_column("")
-
-    def check(name: str, found: int, expected: int = 0) -> None:
-        good = found == expected
-        if not good:
-            failures.append(f"{name}: {found} (expected {expected})")
-        checks.add_row(name, str(found), "[green]ok[/green]" if good else "[red]FAIL[/red]")
-
-    check("requests with exactly one outcome", total_outcomes, calls)
-    for name, query in _CHECKS:
-        found_row = conn.execute(query, (like,)).fetchone()
-        check(name, int(found_row[0]) if found_row else -1)
-    db_status = {str(r[0]): r[1] for r in conn.execute(_CHECK_STATUSES, (like,))}
-    disagree = sum(1 for rid, s in burst.client_status.items() if db_status.get(rid) != s)
-    check("client result disagreeing with the database", disagree)
-    check("unexpected client exceptions", sum(burst.unexpected.values()))
-    check("reaper or judge worker errors", len(burst.background_errors))
-    if burst.judge_enabled:
-        check("outcomes the judge worker recorded twice", burst.judged_twice)
-        recorded = list(burst.judged)
-        as_recorded = conn.execute(_CHECK_JUDGED_AS_RECORDED, (recorded, DEMO_JUDGE_MODEL))
-        as_recorded_row = as_recorded.fetchone()
-        check(
-            "judgements the ledger does not hold as recorded",
-            len(recorded) - (int(as_recorded_row[0]) if as_recorded_row else 0),
-        )
-        queue_row = conn.execute(_CHECK_JUDGE_QUEUE, (like,)).fetchone()
-        check("this run's outcomes left in the judge queue", int(queue_row[0]) if queue_row else -1)
-    leak_row = conn.execute(_CHECK_KEY_LEAK, {"prefix": like, "key": api_key}).fetchone()
-    check("rows holding the API key", int(leak_row[0]) if leak_row else -1)
-    console.print(checks)
-    for message, count in burst.unexpected.most_common(5):
-        console.print(f"[red]unexpected[/red] ×{count}: {message}")
-    for message in burst.background_errors[:5]:
-        console.print(f"[red]background[/red]: {message}")
-
-    try:
-        rows = integrity_report(conn)
-    except Unavailable as exc:
-        console.print(f"integrity report not available: {exc}")
+        scorer = ModelJudge(provider, args.model)
+        judge_model = args.judge_model or args.model
     else:
-        table, violated = report_table(rows, violation_metrics(conn), "integrity report (database)")
-        console.print(table)
-        failures.extend(f"integrity_report: {m}" for m in violated)
-    return failures
-
-
-def _demo_background_summary(
-    conn: psycopg.Connection[Any], like: str, burst: _Burst, console: Console
-) -> None:
-    """What the reaper and the judge worker did while the burst ran."""
-    table = Table(title="reaper and judge (ran beside the burst)", title_justify="left")
-    table.add_column("")
-    table.add_column("", justify="right")
-    table.add_row(
-        f"reaper runs (every {DEMO_REAP_EVERY_S:g} s, default threshold, as "
-        f"{burst.roles.get('routing_ops', 'the connecting role')})",
-        str(burst.reaper_runs),
-    )
-    table.add_row("  attempts closed by the reaper", str(burst.reaper_closed))
-    if not burst.judge_enabled:
-        table.add_row("judge worker", "off (--no-judge)")
-        console.print(table)
-        return
-    table.add_row(
-        f"judge batches claimed (as {burst.roles.get('routing_judge', 'the connecting role')})",
-        str(burst.judge_batches),
-    )
-    verdicts = Counter(burst.judged.values())
-    table.add_row(f"outcomes judged by {DEMO_JUDGE_MODEL} (a stand-in)", str(len(burst.judged)))
-    for verdict, count in sorted(verdicts.items()):
-        table.add_row(f"  {verdict}", str(count))
-    if burst.scores:
-        table.add_row("  mean score (1-5)", f"{sum(burst.scores) / len(burst.scores):.2f}")
-    table.add_row("  judged while the burst ran", str(burst.judged_during_burst))
-    depth = burst.queue_at_burst_end
-    table.add_row("judge queue depth when the burst ended", "-" if depth is None else str(depth))
-    now_row = conn.execute(JUDGE_QUEUE_DEPTH).fetchone()
-    table.add_row("judge queue depth now", str(int(now_row[0]) if now_row else "-"))
-    for status, count, mean in conn.execute(_SUMMARY_JUDGED, (like,)):
-        label = f"this run: judge_status {status}"
-        mean_text = f" (mean {Decimal(mean):.2f})" if mean is not None else ""
-        table.add_row(label, f"{count}{mean_text}")
-    console.print(table)
-
-    learned = Table(
-        title="learned quality (routing.model_task_quality, fed by the judge)",
-        title_justify="left",
-    )
-    for column in ("model", "task_type", "judged", "learned quality", "router uses it"):
-        learned.add_column(column, justify="left" if column in ("model", "task_type") else "right")
-    for slug, task, samples, quality, in_use in conn.execute(_SUMMARY_LEARNED):
-        learned.add_row(
-            str(slug),
-            str(task),
-            str(samples),
-            f"{Decimal(quality):.3f}" if quality is not None else "-",
-            "yes" if in_use else "not yet",
-        )
-    console.print(learned)
-
-
-def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir, sqitch_deploy
-
-    row = conn.execute(_DEMO_IS_DEPLOYED).fetchone()
-    if row is not None and row[0]:
-        return
-    started = time.perf_counter()
-    # A target Sqitch can use even when the conninfo was empty (libpq environment).
-    target = conninfo if conninfo.strip() else conn.info.dsn
-    sqitch_deploy(target, find_project_dir())
-    console.print(f"deployed the Sqitch plan ({time.perf_counter() - started:.1f} s)")
-
-
-def _seed_demo(conn: psycopg.Connection[Any], console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir
-
-    foreign = conn.execute(_DEMO_CATALOG_FOREIGN).fetchone()
-    if foreign is not None and foreign[0]:
-        raise Unavailable(
-            "this database has a catalog of its own; the demo seeds demo models and makes the "
-            "retry policy fast, so run it on a scratch database (or without --db)"
-        )
-    seed = find_project_dir() / "sql" / "demo_seed.sql"
-    conn.execute(seed.read_text())
-    console.print(f"seeded the demo catalog and agents ({seed.relative_to(seed.parents[1])})")
-
-
-def _role_conninfo(conn: psycopg.Connection[Any], conninfo: str, role: str) -> tuple[str, str]:
-    """Connect as ``role`` (SET ROLE at connection start) when we may: it is all each
-    demo task needs, which proves the grants suffice."""
-    row = conn.execute(_DEMO_CAN_BE_ROLE, {"role": role}).fetchone()
-    if row is None or not row[0]:
-        return conninfo, "the connecting role"
-    options = str(conninfo_to_dict(conninfo).get("options") or "")
-    return make_conninfo(conninfo, options=f"{options} -c role={role}".strip()), role
-
-
-def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, str]:
-    """Connect the client as routing_app when we may: it needs nothing else."""
-    return _role_conninfo(conn, conninfo, "routing_app")
-
-
-def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from routing_ledger.cluster import ClusterError, LocalCluster, SqitchError
-    from routing_ledger.testing import FaultInjectingProvider
-
-    if args.calls < 1 or args.concurrency < 1:
-        console.print("[red]--calls and --concurrency must be at least 1[/red]")
+        console.print("[red]judge: give --command CMD, or --base-url URL and --model M[/red]")
         return EXIT_UNAVAILABLE
-    cluster: LocalCluster | None = None
-    # A throwaway key for this run: the fault server checks the Authorization header, and
-    # the summary checks that the key reached no row of the ledger.
-    api_key = "demo-" + secrets.token_hex(12)
-    fault = FaultInjectingProvider(api_key=api_key)
-    try:
-        if args.db is None:
-            started = time.perf_counter()
-            cluster = LocalCluster().start()
-            cluster.create_database(DEMO_DB)
-            conninfo = cluster.conninfo(DEMO_DB)
-            console.print(
-                f"started a private PostgreSQL on port {cluster.port} "
-                f"({time.perf_counter() - started:.1f} s)"
-            )
-        else:
-            conninfo = args.db
-        with _connect(conninfo) as conn:
-            _deploy_if_needed(conn, conninfo, console)
-            _seed_demo(conn, console)
-            app_conninfo, role = _app_conninfo(conn, conninfo)
-            ops_conninfo, ops_role = _role_conninfo(conn, conninfo, "routing_ops")
-            judge_conninfo, judge_role = _role_conninfo(conn, conninfo, "routing_judge")
-
-        fault.start()
-        fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
-        console.print(
-            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} "
-            f"(~80% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400)"
-        )
-        console.print(
-            f"{args.calls} calls, concurrency {args.concurrency}, seed {args.seed}, "
-            f"client connected as {role}"
-        )
-        judging = (
-            f"a judge worker as {judge_role} (stand-in judge {DEMO_JUDGE_MODEL!r}, not an LLM)"
-            if not args.no_judge
-            else "no judge worker (--no-judge)"
-        )
-        console.print(
-            f"beside the burst, as in production: the reaper every {DEMO_REAP_EVERY_S:g} s "
-            f"as {ops_role}, and {judging}"
-        )
-        prefix = f"demo-{secrets.token_hex(4)}-"
-        requests = _demo_requests(args.calls, args.seed)
-        burst = asyncio.run(
-            _run_burst(
-                app_conninfo,
-                fault.base_url,
-                api_key,
-                requests,
-                prefix,
-                args.concurrency,
-                console,
-                ops_conninfo=ops_conninfo,
-                judge_conninfo=None if args.no_judge else judge_conninfo,
-            )
-        )
-        burst.roles = {"routing_ops": ops_role, "routing_judge": judge_role}
-        with _connect(conninfo) as conn:
-            failures = _demo_summary(conn, prefix, burst, api_key, console)
-        if failures:
-            console.print("[red bold]invariant violated:[/red bold]")
-            for failure in failures:
-                console.print(f"  {failure}")
-            return EXIT_VIOLATION
-        rate = len(requests) / burst.seconds if burst.seconds else 0.0
-        console.print(
-            f"[green bold]every request ended in exactly one terminal outcome; "
-            f"0 orphans, 0 stuck attempts[/green bold] ({rate:.1f} calls/s)"
-        )
-        judged = (
-            f"{len(burst.judged)} outcomes judged once each; judge queue "
-            f"{burst.queue_at_burst_end or 0} as the burst ended, 0 now"
-            if burst.judge_enabled
-            else "no judge"
-        )
-        console.print(
-            f"[green]beside it: {burst.reaper_runs} reaper runs "
-            f"({burst.reaper_closed} closed); {judged}[/green]"
-        )
-        if cluster is not None and args.keep:
-            stop = f"{cluster.bindir / 'pg_ctl'} -D {cluster.data_dir} stop"
-            if os.geteuid() == 0:  # the server runs as the postgres OS user
-                stop = f"su postgres -s /bin/sh -c '{stop}'"
-            console.print(f'kept the cluster running: psql "{cluster.conninfo(DEMO_DB)}"')
-            console.print(f"stop it with: {stop}; then remove {cluster.base_dir}")
-        return EXIT_OK
-    except (Unavailable, ClusterError, SqitchError, FileNotFoundError) as exc:
-        console.print(f"[red]demo: {exc}[/red]")
-        return EXIT_UNAVAILABLE
-    finally:
-        fault.stop()
-        if cluster is not None:
-            if args.keep:
-                import atexit
-
-                atexit.unregister(cluster.stop)
-            else:
-                cluster.stop()
+    worker = args.worker or f"{socket.gethostname()}-{os.getpid()}"
+    with Judge(args.db) as judge, stop_on_signals() as stop:
+        try:
+            with _ops_errors("routing.claim_judge_batch", "routing_judge"):
+                stats = judge_queue(
+                    judge,
+                    scorer,
+                    worker=worker,
+                    judge_model=judge_model,
+                    batch=args.batch,
+                    idle_s=args.idle,
+                    stop=stop,
+                    once=args.once,
+                )
+        except psycopg.Error as exc:
+            return _refused(console, "judge", exc)
+    recorded = ", ".join(f"{k} {v}" for k, v in sorted(stats.recorded.items())) or "nothing"
+    console.print(
+        f"judge worker {worker} ({judge_model}): {stats.batches} batch(es); recorded "
+        f"{recorded}; {stats.not_answered} not answered (back in the queue after the lease)"
+    )
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- entry point
@@ -1008,7 +307,7 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="routing-ledger",
-        description="routing-ledger: demo, integrity report, reaper and repair.",
+        description="routing-ledger: demo, integrity report, reaper, repair, metrics and judge.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     db_help = "libpq conninfo or URI (default: the PG* environment)"
@@ -1019,28 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         # Accepted after the subcommand too; the global one applies when absent here.
         p.add_argument("--db", metavar="CONNINFO", default=argparse.SUPPRESS, help=text)
 
-    demo = sub.add_parser(
-        "demo",
-        help="burst of calls on a private PostgreSQL and a fault-injecting provider",
-        description="Start a private PostgreSQL (or use --db, a scratch database), deploy "
-        "the plan, seed a demo catalog, start a fault-injecting provider on loopback, run a "
-        "burst of concurrent calls with a reaper and a judge worker beside it (as in "
-        "production), print a summary and the integrity report. Exit 1 if any "
-        "request did not end in exactly one terminal outcome or an invariant is violated.",
-    )
-    demo.add_argument("--calls", type=int, default=300, help="number of calls (default 300)")
-    demo.add_argument("--concurrency", type=int, default=16, help="concurrent calls (16)")
-    demo.add_argument("--seed", type=int, default=7, help="seed of the call and fault mix (7)")
-    db_option(demo, "run on this scratch database instead of a private one (it is seeded)")
-    demo.add_argument(
-        "--keep", action="store_true", help="leave the private PostgreSQL running at the end"
-    )
-    demo.add_argument(
-        "--no-judge",
-        action="store_true",
-        help="run no judge worker beside the burst (the reaper still runs)",
-    )
-    demo.set_defaults(func=cmd_demo, uses_env=False)
+    from routing_ledger.demo import add_demo_parser  # the demo imports this module
+
+    add_demo_parser(sub, db_option)
 
     doctor = sub.add_parser(
         "doctor", help="integrity report; exit 1 on a violation, 2 if unavailable"
@@ -1050,6 +330,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     reap = sub.add_parser("reap", help="close attempts stuck in routed (failed_abandoned)")
     reap.add_argument("--older-than", default="1 hour", help="interval (default '1 hour')")
+    reap.add_argument(
+        "--every",
+        metavar="DURATION",
+        default=None,
+        help="keep reaping every DURATION (60s, 5m, …) until SIGTERM, where pg_cron "
+        "is not available (see sql/schedule_maintenance.sql)",
+    )
     db_option(reap)
     reap.set_defaults(func=cmd_reap, uses_env=True)
 
@@ -1074,11 +361,55 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument("--limit", type=int, default=200, help="rows to print (200)")
     db_option(repair)
     repair.set_defaults(func=cmd_repair, uses_env=True)
+
+    metrics = sub.add_parser(
+        "metrics", help="serve Prometheus metrics at /metrics (read at scrape time)"
+    )
+    metrics.add_argument(
+        "--listen", default="127.0.0.1:9187", metavar="HOST:PORT", help="(127.0.0.1:9187)"
+    )
+    metrics.add_argument(
+        "--window", default="5 minutes", help="window of the write-path figures ('5 minutes')"
+    )
+    db_option(metrics)
+    metrics.set_defaults(func=cmd_metrics, uses_env=True)
+
+    judge = sub.add_parser(
+        "judge", help="label the judge queue with a command or an OpenAI-compatible model"
+    )
+    judge.add_argument(
+        "--command",
+        metavar="CMD",
+        help="run CMD per outcome: the outcome as JSON on stdin, "
+        'a verdict {"score": 1-5, "rationale": …} as JSON on stdout',
+    )
+    judge.add_argument("--base-url", help="an OpenAI-compatible API root (…/v1) to judge with")
+    judge.add_argument("--model", help="the judge model at --base-url")
+    judge.add_argument(
+        "--api-key-env",
+        default="OPENAI_API_KEY",
+        help="environment variable holding the judge API's key (OPENAI_API_KEY)",
+    )
+    judge.add_argument(
+        "--judge-model", help="name recorded as judge_model (default: the model or command)"
+    )
+    judge.add_argument("--worker", help="worker name on the claims (default host-pid)")
+    judge.add_argument("--batch", type=int, default=16, help="outcomes per claim (16)")
+    judge.add_argument(
+        "--idle", type=float, default=2.0, help="seconds to wait when the queue is empty (2)"
+    )
+    judge.add_argument("--timeout", type=float, default=60.0, help="seconds per verdict (60)")
+    judge.add_argument(
+        "--once", action="store_true", help="stop when the queue is empty instead of waiting"
+    )
+    db_option(judge)
+    judge.set_defaults(func=cmd_judge, uses_env=True)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.db is None and args.uses_env:
         args.db = ""  # libpq reads PGHOST, PGDATABASE, … from the environment
     console = Console()

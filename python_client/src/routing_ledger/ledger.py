@@ -1,299 +1,168 @@
 """The gateway side of the write path: route, dispatch, record — and obey the database.
 
-:class:`Ledger` (threads) and :class:`AsyncLedger` (asyncio) call three PostgreSQL functions
+:class:`Ledger` (threads) and :class:`AsyncLedger` (asyncio) call the write-path functions
 and nothing else: ``routing.insert_decision`` routes a request and writes its outcome with
-the first attempt, ``routing.complete_decision`` records a success, and
+the first attempt, ``routing.complete_decision`` records a success,
 ``routing.fail_inference`` records a failed attempt and answers what to do next (retry the
-same model after ``not_before``, fail over to the next candidate, or give up). The client
-holds no retry policy and never reads a table: every decision is the database's.
+same model after ``not_before``, fail over to the next candidate, or give up), and, for a
+stream, ``routing.mark_first_token`` and ``routing.heartbeat_inference``. The client holds
+no retry policy and never reads a table: every decision is the database's.
+
+What to do is written once, without I/O, in :mod:`routing_ledger.protocol`; the two classes
+here are its drivers: each performs the effects the protocol yields (a write on a pooled
+connection, a provider request, a stream read, a sleep, a heartbeat) and hands back the
+result or the exception.
 
 Each function is one statement, one round trip and one transaction on the server. A pool the
-ledger creates itself is in autocommit mode, so no ``BEGIN``/``COMMIT`` is sent around them;
-a pool passed in by the caller works too (psycopg_pool commits when the connection goes back),
-but an autocommit pool is the fast path.
+ledger creates is in autocommit mode and never prepares statements server-side, so the
+ledger works unchanged through PgBouncer or Supavisor in transaction pooling mode (and with
+libpq multi-host conninfo, e.g. ``host=a,b target_session_attrs=read-write``).
 
 Exception safety: between ``insert_decision`` and the call that makes the attempt terminal,
 anything that escapes — a bug, ``KeyboardInterrupt``, ``asyncio.CancelledError``, a timeout —
-first closes the open attempt with ``fail_inference(…, 'client_error', …)`` and is then
-re-raised unchanged. If the database cannot be reached at that moment, a warning names the
-attempt and the original exception still propagates; ``routing.reap_stuck_inferences`` later
-closes the attempt as ``failed_abandoned``.
+first closes the open attempt (``client_error``; ``cancelled`` for a stream whose consumer
+stopped) and is then re-raised unchanged. If the database cannot be reached at that moment,
+a warning names the attempt and the original exception still propagates;
+``routing.reap_stuck_inferences`` later closes the attempt as ``failed_abandoned``. A lost
+database connection is not such an exception: the write is repeated on a fresh connection
+for up to ``db_retry_s``, then :class:`LedgerUnavailable` is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
-import re
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import class_row
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from routing_ledger.providers import ProviderError, ProviderResponse, estimate_input_tokens
+from routing_ledger import protocol
+from routing_ledger.errors import (
+    AttemptClosed,
+    InvalidOption,
+    LedgerUnavailable,
+    NoCandidate,
+    PreDispatchRefused,
+    ProviderFailed,
+    ProviderNotConfigured,
+    RoutingLedgerError,
+    StreamInterrupted,
+)
+from routing_ledger.protocol import (
+    CHOOSE_ROUTE,
+    COMPLETE_DECISION,
+    FAIL_INFERENCE,
+    INSERT_DECISION,
+    CallResult,
+    CloseStream,
+    Completion,
+    Config,
+    ConsumerLeft,
+    Decision,
+    Dispatch,
+    Emit,
+    FailureDecision,
+    Flow,
+    OpenStream,
+    ReadStream,
+    Run,
+    Sleep,
+    StartHeartbeat,
+    StopHeartbeat,
+    Write,
+)
+from routing_ledger.providers import ProviderResponse, scrub
 
 __all__ = [
+    "COMPLETE_DECISION",
+    "FAIL_INFERENCE",
+    "INSERT_DECISION",
     "AsyncLedger",
+    "AsyncStream",
     "AttemptClosed",
     "CallResult",
     "Completion",
     "Decision",
     "FailureDecision",
+    "InvalidOption",
     "Ledger",
+    "LedgerUnavailable",
     "NoCandidate",
     "PreDispatchRefused",
     "ProviderFailed",
     "ProviderNotConfigured",
     "RoutingLedgerError",
+    "Stream",
+    "StreamInterrupted",
 ]
 
 log = logging.getLogger("routing_ledger")
 
-# One constant per function, each argument cast to the function's declared type, so the
-# server resolves the overload without guessing and psycopg can prepare the statement.
-INSERT_DECISION = (
-    "SELECT * FROM routing.insert_decision("
-    "%s::text, %s::uuid, %s::text, %s::int, %s::int, %s::jsonb)"
-)
-COMPLETE_DECISION = (
-    "SELECT * FROM routing.complete_decision(%s::bigint, %s::jsonb, %s::int, %s::int, %s::int)"
-)
-FAIL_INFERENCE = (
-    "SELECT * FROM routing.fail_inference(%s::bigint, %s::text, %s::text, %s::int, %s::int)"
-)
-CHOOSE_ROUTE = "SELECT * FROM routing.choose_route(%s::uuid, %s::text, %s::int, %s::int)"
-
-_CLIENT_ERROR = "client_error"
-_MAX_MESSAGE_CHARS = 500
-# A bearer credential in a message we did not produce (a provider's scrubber misses what it
-# never saw, e.g. a key quoted by a wrapper around it).
-_BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{16,}")
-
-
-# --------------------------------------------------------------------------- rows
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A row of ``routing.insert_decision``."""
-
-    outcome_id: int
-    inference_id: int | None
-    decision_rule: str
-    model_slug: str | None
-    provider: str | None
-    provider_model: str | None
-    outcome_status: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FailureDecision:
-    """A row of ``routing.fail_inference``: ``action`` is ``retry``, ``failover`` or ``give_up``."""
-
-    action: str
-    outcome_id: int
-    next_inference_id: int | None
-    model_slug: str | None
-    provider: str | None
-    provider_model: str | None
-    not_before: datetime | None
-    outcome_status: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A row of ``routing.complete_decision``."""
-
-    outcome_id: int
-    outcome_status: str
-    cost_actual_usd: Decimal | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallResult:
-    """A request that ended ``succeeded``.
-
-    ``attempts`` counts the dispatches this call made (retries and failovers included); it is
-    0, and ``response`` is ``None``, when the request had already succeeded before this call
-    (an idempotent repeat with the same ``request_id``). ``cost_usd`` is the settled cost the
-    database computed from catalog prices (``None`` on such a repeat).
-    """
-
-    outcome_id: int
-    outcome_status: str
-    model_slug: str | None
-    attempts: int
-    response: ProviderResponse | None
-    inference_id: int | None
-    cost_usd: Decimal | None
-    request_id: str
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class RoutingLedgerError(Exception):
-    """Base of the ledger's errors. ``outcome_id`` names the request's row when there is one."""
-
-    outcome_id: int | None
-    request_id: str | None
-
-    def __init__(
-        self, message: str, *, outcome_id: int | None = None, request_id: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.outcome_id = outcome_id
-        self.request_id = request_id
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword attributes survive pickling (process pools, multiprocessing queues).
-        return (type(self), (str(self),), self.__dict__.copy())
-
-
-class NoCandidate(RoutingLedgerError):
-    """No model cleared the gates; the outcome was written ``rejected`` and nothing dispatched."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        outcome_id: int | None = None,
-        request_id: str | None = None,
-        decision_rule: str | None = None,
-    ) -> None:
-        super().__init__(message, outcome_id=outcome_id, request_id=request_id)
-        self.decision_rule = decision_rule
-
-
-class PreDispatchRefused(RoutingLedgerError):
-    """The agent is not active or its daily cap would be exceeded: ``failed_pre_dispatch``."""
-
-
-class ProviderFailed(RoutingLedgerError):
-    """The database gave up on the request; the outcome is terminal with ``outcome_status``.
-
-    ``inference_id`` is the last attempt (the one the outcome stays linked to) and
-    ``error_code``/``http_status`` its error (``None`` for an idempotent repeat of a request
-    that had already failed before this call).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        outcome_id: int | None = None,
-        request_id: str | None = None,
-        outcome_status: str | None = None,
-        inference_id: int | None = None,
-        error_code: str | None = None,
-        http_status: int | None = None,
-        attempts: int = 0,
-    ) -> None:
-        super().__init__(message, outcome_id=outcome_id, request_id=request_id)
-        self.outcome_status = outcome_status
-        self.inference_id = inference_id
-        self.error_code = error_code
-        self.http_status = http_status
-        self.attempts = attempts
-
-
-class ProviderNotConfigured(ProviderFailed):
-    """The chosen model's provider is not in the ledger's ``providers`` mapping.
-
-    The attempt was recorded as ``client_error`` (naming the provider) and the database gave
-    up; fix the mapping or disable the model in ``routing.models``.
-    """
-
-    provider: str | None = None
-
-
-class AttemptClosed(RoutingLedgerError):
-    """The open attempt was closed by someone else before this call could record it.
-
-    The reaper (``failed_abandoned``) or a concurrent call with the same ``request_id`` got
-    there first; the database refused the second terminal state (SQLSTATE 55000).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        outcome_id: int | None = None,
-        request_id: str | None = None,
-        inference_id: int | None = None,
-    ) -> None:
-        super().__init__(message, outcome_id=outcome_id, request_id=request_id)
-        self.inference_id = inference_id
-
-
-# --------------------------------------------------------------------------- providers
+# Connections the ledger opens: one round trip per function (autocommit), and no named
+# server-side prepared statement that could outlive a transaction behind a pooler.
+_CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": None}
 
 
 class SyncProvider(Protocol):
     def complete(
-        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int
+        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int, **options: Any
     ) -> ProviderResponse: ...
 
 
 class AsyncProvider(Protocol):
     async def acomplete(
-        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int
+        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int, **options: Any
     ) -> ProviderResponse: ...
 
 
-# --------------------------------------------------------------------------- one call
+def _scrubber(providers: Mapping[str, Any]) -> Any:
+    """Every configured provider's credentials, then any bearer token, removed from a text."""
+    redacts = [r for p in providers.values() if callable(r := getattr(p, "redact", None))]
+
+    def scrub_all(text: str) -> str:
+        for redact in redacts:
+            text = redact(text)
+        return scrub(text)
+
+    return scrub_all
 
 
-@dataclass(frozen=True, slots=True)
-class _Write:
-    """One call of a write-path function: its SQL, arguments and row type."""
+class _Done:
+    __slots__ = ("value",)
 
-    kind: str  # insert | complete | fail
-    sql: str
-    params: tuple[Any, ...]
-    row_type: type[Any]
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
-@dataclass(slots=True)
-class _Attempt:
-    inference_id: int
-    model_slug: str | None
-    provider: str | None
-    provider_model: str | None
-    not_before: datetime | None
+def _needs_fresh_connection(exc: BaseException) -> bool:
+    # A connection that answered "read-only" (a standby after a failover) is healthy to the
+    # pool; closing it makes the pool connect again, which finds the new primary.
+    return isinstance(exc, psycopg.Error) and exc.sqlstate == "25006"
 
 
-def _server_refused(exc: BaseException) -> bool:
-    """True when the server answered with an error: the statement wrote nothing.
-
-    Anything else (an interrupt, a lost connection) leaves it unknown whether it committed.
-    """
-    return isinstance(exc, psycopg.Error) and getattr(exc, "sqlstate", None) is not None
-
-
-class _Flow:
-    """The state of one ``call`` and every decision that needs no I/O.
-
-    Shared by the sync and the async ledger so that both follow the same protocol:
-
-    * ``open_id`` is the routed attempt this call owns (it must end ``succeeded`` or
-      ``failed`` before the call returns or raises);
-    * ``pending`` is the write on the wire; if the call is interrupted there, whether it
-      committed is unknown, so the recovery repeats it (every write-path function is
-      idempotent) before deciding what is still open. Both are updated before ``pending``
-      is cleared, so an interruption at any instant finds a consistent state.
-    """
-
+class _Base:
     def __init__(
+        self,
+        providers: Mapping[str, Any],
+        db_retry_s: float,
+        heartbeat_s: float,
+        record_timeout_s: float,
+    ) -> None:
+        if db_retry_s < 0 or heartbeat_s <= 0 or record_timeout_s <= 0:
+            raise ValueError("db_retry_s must be >= 0; heartbeat_s, record_timeout_s > 0")
+        self._providers: dict[str, Any] = dict(providers)
+        self._scrub = _scrubber(self._providers)
+        self._record_timeout_s = record_timeout_s
+        self._config = Config(db_retry_s, record_timeout_s, heartbeat_s)
+
+    def _chat(
         self,
         agent_id: uuid.UUID | str,
         task_type: str,
@@ -301,276 +170,43 @@ class _Flow:
         max_tokens: int,
         request_id: str | None,
         input_tokens: int | None,
-        scrub: Callable[[str], str],
-    ) -> None:
-        self.agent_id = agent_id
-        self.task_type = task_type
-        self.messages: list[dict[str, Any]] = [dict(m) for m in messages]
-        self.max_tokens = max_tokens
-        self.request_id = request_id if request_id is not None else uuid.uuid4().hex
-        self.input_tokens = (
-            input_tokens if input_tokens is not None else estimate_input_tokens(self.messages)
-        )
-        self.scrub = scrub
-        self.outcome_id: int | None = None
-        self.open_id: int | None = None
-        self.pending: _Write | None = None
-        self.closed_id: int | None = None
-        self.attempt: _Attempt | None = None
-        self.attempts = 0
-        self.missing_provider: str | None = None
-
-    # -- the writes ------------------------------------------------------------------
-
-    def insert_write(self) -> _Write:
-        # What is stored is what was asked: the messages and the token budget. Provider
-        # keys and headers live in the provider object and never reach this payload.
-        payload = Jsonb({"messages": self.messages, "max_tokens": self.max_tokens})
-        params = (
-            self.request_id,
-            self.agent_id,
-            self.task_type,
-            self.input_tokens,
-            self.max_tokens,
-            payload,
-        )
-        return _Write("insert", INSERT_DECISION, params, Decision)
-
-    def complete_write(self, response: ProviderResponse) -> _Write:
-        assert self.attempt is not None
-        input_tokens = response.input_tokens
-        if input_tokens is None:
-            input_tokens = self.input_tokens
-        output_tokens = response.output_tokens
-        if output_tokens is None:  # no usage reported: the same 4-characters heuristic
-            output_tokens = math.ceil(len(response.content or "") / 4)
-        params = (
-            self.attempt.inference_id,
-            Jsonb(response.payload),
+        options: Mapping[str, Any],
+        *,
+        streamed: bool = False,
+    ) -> Flow:
+        return Flow.chat(
+            agent_id,
+            task_type,
+            messages,
+            max_tokens,
+            request_id,
             input_tokens,
-            output_tokens,
-            max(0, response.latency_ms),
+            options,
+            self._scrub,
+            streamed=streamed,
         )
-        return _Write("complete", COMPLETE_DECISION, params, Completion)
-
-    def fail_write(
-        self,
-        inference_id: int,
-        error_code: str,
-        message: str,
-        http_status: int | None = None,
-        retry_after_ms: int | None = None,
-    ) -> _Write:
-        text = self.scrub(message) or error_code
-        params = (inference_id, error_code, text, http_status, retry_after_ms)
-        return _Write("fail", FAIL_INFERENCE, params, FailureDecision)
-
-    def provider_error_write(self, error: ProviderError) -> _Write:
-        assert self.attempt is not None
-        return self.fail_write(
-            self.attempt.inference_id,
-            error.error_code,
-            error.message or str(error) or error.error_code,
-            error.http_status,
-            error.retry_after_ms,
-        )
-
-    # -- absorbing what the database answered -----------------------------------------
-
-    def absorb(self, write: _Write, row: Any) -> None:
-        """Take in a write's row: which attempt (if any) this call now owns."""
-        if write.kind == "insert":
-            self.outcome_id = row.outcome_id
-            in_flight = row.outcome_status is None and row.inference_id is not None
-            self.open_id = row.inference_id if in_flight else None
-        elif write.kind == "complete":
-            self.open_id = None
-        else:
-            self.outcome_id = row.outcome_id
-            self.open_id = row.next_inference_id
-
-    def found_closed(self, inference_id: int) -> None:
-        """The database says this attempt is already terminal: nothing of ours is open."""
-        self.closed_id = inference_id
-        self.open_id = None
-
-    def closed_error(self, exc: BaseException) -> AttemptClosed | None:
-        """After recovery: the typed error when a terminal call was refused (55000) because
-        someone else had already closed the attempt; ``None`` otherwise."""
-        if self.closed_id is None or not isinstance(
-            exc, psycopg.errors.ObjectNotInPrerequisiteState
-        ):
-            return None
-        detail = exc.diag.message_primary or str(exc)
-        return AttemptClosed(
-            f"attempt {self.closed_id} of outcome {self.outcome_id} was closed by someone else "
-            f"(the reaper, or a concurrent call with the same request_id): {detail}",
-            outcome_id=self.outcome_id,
-            request_id=self.request_id,
-            inference_id=self.closed_id,
-        )
-
-    # -- the protocol ------------------------------------------------------------------
-
-    def start(self, decision: Decision) -> CallResult | None:
-        """Act on insert_decision: raise for a terminal refusal, else set the first attempt."""
-        status = decision.outcome_status
-        common = {"outcome_id": decision.outcome_id, "request_id": self.request_id}
-        if status == "rejected":
-            raise NoCandidate(
-                f"no candidate for task type {self.task_type!r} ({decision.decision_rule}); "
-                f"outcome {decision.outcome_id} recorded as rejected",
-                decision_rule=decision.decision_rule,
-                **common,
-            )
-        if status == "failed_pre_dispatch":
-            raise PreDispatchRefused(
-                f"request refused before dispatch (agent not active or daily cap reached); "
-                f"outcome {decision.outcome_id} recorded as failed_pre_dispatch",
-                **common,
-            )
-        if status == "succeeded":  # idempotent repeat of a finished request
-            return CallResult(
-                outcome_id=decision.outcome_id,
-                outcome_status=status,
-                model_slug=decision.model_slug,
-                attempts=0,
-                response=None,
-                inference_id=decision.inference_id,
-                cost_usd=None,
-                request_id=self.request_id,
-            )
-        if status is not None:
-            raise ProviderFailed(
-                f"request {self.request_id!r} had already finished as {status} "
-                f"(outcome {decision.outcome_id})",
-                outcome_status=status,
-                inference_id=decision.inference_id,
-                **common,
-            )
-        if decision.inference_id is None:  # the contract says this cannot happen
-            raise RoutingLedgerError(
-                f"insert_decision returned outcome {decision.outcome_id} in flight without an "
-                "attempt",
-                **common,
-            )
-        self.attempt = _Attempt(
-            decision.inference_id,
-            decision.model_slug,
-            decision.provider,
-            decision.provider_model,
-            None,
-        )
-        return None
-
-    def delay_s(self) -> float:
-        """Seconds until the attempt's ``not_before`` (database time vs the local clock)."""
-        assert self.attempt is not None
-        if self.attempt.not_before is None:
-            return 0.0
-        return max(0.0, (self.attempt.not_before - datetime.now(UTC)).total_seconds())
-
-    def dispatching(self, providers: Mapping[str, Any]) -> Any | None:
-        """Count the attempt and return its provider object, or ``None`` if not configured."""
-        assert self.attempt is not None
-        self.attempts += 1
-        provider = providers.get(self.attempt.provider or "")
-        self.missing_provider = None if provider is not None else (self.attempt.provider or "")
-        return provider
-
-    def missing_provider_error(self, providers: Mapping[str, Any]) -> ProviderError:
-        assert self.attempt is not None
-        known = ", ".join(sorted(providers)) or "none"
-        return ProviderError(
-            _CLIENT_ERROR,
-            f"no provider configured for {self.attempt.provider!r} (model "
-            f"{self.attempt.model_slug!r}); the ledger's providers are: {known}",
-        )
-
-    def after_failure(self, fd: FailureDecision, error: ProviderError) -> None:
-        """Follow fail_inference: set the next attempt, or raise ProviderFailed on give_up."""
-        assert self.attempt is not None
-        if fd.action in ("retry", "failover") and fd.next_inference_id is not None:
-            self.attempt = _Attempt(
-                fd.next_inference_id, fd.model_slug, fd.provider, fd.provider_model, fd.not_before
-            )
-            return
-        last = self.attempt
-        cls = ProviderNotConfigured if self.missing_provider is not None else ProviderFailed
-        failed = cls(
-            f"outcome {fd.outcome_id} {fd.outcome_status} after {self.attempts} attempt(s); "
-            f"last on {last.model_slug!r}: {error.error_code}: {error.message}",
-            outcome_id=fd.outcome_id,
-            request_id=self.request_id,
-            outcome_status=fd.outcome_status,
-            inference_id=last.inference_id,
-            error_code=error.error_code,
-            http_status=error.http_status,
-            attempts=self.attempts,
-        )
-        if isinstance(failed, ProviderNotConfigured):
-            failed.provider = self.missing_provider
-        raise failed
-
-    def result(self, completion: Completion, response: ProviderResponse) -> CallResult:
-        assert self.attempt is not None
-        return CallResult(
-            outcome_id=completion.outcome_id,
-            outcome_status=completion.outcome_status,
-            model_slug=self.attempt.model_slug,
-            attempts=self.attempts,
-            response=response,
-            inference_id=self.attempt.inference_id,
-            cost_usd=completion.cost_actual_usd,
-            request_id=self.request_id,
-        )
-
-    # -- interruption ------------------------------------------------------------------
-
-    def needs_recording(self) -> bool:
-        return self.open_id is not None or self.pending is not None
-
-    def interruption_message(self, exc: BaseException) -> str:
-        detail = str(exc)
-        text = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
-        return self.scrub(text[: _MAX_MESSAGE_CHARS * 2])[:_MAX_MESSAGE_CHARS] or "client_error"
-
-    def recovery_writes(self, exc: BaseException) -> tuple[_Write | None, str]:
-        """What to repeat first (a write whose commit is unknown) and the message to record."""
-        repeat = self.pending if self.pending is not None and not _server_refused(exc) else None
-        return repeat, self.interruption_message(exc)
-
-
-def _scrubber(providers: Mapping[str, Any]) -> Callable[[str], str]:
-    """Remove every configured provider's credentials (and any bearer token) from a text."""
-    scrubs = [s for p in providers.values() if callable(s := getattr(p, "_scrub", None))]
-
-    def scrub(text: str) -> str:
-        for s in scrubs:
-            text = s(text)
-        text = _BEARER_RE.sub(lambda m: f"{m.group(1)} [redacted]", text)
-        return " ".join(text.split())[:2000]
-
-    return scrub
-
-
-def _unexpected_empty(write: _Write) -> RoutingLedgerError:
-    return RoutingLedgerError(f"routing function returned no row: {write.sql}")
 
 
 # --------------------------------------------------------------------------- sync
 
 
-class Ledger:
+class Ledger(_Base):
     """Synchronous client of the write path; thread-safe (one pool shared by all threads).
 
-    ``conninfo_or_pool`` is a libpq conninfo (``""``: the ``PG*`` environment) or a
-    :class:`psycopg_pool.ConnectionPool` you own (it is not closed by :meth:`close`; give it
-    ``kwargs={"autocommit": True}`` for one round trip per function). ``providers`` maps a
-    ``routing.models.provider`` value to an object with
-    ``complete(provider_model, messages, max_tokens) -> ProviderResponse`` raising
-    :class:`~routing_ledger.providers.ProviderError`, such as
+    ``conninfo_or_pool`` is a libpq conninfo (``""``: the ``PG*`` environment; multi-host
+    lists work) or a :class:`psycopg_pool.ConnectionPool` you own (it is not closed by
+    :meth:`close`; give it ``kwargs={"autocommit": True, "prepare_threshold": None}`` for
+    one round trip per function that works behind a transaction pooler). ``providers`` maps
+    a ``routing.models.provider`` value to an object with
+    ``complete(provider_model, messages, max_tokens, **options) -> ProviderResponse`` (and
+    ``open_stream``/``embed`` for :meth:`stream`/:meth:`embed`) raising
+    :class:`~routing_ledger.errors.ProviderError`, such as
     :class:`~routing_ledger.providers.OpenAICompatibleProvider`.
+
+    ``db_retry_s`` bounds how long a write whose connection was lost is repeated before
+    :class:`LedgerUnavailable`; ``heartbeat_s`` is a stream's heartbeat period (run the
+    reaper with a threshold well above it); ``record_timeout_s`` bounds recording an
+    interruption.
     """
 
     def __init__(
@@ -578,13 +214,13 @@ class Ledger:
         conninfo_or_pool: str | ConnectionPool[Any],
         providers: Mapping[str, SyncProvider],
         *,
+        db_retry_s: float = 30.0,
+        heartbeat_s: float = 10.0,
         min_size: int = 1,
         max_size: int = 10,
         record_timeout_s: float = 5.0,
     ) -> None:
-        self._providers: dict[str, Any] = dict(providers)
-        self._scrub = _scrubber(self._providers)
-        self._record_timeout_s = record_timeout_s
+        super().__init__(providers, db_retry_s, heartbeat_s, record_timeout_s)
         if isinstance(conninfo_or_pool, ConnectionPool):
             self._pool = conninfo_or_pool
             self._owns_pool = False
@@ -593,7 +229,7 @@ class Ledger:
                 conninfo_or_pool,
                 min_size=min_size,
                 max_size=max_size,
-                kwargs={"autocommit": True},
+                kwargs=dict(_CONNECTION_KWARGS),
                 open=True,
                 name="routing-ledger",
             )
@@ -627,6 +263,7 @@ class Ledger:
         request_id: str | None = None,
         *,
         input_tokens: int | None = None,
+        **options: Any,
     ) -> CallResult:
         """Route one chat completion, dispatch it, and follow the database until it is terminal.
 
@@ -634,44 +271,74 @@ class Ledger:
         whole call idempotent (the same ``(agent_id, request_id)`` returns the recorded
         outcome: a finished success as a :class:`CallResult` with ``response=None``, a
         finished failure as :class:`ProviderFailed`; an unfinished one is resumed from its
-        open attempt — never run two calls with the same id at once). ``input_tokens``
-        defaults to :func:`~routing_ledger.providers.estimate_input_tokens`.
+        open attempt, after that attempt's ``not_before`` — never run two calls with the
+        same id at once). ``input_tokens`` defaults to
+        :func:`~routing_ledger.providers.estimate_input_tokens`. ``options`` (``temperature``,
+        ``tools``, ``response_format``, …) are sent to the provider and stored in the
+        attempt's ``request_payload``; ``model``, ``messages``, ``max_tokens`` and ``stream``
+        raise :class:`InvalidOption` before anything is written.
 
         Raises :class:`NoCandidate`, :class:`PreDispatchRefused`, :class:`ProviderFailed`
-        (:class:`ProviderNotConfigured`) or :class:`AttemptClosed`, each carrying the
-        ``outcome_id``; database errors on bad arguments propagate as psycopg errors.
+        (:class:`ProviderNotConfigured`), :class:`AttemptClosed` or
+        :class:`LedgerUnavailable`, each carrying the ``outcome_id``; database errors on bad
+        arguments propagate as psycopg errors.
         """
-        flow = _Flow(
-            agent_id, task_type, messages, max_tokens, request_id, input_tokens, self._scrub
+        flow = self._chat(
+            agent_id, task_type, messages, max_tokens, request_id, input_tokens, options
         )
-        try:
-            early = flow.start(self._write(flow, flow.insert_write()))
-            if early is not None:
-                return early
-            while True:
-                delay = flow.delay_s()
-                if delay > 0:
-                    time.sleep(delay)
-                provider = flow.dispatching(self._providers)
-                assert flow.attempt is not None
-                try:
-                    if provider is None:
-                        raise flow.missing_provider_error(self._providers)
-                    response = provider.complete(
-                        flow.attempt.provider_model, flow.messages, flow.max_tokens
-                    )
-                except ProviderError as error:
-                    fd = self._write(flow, flow.provider_error_write(error))
-                    flow.after_failure(fd, error)
-                    continue
-                completion = self._write(flow, flow.complete_write(response))
-                return flow.result(completion, response)
-        except BaseException as exc:
-            if flow.needs_recording():
-                self._record_interruption(flow, exc)
-                if (closed := flow.closed_error(exc)) is not None:
-                    raise closed from exc
-            raise
+        return self._run(protocol.call(flow, self._providers, self._config))
+
+    def embed(
+        self,
+        agent_id: uuid.UUID | str,
+        inputs: str | Sequence[str],
+        task_type: str = "embed",
+        request_id: str | None = None,
+        *,
+        input_tokens: int | None = None,
+        **options: Any,
+    ) -> CallResult:
+        """Route an embeddings request to an ``embeddings`` model and record it like a call.
+
+        The cost is settled from the input tokens (the provider's usage, else an estimate);
+        the vectors are in ``result.response.embeddings`` (the ledger stores their sizes,
+        not the vectors). ``model`` and ``input`` are refused as options.
+        """
+        flow = Flow.embeddings(
+            agent_id, task_type, inputs, request_id, input_tokens, options, self._scrub
+        )
+        return self._run(protocol.call(flow, self._providers, self._config))
+
+    def stream(
+        self,
+        agent_id: uuid.UUID | str,
+        task_type: str,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int,
+        request_id: str | None = None,
+        *,
+        input_tokens: int | None = None,
+        **options: Any,
+    ) -> Stream:
+        """A streamed chat completion: ``with ledger.stream(...) as s: for chunk in s: ...``.
+
+        Entering routes the request and waits for its first chunk (every failure before it
+        is retried or failed over as :meth:`call` would, unseen); iterating yields the
+        provider's chunk dicts; ``s.result`` is the :class:`CallResult` once the stream
+        ended. A failure after the first chunk raises :class:`StreamInterrupted`; leaving
+        early (``break``, :meth:`Stream.close`, an exception) records ``cancelled``.
+        """
+        flow = self._chat(
+            agent_id,
+            task_type,
+            messages,
+            max_tokens,
+            request_id,
+            input_tokens,
+            options,
+            streamed=True,
+        )
+        return Stream(self, protocol.stream(flow, self._providers, self._config))
 
     def choose_route(
         self, agent_id: uuid.UUID | str, task_type: str, input_tokens: int, max_tokens: int
@@ -684,61 +351,174 @@ class Ledger:
         assert row is not None
         return dict(row[0])
 
-    # -- internals -------------------------------------------------------------------
+    # -- the driver ------------------------------------------------------------------
 
-    def _fetch(self, write: _Write, timeout: float | None = None) -> Any:
+    def _run(self, gen: protocol.Protocol) -> Any:
+        step = self._advance(gen)
+        assert isinstance(step, _Done), "a call never emits chunks"
+        return step.value
+
+    def _advance(
+        self, gen: protocol.Protocol, value: Any = None, exc: BaseException | None = None
+    ) -> _Done | Emit:
+        """Run ``gen``'s effects until it emits a chunk or ends."""
+        while True:
+            try:
+                effect = gen.send(value) if exc is None else gen.throw(exc)
+            except StopIteration as stop:
+                return _Done(stop.value)
+            value = exc = None
+            try:
+                if isinstance(effect, Emit):
+                    return effect
+                value = self._perform(effect)
+            except BaseException as raised:  # noqa: B036 — handed to the protocol
+                exc = raised
+
+    def _perform(self, effect: Any) -> Any:
+        match effect:
+            case Run(write=write, timeout_s=timeout):
+                return self._fetch(write, timeout)
+            case Sleep(seconds=seconds):
+                time.sleep(seconds)
+            case Dispatch(provider=p, request=r) if r.endpoint == "embeddings":
+                return p.embed(r.provider_model, r.inputs, **r.options)
+            case Dispatch(provider=p, request=r):
+                return p.complete(r.provider_model, r.messages, r.max_tokens, **r.options)
+            case OpenStream(provider=p, request=r):
+                return p.open_stream(r.provider_model, r.messages, r.max_tokens, **r.options)
+            case ReadStream(stream=s):
+                return s.read()
+            case CloseStream(stream=s):
+                s.close()
+            case StartHeartbeat(beat=beat):
+                beat.handle = threading.Event()
+                threading.Thread(
+                    target=self._heartbeat,
+                    args=(beat, beat.handle),
+                    daemon=True,
+                    name=f"routing-ledger-heartbeat-{beat.inference_id}",
+                ).start()
+            case StopHeartbeat(beat=beat):
+                beat.handle.set()
+            case _:
+                raise TypeError(f"unknown effect {effect!r}")
+        return None
+
+    def _fetch(self, write: Write, timeout: float | None = None) -> Any:
         with self._pool.connection(timeout=timeout) as conn:
-            cur = conn.cursor(row_factory=class_row(write.row_type))
-            row = cur.execute(write.sql, write.params).fetchone()
+            try:
+                if write.row_type is None:
+                    row = conn.execute(write.sql, write.params).fetchone()
+                    row = None if row is None else row[0]
+                else:
+                    cur = conn.cursor(row_factory=class_row(write.row_type))
+                    row = cur.execute(write.sql, write.params).fetchone()
+            except psycopg.Error as exc:
+                if _needs_fresh_connection(exc):
+                    conn.close()
+                raise
         if row is None:
             raise _unexpected_empty(write)
         return row
 
-    def _write(self, flow: _Flow, write: _Write) -> Any:
-        flow.pending = write
-        try:
-            row = self._fetch(write)
-        except psycopg.Error as exc:
-            if _server_refused(exc):
-                flow.pending = None  # refused: it wrote nothing
-            raise
-        flow.absorb(write, row)
-        flow.pending = None
-        return row
+    def _heartbeat(self, beat: protocol.Beat, stop: threading.Event) -> None:
+        while not stop.wait(beat.period_s):
+            try:
+                alive = self._fetch(beat.write(), beat.period_s)
+            except Exception as exc:  # a missed beat is not the stream's failure
+                log.debug(
+                    "routing-ledger: heartbeat of inference %s failed: %s",
+                    beat.inference_id,
+                    self._scrub(str(exc)),
+                )
+                continue
+            if not alive:
+                beat.alive = False
+                return
 
-    def _record_interruption(self, flow: _Flow, exc: BaseException) -> None:
-        repeat, message = flow.recovery_writes(exc)
-        timeout = self._record_timeout_s
+
+class Stream:
+    """A streamed call (from :meth:`Ledger.stream`): a context manager and chunk iterator."""
+
+    def __init__(self, ledger: Ledger, gen: protocol.Protocol) -> None:
+        self._ledger = ledger
+        self._gen = gen
+        self._next: dict[str, Any] | None = None
+        self._entered = False
+        self._finished = False
+        self.result: CallResult | None = None
+
+    def _step(self, exc: BaseException | None = None) -> None:
         try:
-            if repeat is not None:
-                try:
-                    flow.absorb(repeat, self._fetch(repeat, timeout))
-                except psycopg.errors.ObjectNotInPrerequisiteState:
-                    flow.found_closed(repeat.params[0])
-                except psycopg.Error as repeat_exc:
-                    if not _server_refused(repeat_exc):
-                        raise
-            flow.pending = None
-            if (open_id := flow.open_id) is not None:
-                try:
-                    self._fetch(flow.fail_write(open_id, _CLIENT_ERROR, message), timeout)
-                except psycopg.errors.ObjectNotInPrerequisiteState:
-                    flow.found_closed(open_id)
-                flow.open_id = None
-        except BaseException as rec_exc:  # the original exception wins; the reaper cleans up
-            _warn_unrecorded(flow, exc, rec_exc)
+            step = self._ledger._advance(self._gen, None, exc)
+        except BaseException:
+            self._finished = True
+            raise
+        if isinstance(step, _Done):
+            self._finished = True
+            self._next = None
+            self.result = step.value
+        else:
+            self._next = step.chunk
+
+    def __enter__(self) -> Stream:
+        if self._entered:
+            raise RuntimeError("a stream can be entered once")
+        self._entered = True
+        self._step()
+        return self
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        if not self._entered:
+            raise RuntimeError("use the stream as a context manager: with ledger.stream(...)")
+        if self._next is None and not self._finished:
+            self._step()  # read only when asked: a break leaves after the chunk it saw
+        if self._next is None:
+            raise StopIteration
+        chunk, self._next = self._next, None
+        return chunk
+
+    def close(self) -> None:
+        """Stop reading: the provider's stream is closed and ``cancelled`` recorded."""
+        if self._entered and not self._finished:
+            try:
+                self._step(ConsumerLeft("cancelled: the consumer closed the stream"))
+            except ConsumerLeft:
+                pass
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._finished:
+            return
+        if exc is None:
+            self.close()
+            return
+        try:
+            self._step(_left(exc))
+        except BaseException as raised:
+            if raised is not exc and not isinstance(raised, ConsumerLeft):
+                raise
 
 
 # --------------------------------------------------------------------------- async
 
 
-class AsyncLedger:
+class AsyncLedger(_Base):
     """Asyncio client of the write path; safe for any number of concurrent tasks.
 
     Open it with ``await AsyncLedger(...).open()`` or ``async with AsyncLedger(...)``
     (a pool it creates is also opened on first use). ``providers`` map to objects with
-    ``async acomplete(provider_model, messages, max_tokens)``. See :class:`Ledger` for
-    ``conninfo_or_pool`` (here an :class:`psycopg_pool.AsyncConnectionPool`).
+    ``async acomplete(provider_model, messages, max_tokens, **options)`` (and
+    ``aopen_stream``/``aembed``). See :class:`Ledger` for the arguments
+    (``conninfo_or_pool`` here an :class:`psycopg_pool.AsyncConnectionPool`).
     """
 
     def __init__(
@@ -746,13 +526,13 @@ class AsyncLedger:
         conninfo_or_pool: str | AsyncConnectionPool[Any],
         providers: Mapping[str, AsyncProvider],
         *,
+        db_retry_s: float = 30.0,
+        heartbeat_s: float = 10.0,
         min_size: int = 1,
         max_size: int = 10,
         record_timeout_s: float = 5.0,
     ) -> None:
-        self._providers: dict[str, Any] = dict(providers)
-        self._scrub = _scrubber(self._providers)
-        self._record_timeout_s = record_timeout_s
+        super().__init__(providers, db_retry_s, heartbeat_s, record_timeout_s)
         if isinstance(conninfo_or_pool, AsyncConnectionPool):
             self._pool = conninfo_or_pool
             self._owns_pool = False
@@ -761,7 +541,7 @@ class AsyncLedger:
                 conninfo_or_pool,
                 min_size=min_size,
                 max_size=max_size,
-                kwargs={"autocommit": True},
+                kwargs=dict(_CONNECTION_KWARGS),
                 open=False,
                 name="routing-ledger",
             )
@@ -803,41 +583,61 @@ class AsyncLedger:
         request_id: str | None = None,
         *,
         input_tokens: int | None = None,
+        **options: Any,
     ) -> CallResult:
         """Async :meth:`Ledger.call`. Cancelling the task records ``client_error`` first."""
+        flow = self._chat(
+            agent_id, task_type, messages, max_tokens, request_id, input_tokens, options
+        )
         if not self._opened:
             await self.open()
-        flow = _Flow(
-            agent_id, task_type, messages, max_tokens, request_id, input_tokens, self._scrub
+        return await _AsyncDriver(self, protocol.call(flow, self._providers, self._config)).run()
+
+    async def embed(
+        self,
+        agent_id: uuid.UUID | str,
+        inputs: str | Sequence[str],
+        task_type: str = "embed",
+        request_id: str | None = None,
+        *,
+        input_tokens: int | None = None,
+        **options: Any,
+    ) -> CallResult:
+        """Async :meth:`Ledger.embed`."""
+        flow = Flow.embeddings(
+            agent_id, task_type, inputs, request_id, input_tokens, options, self._scrub
         )
-        try:
-            early = flow.start(await self._write(flow, flow.insert_write()))
-            if early is not None:
-                return early
-            while True:
-                delay = flow.delay_s()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                provider = flow.dispatching(self._providers)
-                assert flow.attempt is not None
-                try:
-                    if provider is None:
-                        raise flow.missing_provider_error(self._providers)
-                    response = await provider.acomplete(
-                        flow.attempt.provider_model, flow.messages, flow.max_tokens
-                    )
-                except ProviderError as error:
-                    fd = await self._write(flow, flow.provider_error_write(error))
-                    flow.after_failure(fd, error)
-                    continue
-                completion = await self._write(flow, flow.complete_write(response))
-                return flow.result(completion, response)
-        except BaseException as exc:
-            if flow.needs_recording():
-                await self._record_shielded(flow, exc)
-                if (closed := flow.closed_error(exc)) is not None:
-                    raise closed from exc
-            raise
+        if not self._opened:
+            await self.open()
+        return await _AsyncDriver(self, protocol.call(flow, self._providers, self._config)).run()
+
+    def stream(
+        self,
+        agent_id: uuid.UUID | str,
+        task_type: str,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int,
+        request_id: str | None = None,
+        *,
+        input_tokens: int | None = None,
+        **options: Any,
+    ) -> AsyncStream:
+        """Async :meth:`Ledger.stream`: ``async with ledger.stream(...) as s: async for …``.
+
+        Cancelling the consuming task records ``cancelled`` with the partial usage.
+        """
+        flow = self._chat(
+            agent_id,
+            task_type,
+            messages,
+            max_tokens,
+            request_id,
+            input_tokens,
+            options,
+            streamed=True,
+        )
+        gen = protocol.stream(flow, self._providers, self._config)
+        return AsyncStream(self, _AsyncDriver(self, gen))
 
     async def choose_route(
         self, agent_id: uuid.UUID | str, task_type: str, input_tokens: int, max_tokens: int
@@ -851,77 +651,214 @@ class AsyncLedger:
         assert row is not None
         return dict(row[0])
 
-    # -- internals -------------------------------------------------------------------
+    # -- effects ---------------------------------------------------------------------
 
-    async def _fetch(self, write: _Write, timeout: float | None = None) -> Any:
+    async def _perform(self, effect: Any) -> Any:
+        match effect:
+            case Run(write=write, timeout_s=timeout, critical=critical):
+                if not critical:
+                    return await self._fetch(write, timeout)
+                async with asyncio.timeout(timeout * 2):  # a recording never hangs the caller
+                    return await self._fetch(write, timeout)
+            case Sleep(seconds=seconds):
+                await asyncio.sleep(seconds)
+            case Dispatch(provider=p, request=r) if r.endpoint == "embeddings":
+                return await p.aembed(r.provider_model, r.inputs, **r.options)
+            case Dispatch(provider=p, request=r):
+                return await p.acomplete(r.provider_model, r.messages, r.max_tokens, **r.options)
+            case OpenStream(provider=p, request=r):
+                return await p.aopen_stream(r.provider_model, r.messages, r.max_tokens, **r.options)
+            case ReadStream(stream=s):
+                return await s.read()
+            case CloseStream(stream=s):
+                await s.close()
+            case StartHeartbeat(beat=beat):
+                stop = asyncio.Event()
+                beat.handle = (stop, asyncio.ensure_future(self._heartbeat(beat, stop)))
+            case StopHeartbeat(beat=beat):
+                beat.handle[0].set()
+            case _:
+                raise TypeError(f"unknown effect {effect!r}")
+        return None
+
+    async def _fetch(self, write: Write, timeout: float | None = None) -> Any:
         async with self._pool.connection(timeout=timeout) as conn:
-            cur = conn.cursor(row_factory=class_row(write.row_type))
-            await cur.execute(write.sql, write.params)
-            row = await cur.fetchone()
+            try:
+                if write.row_type is None:
+                    cur = await conn.execute(write.sql, write.params)
+                    row = await cur.fetchone()
+                    row = None if row is None else row[0]
+                else:
+                    cur = conn.cursor(row_factory=class_row(write.row_type))
+                    await cur.execute(write.sql, write.params)
+                    row = await cur.fetchone()
+            except psycopg.Error as exc:
+                if _needs_fresh_connection(exc):
+                    await conn.close()
+                raise
         if row is None:
             raise _unexpected_empty(write)
         return row
 
-    async def _write(self, flow: _Flow, write: _Write) -> Any:
-        flow.pending = write
-        try:
-            row = await self._fetch(write)
-        except psycopg.Error as exc:
-            if _server_refused(exc):
-                flow.pending = None  # refused: it wrote nothing
-            raise
-        flow.absorb(write, row)
-        flow.pending = None
-        return row
+    async def _heartbeat(self, beat: protocol.Beat, stop: asyncio.Event) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), beat.period_s)
+                return
+            except TimeoutError:
+                pass
+            try:
+                alive = await self._fetch(beat.write(), beat.period_s)
+            except Exception as exc:  # a missed beat is not the stream's failure
+                log.debug(
+                    "routing-ledger: heartbeat of inference %s failed: %s",
+                    beat.inference_id,
+                    self._scrub(str(exc)),
+                )
+                continue
+            if not alive:
+                beat.alive = False
+                return
 
-    async def _record_shielded(self, flow: _Flow, exc: BaseException) -> None:
-        # The recording runs as its own task: a second cancellation of the caller cannot
-        # stop it half-way. We keep waiting for it (it is bounded by record_timeout_s),
-        # then the caller's exception propagates; a cancellation that arrived meanwhile is
-        # re-raised instead when the original was not itself a cancellation.
-        task = asyncio.ensure_future(self._record_interruption(flow, exc))
-        cancelled: asyncio.CancelledError | None = None
+
+class _AsyncDriver:
+    """Runs a protocol generator on the event loop.
+
+    Effects marked ``critical`` (recording an interruption, closing a stream) run as their
+    own task under :func:`asyncio.shield`: a further cancellation of the caller cannot stop
+    them half-way. It is remembered and re-raised once the protocol has ended, unless the
+    protocol ended with a cancellation of its own.
+    """
+
+    def __init__(self, ledger: AsyncLedger, gen: protocol.Protocol) -> None:
+        self._ledger = ledger
+        self._gen = gen
+        self._cancelled: asyncio.CancelledError | None = None
+        self.finished = False
+
+    async def run(self) -> Any:
+        step = await self.advance()
+        assert isinstance(step, _Done), "a call never emits chunks"
+        return step.value
+
+    async def advance(self, value: Any = None, exc: BaseException | None = None) -> _Done | Emit:
+        try:
+            while True:
+                try:
+                    effect = self._gen.send(value) if exc is None else self._gen.throw(exc)
+                except StopIteration as stop:
+                    self.finished = True
+                    done = _Done(stop.value)
+                    break
+                value = exc = None
+                try:
+                    if isinstance(effect, Emit):
+                        return effect
+                    if effect.critical:
+                        value = await self._shielded(effect)
+                    else:
+                        value = await self._ledger._perform(effect)
+                except BaseException as raised:  # noqa: B036 — handed to the protocol
+                    exc = raised
+        except BaseException as final:
+            self.finished = True
+            if self._cancelled is not None and not isinstance(final, asyncio.CancelledError):
+                raise self._cancelled from final
+            raise
+        if self._cancelled is not None:
+            raise self._cancelled
+        return done
+
+    async def _shielded(self, effect: Any) -> Any:
+        task = asyncio.ensure_future(self._ledger._perform(effect))
         while not task.done():
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError as again:
-                cancelled = again
-        if cancelled is not None and not isinstance(exc, asyncio.CancelledError):
-            raise cancelled
+                if task.done():
+                    break
+                self._cancelled = again
+        return task.result()
 
-    async def _record_interruption(self, flow: _Flow, exc: BaseException) -> None:
-        repeat, message = flow.recovery_writes(exc)
-        timeout = self._record_timeout_s
+
+class AsyncStream:
+    """A streamed call (from :meth:`AsyncLedger.stream`): an async context manager and
+    async chunk iterator."""
+
+    def __init__(self, ledger: AsyncLedger, driver: _AsyncDriver) -> None:
+        self._ledger = ledger
+        self._driver = driver
+        self._next: dict[str, Any] | None = None
+        self._entered = False
+        self.result: CallResult | None = None
+
+    async def _step(self, exc: BaseException | None = None) -> None:
+        step = await self._driver.advance(None, exc)
+        if isinstance(step, _Done):
+            self._next = None
+            self.result = step.value
+        else:
+            self._next = step.chunk
+
+    async def __aenter__(self) -> AsyncStream:
+        if self._entered:
+            raise RuntimeError("a stream can be entered once")
+        self._entered = True
+        if not self._ledger._opened:
+            await self._ledger.open()
+        await self._step()
+        return self
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if not self._entered:
+            raise RuntimeError("use the stream as a context manager: async with ledger.stream()")
+        if self._next is None and not self._driver.finished:
+            await self._step()
+        if self._next is None:
+            raise StopAsyncIteration
+        chunk, self._next = self._next, None
+        return chunk
+
+    async def aclose(self) -> None:
+        """Stop reading: the provider's stream is closed and ``cancelled`` recorded."""
+        if self._entered and not self._driver.finished:
+            try:
+                await self._step(ConsumerLeft("cancelled: the consumer closed the stream"))
+            except ConsumerLeft:
+                pass
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._driver.finished:
+            return
+        if exc is None:
+            await self.aclose()
+            return
         try:
-            async with asyncio.timeout(timeout * 2):
-                if repeat is not None:
-                    try:
-                        flow.absorb(repeat, await self._fetch(repeat, timeout))
-                    except psycopg.errors.ObjectNotInPrerequisiteState:
-                        flow.found_closed(repeat.params[0])
-                    except psycopg.Error as repeat_exc:
-                        if not _server_refused(repeat_exc):
-                            raise
-                flow.pending = None
-                if (open_id := flow.open_id) is not None:
-                    try:
-                        await self._fetch(flow.fail_write(open_id, _CLIENT_ERROR, message), timeout)
-                    except psycopg.errors.ObjectNotInPrerequisiteState:
-                        flow.found_closed(open_id)
-                    flow.open_id = None
-        except BaseException as rec_exc:  # the original exception wins; the reaper cleans up
-            _warn_unrecorded(flow, exc, rec_exc)
+            await self._step(_left(exc))
+        except BaseException as raised:
+            if raised is not exc and not isinstance(raised, ConsumerLeft):
+                raise
 
 
-def _warn_unrecorded(flow: _Flow, exc: BaseException, rec_exc: BaseException) -> None:
-    attempt = flow.open_id if flow.open_id is not None else "unknown"
-    log.warning(
-        "routing-ledger: could not record client_error for inference %s (outcome %s, "
-        "request %r) after %s: %s; routing.reap_stuck_inferences will close it as "
-        "failed_abandoned",
-        attempt,
-        flow.outcome_id,
-        flow.request_id,
-        type(exc).__name__,
-        flow.scrub(f"{type(rec_exc).__name__}: {rec_exc}"),
-    )
+def _left(exc: BaseException) -> BaseException:
+    """What the protocol is told when the consumer's block raised ``exc``.
+
+    A consumer that is itself a generator being closed (a web framework dropping a streamed
+    response because the end user disconnected) raises GeneratorExit through the ``with``;
+    the protocol must record that as ``cancelled``, not mistake it for its own closing.
+    """
+    if isinstance(exc, GeneratorExit):
+        return ConsumerLeft("cancelled: the consumer's generator was closed")
+    return exc
+
+
+def _unexpected_empty(write: Write) -> RoutingLedgerError:
+    return RoutingLedgerError(f"routing function returned no row: {write.sql}")

@@ -1,6 +1,7 @@
-"""OpenAI-compatible chat-completions providers over httpx.
+"""OpenAI-compatible providers over httpx: chat completions (whole or streamed) and embeddings.
 
-A provider turns one dispatch attempt into either a :class:`ProviderResponse` or a
+A provider turns one dispatch attempt into either a :class:`ProviderResponse` (or, streamed,
+a :class:`SyncProviderStream`/:class:`AsyncProviderStream` of chunks) or a
 :class:`ProviderError` whose ``error_code`` is one of the contract's client error codes
 (``rate_limited``, ``server_error``, ``timeout``, ``connection_error``, ``bad_request``,
 ``auth``). The ledger hands that code to ``routing.fail_inference`` and the database decides
@@ -10,7 +11,13 @@ Anything else that goes wrong while calling (a bug, a bad argument, cancellation
 unchanged, so the caller can record ``client_error`` for it.
 
 API keys are read once, held privately, sent only in the ``Authorization`` header and
-scrubbed from every text this module produces (error messages, ``repr``).
+removed by :func:`scrub` — the package's one redaction function — from every text this
+module produces (error messages, ``repr``); :meth:`OpenAICompatibleProvider.redact` lets the
+ledger remove them from texts it did not produce.
+
+Streams are read with httpx-sse; :class:`StreamAssembly` is the I/O-free part that turns
+``chat.completion.chunk`` events into the consumer's chunks and the completion the ledger
+records (text, ``tool_calls`` deltas, ``finish_reason``, the final usage chunk).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -31,16 +38,27 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
+from httpx_sse import EventSource, SSEError
+
+from routing_ledger.errors import ProviderError
 
 __all__ = [
+    "MAX_MESSAGE_CHARS",
+    "AsyncProviderStream",
     "OpenAICompatibleProvider",
     "ProviderError",
     "ProviderResponse",
+    "StreamAssembly",
+    "SyncProviderStream",
+    "estimate_embedding_tokens",
     "estimate_input_tokens",
+    "estimate_output_tokens",
     "parse_retry_after_ms",
+    "scrub",
 ]
 
-_MAX_MESSAGE_CHARS = 500
+#: Longest error text the package records or raises.
+MAX_MESSAGE_CHARS = 500
 _REDACTED = "[redacted]"
 # Header names whose values are credentials, whichever way a caller passes them.
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
@@ -49,12 +67,28 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", 
 _BEARER_RE = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]{16,}")
 
 
+def scrub(text: str, secrets: Iterable[str] = (), *, limit: int | None = MAX_MESSAGE_CHARS) -> str:
+    """Remove ``secrets`` and any bearer credential from ``text``, on one line, within ``limit``.
+
+    The one redaction function: providers apply it to every message they produce, and the
+    ledger to every text it records or logs (with each configured provider's :meth:`redact`
+    first, for credentials quoted by code that is not ours).
+    """
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
+    text = " ".join(text.split())
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return text
+
+
 @dataclass(frozen=True)
 class ProviderResponse:
-    """A successful chat completion.
+    """A successful chat completion or embeddings answer.
 
-    ``payload`` is the provider's parsed JSON body, stored verbatim as the inference's
-    response payload. Token counts are ``None`` when the provider did not report usage.
+    ``payload`` is the provider's parsed JSON body (for a stream, the completion assembled
+    from its chunks). Token counts are ``None`` when the provider did not report usage.
     """
 
     content: str | None
@@ -64,47 +98,24 @@ class ProviderResponse:
     payload: dict[str, Any]
     http_status: int
 
+    @property
+    def tool_calls(self) -> list[dict[str, Any]] | None:
+        """The message's ``tool_calls`` (a chat answer that calls tools may carry no text)."""
+        choices = self.payload.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], Mapping):
+            message = choices[0].get("message")
+            if isinstance(message, Mapping) and isinstance(message.get("tool_calls"), list):
+                return list(message["tool_calls"])
+        return None
 
-class ProviderError(Exception):
-    """A failed dispatch attempt, classified for ``routing.fail_inference``.
-
-    Attributes:
-        error_code: ``rate_limited``, ``server_error``, ``timeout``, ``connection_error``,
-            ``bad_request`` or ``auth``.
-        message: human-readable, at most ~500 characters, never containing a credential.
-        http_status: the HTTP status when the provider answered, else ``None``.
-        retry_after_ms: the provider's ``Retry-After`` in milliseconds (``None`` if absent).
-        latency_ms: time spent on the attempt, when it was measured.
-    """
-
-    def __init__(
-        self,
-        error_code: str,
-        message: str,
-        *,
-        http_status: int | None = None,
-        retry_after_ms: int | None = None,
-        latency_ms: int | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.error_code = error_code
-        self.message = message
-        self.http_status = http_status
-        self.retry_after_ms = retry_after_ms
-        self.latency_ms = latency_ms
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keyword-only attributes survive pickling (e.g. across process pools).
-        return (type(self), (self.error_code, self.message), self.__dict__.copy())
-
-    def __repr__(self) -> str:
-        return (
-            f"ProviderError(error_code={self.error_code!r}, http_status={self.http_status!r}, "
-            f"retry_after_ms={self.retry_after_ms!r}, message={self.message!r})"
-        )
+    @property
+    def embeddings(self) -> list[list[float]] | None:
+        """The vectors of an embeddings answer, in input order (``None`` for chat)."""
+        data = self.payload.get("data")
+        if not isinstance(data, list):
+            return None
+        rows = sorted((d for d in data if isinstance(d, Mapping)), key=lambda d: d.get("index", 0))
+        return [list(d.get("embedding") or []) for d in rows]
 
 
 def estimate_input_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
@@ -131,6 +142,26 @@ def estimate_input_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
         elif content is not None:
             chars += len(str(content))
     return max(1, math.ceil(chars / 4) + 4 * count)
+
+
+def estimate_output_tokens(text: str | None, tool_calls: Iterable[Any] | None = None) -> int:
+    """Estimate tokens generated when the provider reported no usage: ~4 characters each.
+
+    Counts the text and the names and arguments of any tool calls; 0 for nothing.
+    """
+    chars = len(text or "")
+    for call in tool_calls or ():
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            for key in ("name", "arguments"):
+                if isinstance(function.get(key), str):
+                    chars += len(function[key])
+    return math.ceil(chars / 4)
+
+
+def estimate_embedding_tokens(inputs: Iterable[str]) -> int:
+    """Estimate an embeddings request's input tokens: ~4 characters each, never less than 1."""
+    return max(1, math.ceil(sum(len(text) for text in inputs) / 4))
 
 
 def parse_retry_after_ms(value: str | None, *, now: datetime | None = None) -> int | None:
@@ -260,8 +291,10 @@ class OpenAICompatibleProvider:
     """A chat-completions endpoint speaking the OpenAI wire format (Mistral, OpenAI, …).
 
     ``base_url`` is the API root including its version, e.g. ``https://api.mistral.ai/v1``;
-    requests go to ``{base_url}/chat/completions``. The key comes from ``api_key``, else from
-    the environment variable named by ``api_key_env`` (read once, here); with neither, no
+    chat requests go to ``{base_url}/chat/completions`` (whole, or streamed as server-sent
+    events with :meth:`open_stream`) and embeddings to ``{base_url}/embeddings``. The key
+    comes from ``api_key``, else from the environment variable named by ``api_key_env``
+    (read once, here); with neither, no
     ``Authorization`` header is sent. ``timeout_s`` bounds each phase of a request (connect,
     each read, each write, waiting for a pooled connection) as httpx does, not the total;
     ``connect_timeout_s`` overrides it for connecting.
@@ -295,6 +328,7 @@ class OpenAICompatibleProvider:
         self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._url = f"{self.base_url}/chat/completions"
+        self._embed_url = f"{self.base_url}/embeddings"
         self._shown_url = _without_credentials(self.base_url)
         self._timeout = httpx.Timeout(
             timeout_s, connect=connect_timeout_s if connect_timeout_s is not None else timeout_s
@@ -328,37 +362,134 @@ class OpenAICompatibleProvider:
     # -- calls ---------------------------------------------------------------------------
 
     def complete(
-        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int
+        self,
+        provider_model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        **options: Any,
     ) -> ProviderResponse:
-        """Run one chat completion; raise :class:`ProviderError` on a provider failure."""
-        body = self._request_body(provider_model, messages, max_tokens)
+        """Run one chat completion; raise :class:`ProviderError` on a provider failure.
+
+        ``options`` (``temperature``, ``tools``, …) are sent as they are, beside the model,
+        messages and token budget.
+        """
+        body = self._chat_body(provider_model, messages, max_tokens, options)
+        return self._post(self._url, body, _interpret_chat)
+
+    async def acomplete(
+        self,
+        provider_model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        **options: Any,
+    ) -> ProviderResponse:
+        """Async :meth:`complete`, on the running event loop's own client."""
+        body = self._chat_body(provider_model, messages, max_tokens, options)
+        return await self._apost(self._url, body, _interpret_chat)
+
+    def embed(self, provider_model: str, inputs: list[str], **options: Any) -> ProviderResponse:
+        """POST ``{base_url}/embeddings``; ``input_tokens`` from the usage, no output tokens."""
+        body = self._embed_body(provider_model, inputs, options)
+        return self._post(self._embed_url, body, _interpret_embeddings)
+
+    async def aembed(
+        self, provider_model: str, inputs: list[str], **options: Any
+    ) -> ProviderResponse:
+        """Async :meth:`embed`."""
+        body = self._embed_body(provider_model, inputs, options)
+        return await self._apost(self._embed_url, body, _interpret_embeddings)
+
+    def open_stream(
+        self,
+        provider_model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        **options: Any,
+    ) -> SyncProviderStream:
+        """Send a streamed chat completion and return once the answer's status is known.
+
+        A failure before the body starts (an HTTP error status, a refused connection) raises
+        :class:`ProviderError` here; the chunks are then read with
+        :meth:`SyncProviderStream.read`. The caller closes the stream.
+        """
+        body = self._chat_body(provider_model, messages, max_tokens, options, stream=True)
+        client = self._sync_client()
+        started = time.perf_counter()
+        request = client.build_request("POST", self._url, content=body, headers=_SSE)
+        try:
+            response = client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc, _elapsed_ms(started))
+            if error is None:
+                raise
+        else:
+            try:
+                if not 200 <= response.status_code < 300:
+                    response.read()
+                    raise self._status_error(response, _elapsed_ms(started))
+            except BaseException:
+                response.close()
+                raise
+            return SyncProviderStream(self, response, started)
+        raise error
+
+    async def aopen_stream(
+        self,
+        provider_model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        **options: Any,
+    ) -> AsyncProviderStream:
+        """Async :meth:`open_stream`."""
+        body = self._chat_body(provider_model, messages, max_tokens, options, stream=True)
+        client = await self._async_client()
+        started = time.perf_counter()
+        request = client.build_request("POST", self._url, content=body, headers=_SSE)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            error = self._transport_error(exc, _elapsed_ms(started))
+            if error is None:
+                raise
+        else:
+            try:
+                if not 200 <= response.status_code < 300:
+                    await response.aread()
+                    raise self._status_error(response, _elapsed_ms(started))
+            except BaseException:
+                await response.aclose()
+                raise
+            return AsyncProviderStream(self, response, started)
+        raise error
+
+    def redact(self, text: str) -> str:
+        """``text`` without this provider's credentials (in any encoding it sends them)."""
+        return scrub(text, self._secrets, limit=None)
+
+    def _post(self, url: str, body: bytes, interpret: Any) -> ProviderResponse:
         client = self._sync_client()
         started = time.perf_counter()
         try:
-            response = client.post(self._url, content=body)
+            response = client.post(url, content=body)
         except httpx.HTTPError as exc:
             error = self._transport_error(exc, _elapsed_ms(started))
             if error is None:
                 raise
         else:
-            return self._interpret(response, _elapsed_ms(started))
+            return self._interpret(response, _elapsed_ms(started), interpret)
         raise error  # outside the handler: no __context__ holding the request's headers
 
-    async def acomplete(
-        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int
-    ) -> ProviderResponse:
-        """Async :meth:`complete`, on the running event loop's own client."""
-        body = self._request_body(provider_model, messages, max_tokens)
+    async def _apost(self, url: str, body: bytes, interpret: Any) -> ProviderResponse:
         client = await self._async_client()
         started = time.perf_counter()
         try:
-            response = await client.post(self._url, content=body)
+            response = await client.post(url, content=body)
         except httpx.HTTPError as exc:
             error = self._transport_error(exc, _elapsed_ms(started))
             if error is None:
                 raise
         else:
-            return self._interpret(response, _elapsed_ms(started))
+            return self._interpret(response, _elapsed_ms(started), interpret)
         raise error  # outside the handler: no __context__ holding the request's headers
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -411,19 +542,35 @@ class OpenAICompatibleProvider:
         return sorted(secrets, key=len, reverse=True)
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, _REDACTED)
-        text = _BEARER_RE.sub(lambda m: f"{m.group(1)} {_REDACTED}", text)
-        text = " ".join(text.split())
-        if len(text) > _MAX_MESSAGE_CHARS:
-            text = text[: _MAX_MESSAGE_CHARS - 1] + "…"
-        return text
+        return scrub(text, self._secrets)
 
-    def _request_body(
-        self, provider_model: str, messages: list[dict[str, Any]], max_tokens: int
+    def _chat_body(
+        self,
+        provider_model: str,
+        messages: list[dict[str, Any]],
+        max_tokens: int,
+        options: Mapping[str, Any],
+        *,
+        stream: bool = False,
     ) -> bytes:
-        payload = {"model": provider_model, "messages": messages, "max_tokens": max_tokens}
-        return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+        payload: dict[str, Any] = {
+            **options,
+            "model": provider_model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+        }
+        if stream:
+            # Usage in a final chunk: what the ledger settles the cost from.
+            stream_options = options.get("stream_options")
+            stream_options = dict(stream_options) if isinstance(stream_options, Mapping) else {}
+            payload["stream"] = True
+            payload["stream_options"] = {**stream_options, "include_usage": True}
+        return _dumps(payload)
+
+    def _embed_body(
+        self, provider_model: str, inputs: list[str], options: Mapping[str, Any]
+    ) -> bytes:
+        return _dumps({**options, "model": provider_model, "input": inputs})
 
     def _client_kwargs(self) -> dict[str, Any]:
         headers = {**self._headers, "content-type": "application/json"}
@@ -483,21 +630,27 @@ class OpenAICompatibleProvider:
         message = self._scrub(f"{type(exc).__name__}: {detail} ({self._shown_url})")
         return ProviderError(code, message, latency_ms=latency_ms)
 
-    def _interpret(self, response: httpx.Response, latency_ms: int) -> ProviderResponse:
+    def _status_error(self, response: httpx.Response, latency_ms: int) -> ProviderError:
+        status = response.status_code
+        code = _status_error_code(status)
+        detail = _error_detail(response.content) or response.reason_phrase or "no detail"
+        if code == "auth" and not self._api_key and "authorization" not in self._headers:
+            detail += " (no API key configured)"
+        return ProviderError(
+            code,
+            self._scrub(f"HTTP {status}: {detail}"),
+            http_status=status,
+            retry_after_ms=_retry_after_from_headers(response.headers),
+            latency_ms=latency_ms,
+        )
+
+    def _interpret(
+        self, response: httpx.Response, latency_ms: int, interpret: Any
+    ) -> ProviderResponse:
         status = response.status_code
         raw = response.content
         if not 200 <= status < 300:
-            code = _status_error_code(status)
-            detail = _error_detail(raw) or response.reason_phrase or "no detail"
-            if code == "auth" and not self._api_key and "authorization" not in self._headers:
-                detail += " (no API key configured)"
-            raise ProviderError(
-                code,
-                self._scrub(f"HTTP {status}: {detail}"),
-                http_status=status,
-                retry_after_ms=_retry_after_from_headers(response.headers),
-                latency_ms=latency_ms,
-            )
+            raise self._status_error(response, latency_ms)
 
         def malformed(why: str) -> ProviderError:
             return ProviderError(
@@ -518,16 +671,278 @@ class OpenAICompatibleProvider:
             raise malformed("response is not a JSON object")
         if payload.get("error") is not None:
             raise malformed(f"error in response body: {_error_detail(raw)}")
-        choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-            raise malformed("response has no choices")
-        usage = payload.get("usage")
-        usage = usage if isinstance(usage, Mapping) else {}
+        why, response_ = interpret(payload, latency_ms, status)
+        if why is not None:
+            raise malformed(why)
+        return response_
+
+
+_SSE = {"accept": "text/event-stream"}
+
+
+def _dumps(payload: Mapping[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _usage(payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    usage = payload.get("usage")
+    return usage if isinstance(usage, Mapping) else {}
+
+
+def _interpret_chat(
+    payload: dict[str, Any], latency_ms: int, status: int
+) -> tuple[str | None, ProviderResponse | None]:
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        return "response has no choices", None
+    usage = _usage(payload)
+    return None, ProviderResponse(
+        content=_message_content(choices[0]),
+        input_tokens=_non_negative_int(usage.get("prompt_tokens")),
+        output_tokens=_non_negative_int(usage.get("completion_tokens")),
+        latency_ms=latency_ms,
+        payload=payload,
+        http_status=status,
+    )
+
+
+def _interpret_embeddings(
+    payload: dict[str, Any], latency_ms: int, status: int
+) -> tuple[str | None, ProviderResponse | None]:
+    data = payload.get("data")
+    if not isinstance(data, list) or not all(
+        isinstance(d, Mapping) and isinstance(d.get("embedding"), list) for d in data
+    ):
+        return "response has no embeddings", None
+    return None, ProviderResponse(
+        content=None,
+        input_tokens=_non_negative_int(_usage(payload).get("prompt_tokens")),
+        output_tokens=0,
+        latency_ms=latency_ms,
+        payload=payload,
+        http_status=status,
+    )
+
+
+# --------------------------------------------------------------------------- streams
+
+
+class StreamAssembly:
+    """What a stream has said so far, built from its ``data:`` events without any I/O.
+
+    :meth:`feed` takes one event's data and returns the chunk for the consumer (``None`` for
+    ``[DONE]``). ``text``, ``tool_calls``, ``finish_reason`` and ``usage`` accumulate;
+    :attr:`complete` says whether the terminal event arrived (``[DONE]`` or a
+    ``finish_reason``): a body that ends before it was interrupted, however cleanly it closed.
+    """
+
+    def __init__(self) -> None:
+        self.chunks = 0
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: dict[str, Any] | None = None
+        self.role = "assistant"
+        self.ids: dict[str, Any] = {}
+        self._text: list[str] = []
+        self._tools: dict[int, dict[str, Any]] = {}
+
+    @property
+    def text(self) -> str:
+        return "".join(self._text)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return [self._tools[i] for i in sorted(self._tools)]
+
+    @property
+    def complete(self) -> bool:
+        return self.done or self.finish_reason is not None
+
+    @property
+    def output_tokens(self) -> int:
+        """Reported completion tokens, else the estimate over what arrived."""
+        reported = _non_negative_int((self.usage or {}).get("completion_tokens"))
+        if reported is not None:
+            return reported
+        return estimate_output_tokens(self.text, self.tool_calls)
+
+    def feed(self, data: str) -> dict[str, Any] | None:
+        """Take one event; raise ``ValueError`` if it is not a chunk."""
+        if data.strip() == "[DONE]":
+            self.done = True
+            return None
+        chunk = _parse_json(data.encode("utf-8"))
+        if not isinstance(chunk, dict):
+            raise ValueError("stream event is not a JSON object")
+        if chunk.get("error") is not None:
+            raise ValueError(f"error event: {_error_detail(data.encode('utf-8'))}")
+        self.chunks += 1
+        for key in ("id", "model", "created", "system_fingerprint"):
+            if key in chunk and key not in self.ids:
+                self.ids[key] = chunk[key]
+        if isinstance(chunk.get("usage"), Mapping):
+            self.usage = dict(chunk["usage"])
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else ():
+            if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta")
+            if isinstance(delta, Mapping):
+                self._take_delta(delta)
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish_reason = choice["finish_reason"]
+        return chunk
+
+    def _take_delta(self, delta: Mapping[str, Any]) -> None:
+        if isinstance(delta.get("role"), str):
+            self.role = delta["role"]
+        if isinstance(delta.get("content"), str):
+            self._text.append(delta["content"])
+        for part in delta.get("tool_calls") or ():
+            if not isinstance(part, Mapping):
+                continue
+            index = part.get("index", len(self._tools))
+            call = self._tools.setdefault(
+                index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+            )
+            if part.get("id"):
+                call["id"] = part["id"]
+            if isinstance(part.get("type"), str):
+                call["type"] = part["type"]
+            function = part.get("function")
+            if isinstance(function, Mapping):
+                for key in ("name", "arguments"):
+                    if isinstance(function.get(key), str):
+                        call["function"][key] += function[key]
+
+    def response(self, latency_ms: int, http_status: int = 200) -> ProviderResponse:
+        """The completion the stream amounted to, shaped like a non-streamed answer."""
+        message: dict[str, Any] = {"role": self.role, "content": self.text or None}
+        if self._tools:
+            message["tool_calls"] = self.tool_calls
+        payload: dict[str, Any] = {
+            **self.ids,
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
+            "streamed": True,
+        }
+        usage = self.usage or {}
+        if self.usage is not None:
+            payload["usage"] = self.usage
         return ProviderResponse(
-            content=_message_content(choices[0]),
+            content=self.text or None,
             input_tokens=_non_negative_int(usage.get("prompt_tokens")),
             output_tokens=_non_negative_int(usage.get("completion_tokens")),
             latency_ms=latency_ms,
             payload=payload,
-            http_status=status,
+            http_status=http_status,
         )
+
+
+class _ProviderStreamBase:
+    def __init__(
+        self, provider: OpenAICompatibleProvider, response: httpx.Response, started: float
+    ) -> None:
+        self._provider = provider
+        self._response = response
+        self._started = started
+        self.assembly = StreamAssembly()
+
+    @property
+    def http_status(self) -> int:
+        return self._response.status_code
+
+    def result(self) -> ProviderResponse:
+        """The assembled completion (call after :meth:`read` returned ``None``)."""
+        return self.assembly.response(_elapsed_ms(self._started), self.http_status)
+
+    def _take(self, data: str) -> dict[str, Any] | None:
+        try:
+            return self.assembly.feed(data)
+        except ValueError as exc:
+            raise self._broken("server_error", f"malformed stream event: {exc}") from None
+
+    def _ended(self) -> None:
+        if not self.assembly.complete:
+            raise self._broken(
+                "server_error" if self.assembly.chunks == 0 else "connection_error",
+                "stream ended without its terminal event (no [DONE], no finish_reason) "
+                f"after {self.assembly.chunks} chunk(s)",
+            )
+
+    def _failed(self, exc: Exception) -> ProviderError | None:
+        if isinstance(exc, SSEError):  # not an event stream at all
+            return self._broken("server_error", f"not an event stream: {exc}")
+        if isinstance(exc, httpx.HTTPError):
+            return self._provider._transport_error(exc, _elapsed_ms(self._started))
+        return None
+
+    def _broken(self, code: str, why: str) -> ProviderError:
+        return ProviderError(
+            code,
+            self._provider._scrub(f"HTTP {self.http_status}: {why}"),
+            http_status=self.http_status,
+            latency_ms=_elapsed_ms(self._started),
+        )
+
+
+class SyncProviderStream(_ProviderStreamBase):
+    """An open streamed answer: :meth:`read` the chunks, then :meth:`close`."""
+
+    def __init__(
+        self, provider: OpenAICompatibleProvider, response: httpx.Response, started: float
+    ) -> None:
+        super().__init__(provider, response, started)
+        self._events: Iterator[Any] = EventSource(response).iter_sse()
+
+    def read(self) -> dict[str, Any] | None:
+        """The next chunk, or ``None`` after the terminal event; :class:`ProviderError` when
+        the stream breaks, stalls past the read timeout or ends early."""
+        while True:
+            try:
+                event = next(self._events, None)
+            except (httpx.HTTPError, SSEError) as exc:
+                error = self._failed(exc)
+                if error is None:
+                    raise
+                break
+            if event is None:
+                self._ended()
+                return None
+            if not event.data:
+                continue
+            return self._take(event.data)
+        raise error
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class AsyncProviderStream(_ProviderStreamBase):
+    """Async :class:`SyncProviderStream`."""
+
+    def __init__(
+        self, provider: OpenAICompatibleProvider, response: httpx.Response, started: float
+    ) -> None:
+        super().__init__(provider, response, started)
+        self._events: AsyncIterator[Any] = EventSource(response).aiter_sse()
+
+    async def read(self) -> dict[str, Any] | None:
+        while True:
+            try:
+                event = await anext(self._events, None)
+            except (httpx.HTTPError, SSEError) as exc:
+                error = self._failed(exc)
+                if error is None:
+                    raise
+                break
+            if event is None:
+                self._ended()
+                return None
+            if not event.data:
+                continue
+            return self._take(event.data)
+        raise error
+
+    async def close(self) -> None:
+        await self._response.aclose()

@@ -1,41 +1,59 @@
-"""A fault-injecting, OpenAI-compatible chat-completions server on loopback.
+"""A fault-injecting, OpenAI-compatible provider (chat completions and embeddings) on loopback.
 
 Point a gateway (or :class:`routing_ledger.providers.OpenAICompatibleProvider`) at
 :attr:`FaultInjectingProvider.base_url` and script what each model answers: successes,
 429s with ``Retry-After``, 5xx, slow answers that outlive the caller's timeout, dropped
-connections, malformed bodies, 400s and 401s. It is real HTTP over a real socket, so the
-error paths the ledger records are exercised exactly as they happen in production.
+connections, malformed bodies, 400s and 401s, tool calls, and — for ``"stream": true``
+requests, answered as OpenAI server-sent events — streams that are cut, stall, lose their
+usage chunk or carry a malformed event. It is real HTTP over a real socket, so the error
+paths the ledger records are exercised exactly as they happen in production.
 
     with FaultInjectingProvider() as server:
-        server.script("small-model", Fault.rate_limited(2), Fault.ok())
+        server.script("small-model", Fault.rate_limited(2), Fault.stream_cut(3), Fault.ok())
         server.set_mix(None, {Fault.server_error(503): 0.05}, seed=7)
-        ...  # call server.base_url, then assert on server.requests / server.count(...)
+        ...  # call server.base_url, then assert on server.requests / server.answers
 
 Which answer a request gets is decided, in this order, by the model's scripted queue
 (:meth:`~FaultInjectingProvider.script`, consumed one fault per request), the model's policy,
 the all-models policy (:meth:`~FaultInjectingProvider.set_default` or
 :meth:`~FaultInjectingProvider.set_mix`, with ``None`` for all models), and finally success.
+Every fault before the first byte (errors, drops, delays) applies to streamed, non-streamed
+and embeddings requests alike. A stream fault drawn for a request that is not a streamed chat
+completion, or a tool call drawn for an embeddings request, is answered as a plain success
+(and recorded as ``ok``): a mix can then be shared by every kind of traffic.
+
+What went out is recorded: :attr:`FaultInjectingProvider.answers` holds, in the same order
+as :attr:`~FaultInjectingProvider.requests`, the content pieces (one per streamed chunk),
+tool calls and usage actually written, and whether the answer ended properly. The text is
+also derivable: a model answers ``"<model> answers: <the last user message's first 32
+words>"`` (or the fault's ``content``), one word per streamed chunk, and usage counts the
+prompt as :func:`~routing_ledger.providers.estimate_input_tokens` does and the completion at
+4 characters per token.
 
 Standalone::
 
-    python -m routing_ledger.testing --port 8088 --mix 'rate_limited=0.1,server_error=0.05'
+    python -m routing_ledger.testing --port 8088 \\
+        --mix 'rate_limited=0.1,server_error=0.05,stream_cut:3=0.05,tool_call=0.05'
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import random
+import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,14 +64,18 @@ from routing_ledger.providers import estimate_input_tokens
 
 __all__ = [
     "FAULT_KINDS",
+    "STREAM_FAULT_KINDS",
     "Fault",
     "FaultInjectingProvider",
     "FaultServer",
     "RecordedRequest",
+    "SentAnswer",
     "main",
     "serve",
 ]
 
+#: Faults that shape a streamed chat completion after its first byte.
+STREAM_FAULT_KINDS = ("stream_cut", "stream_stall", "stream_malformed")
 FAULT_KINDS = (
     "ok",
     "rate_limited",
@@ -64,9 +86,39 @@ FAULT_KINDS = (
     "error_body",
     "bad_request",
     "auth",
+    "tool_call",
+    *STREAM_FAULT_KINDS,
+)
+_ERROR_KINDS = (
+    "drop",
+    "malformed",
+    "error_body",
+    "rate_limited",
+    "server_error",
+    "bad_request",
+    "auth",
 )
 _MAX_BODY_BYTES = 16 * 1024 * 1024
 _DEFAULT_MAX_TOKENS = 16
+_DEFAULT_TOOL = "lookup"
+_DEFAULT_TOOL_ARGUMENTS = '{"q": "x"}'
+_DEFAULT_STALL_S = 5.0
+_EMBEDDING_DIMENSIONS = 8
+_MAX_EMBEDDING_DIMENSIONS = 4096
+#: Request keys that are the answer's subject, not options: everything else is echoed back.
+_NOT_ECHOED = frozenset({"model", "messages", "input", "stream"})
+
+
+def _require_delay(name: str, value: float) -> None:
+    if value < 0 or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number >= 0")
+
+
+def _require_count(name: str, value: int | None, minimum: int) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int) or value < minimum
+    ):
+        raise ValueError(f"{name} must be an integer >= {minimum}")
 
 
 @dataclass(frozen=True)
@@ -75,7 +127,7 @@ class Fault:
 
     Faults are immutable and hashable, so they can be keys of a :meth:`set_mix` mapping.
     ``str(fault)`` gives the spec that :meth:`parse` reads back (parameters beyond the spec,
-    such as fixed usage, are not part of it).
+    such as fixed usage, content or chunk counts, are not part of it).
     """
 
     kind: str
@@ -89,18 +141,37 @@ class Fault:
     content: str | None = None
     message: str | None = None
     echo_auth: bool = False
+    #: Content chunks of a streamed answer (None: one per word of the text).
+    chunks: int | None = None
+    #: Pause between two content chunks of a streamed answer.
+    chunk_delay_s: float = 0.0
+    #: Content chunks sent before a stream fault strikes.
+    after_chunks: int | None = None
+    #: stream_cut: end the body properly (no finish_reason, no [DONE]) instead of dropping.
+    clean: bool = False
+    #: stream_stall: the silence after ``after_chunks`` chunks.
+    stall_s: float = 0.0
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
             raise ValueError(
                 f"unknown fault kind {self.kind!r}; expected one of {', '.join(FAULT_KINDS)}"
             )
-        if self.delay_s < 0 or not math.isfinite(self.delay_s):
-            raise ValueError("delay_s must be a finite number >= 0")
-        if self.retry_after_s is not None and (
-            self.retry_after_s < 0 or not math.isfinite(self.retry_after_s)
-        ):
-            raise ValueError("retry_after_s must be a finite number >= 0")
+        _require_delay("delay_s", self.delay_s)
+        _require_delay("chunk_delay_s", self.chunk_delay_s)
+        _require_delay("stall_s", self.stall_s)
+        if self.retry_after_s is not None:
+            _require_delay("retry_after_s", self.retry_after_s)
+        _require_count("chunks", self.chunks, 1)
+        _require_count("after_chunks", self.after_chunks, 0)
+        if self.kind in STREAM_FAULT_KINDS and self.after_chunks is None:
+            raise ValueError(f"{self.kind} needs after_chunks")
+        if self.content is not None and self.chunks is not None and len(self.content) < self.chunks:
+            raise ValueError("content must have at least `chunks` characters")
+        if self.kind == "tool_call" and not self.tool_name:
+            raise ValueError("tool_call needs a non-empty tool name")
 
     @classmethod
     def ok(
@@ -111,8 +182,17 @@ class Fault:
         completion_tokens: int | None = None,
         include_usage: bool = True,
         content: str | None = None,
+        chunks: int | None = None,
+        chunk_delay_s: float = 0.0,
     ) -> Fault:
-        """A successful completion, optionally after ``delay_s`` and with fixed usage/content."""
+        """A successful completion, optionally after ``delay_s`` and with fixed usage/content.
+
+        Streamed, it is ``chunks`` content chunks (default: one per word of the text; with
+        ``content``, that text cut into ``chunks`` near-equal pieces; without, the answer's
+        words repeated to fill them) with ``chunk_delay_s`` between them — a long stream for
+        heartbeat tests. ``include_usage=False`` leaves usage out of the answer, and a stream
+        without its usage chunk even when the request asked for it.
+        """
         return cls(
             "ok",
             200,
@@ -121,6 +201,8 @@ class Fault:
             completion_tokens=completion_tokens,
             include_usage=include_usage,
             content=content,
+            chunks=chunks,
+            chunk_delay_s=chunk_delay_s,
         )
 
     @classmethod
@@ -177,7 +259,7 @@ class Fault:
 
     @classmethod
     def malformed(cls) -> Fault:
-        """200 whose body is not valid JSON."""
+        """200 whose body is not valid JSON (for a streamed request: not an event stream)."""
         return cls("malformed", 200)
 
     @classmethod
@@ -205,16 +287,46 @@ class Fault:
         return cls("auth", status, message=message, echo_auth=echo_auth)
 
     @classmethod
+    def stream_cut(cls, after_chunks: int, *, clean: bool = False) -> Fault:
+        """``after_chunks`` content chunks, then the connection is dropped mid-body — or, with
+        ``clean``, the body ends properly with neither a ``finish_reason`` nor ``[DONE]``."""
+        return cls("stream_cut", 200, after_chunks=after_chunks, clean=clean)
+
+    @classmethod
+    def stream_stall(cls, after_chunks: int, seconds: float) -> Fault:
+        """``after_chunks`` content chunks, then silence for ``seconds`` (ended early when the
+        server stops), then the rest of the stream normally."""
+        return cls("stream_stall", 200, after_chunks=after_chunks, stall_s=seconds)
+
+    @classmethod
+    def stream_malformed(cls, after_chunks: int) -> Fault:
+        """``after_chunks`` content chunks, then an event whose data is not JSON, then the rest
+        of the stream (a client that tolerated it would still see ``[DONE]``)."""
+        return cls("stream_malformed", 200, after_chunks=after_chunks)
+
+    @classmethod
+    def tool_call(
+        cls, name: str = _DEFAULT_TOOL, arguments: str = _DEFAULT_TOOL_ARGUMENTS
+    ) -> Fault:
+        """An answer whose message carries one ``tool_calls`` entry and no content, with
+        ``finish_reason: "tool_calls"``; streamed, the arguments arrive in a few pieces."""
+        return cls("tool_call", 200, tool_name=name, tool_arguments=arguments)
+
+    @classmethod
     def parse(cls, spec: str | Fault) -> Fault:
-        """Read a spec: ``ok[:DELAY_S]``, ``drop``, ``malformed``, ``error_body``,
-        ``bad_request[:STATUS]``, ``rate_limited[:RETRY_AFTER_S]``, ``server_error[:STATUS]``,
-        ``slow[:SECONDS]``, ``auth[:STATUS]``."""
+        """Read a spec: ``ok[:DELAY_S]``, ``no_usage[:DELAY_S]``, ``drop``, ``malformed``,
+        ``error_body``, ``bad_request[:STATUS]``, ``rate_limited[:RETRY_AFTER_S]``,
+        ``server_error[:STATUS]``, ``slow[:SECONDS]``, ``auth[:STATUS]``,
+        ``stream_cut:N``, ``stream_cut_clean:N``, ``stream_stall:N[:SECONDS]``,
+        ``stream_malformed:N``, ``tool_call[:NAME[:ARGUMENTS]]``."""
         if isinstance(spec, Fault):
             return spec
         kind, _, arg = spec.strip().partition(":")
         try:
             if kind == "ok":
                 return cls.ok(delay_s=float(arg)) if arg else cls.ok()
+            if kind == "no_usage":
+                return cls.ok(delay_s=float(arg) if arg else 0.0, include_usage=False)
             if kind == "rate_limited":
                 return cls.rate_limited(float(arg)) if arg else cls.rate_limited()
             if kind == "server_error":
@@ -225,6 +337,16 @@ class Fault:
                 return cls.auth(int(arg)) if arg else cls.auth()
             if kind == "bad_request":
                 return cls.bad_request(status=int(arg)) if arg else cls.bad_request()
+            if kind in ("stream_cut", "stream_cut_clean", "stream_malformed") and arg:
+                if kind == "stream_malformed":
+                    return cls.stream_malformed(int(arg))
+                return cls.stream_cut(int(arg), clean=kind == "stream_cut_clean")
+            if kind == "stream_stall" and arg:
+                after, _, seconds = arg.partition(":")
+                return cls.stream_stall(int(after), float(seconds) if seconds else _DEFAULT_STALL_S)
+            if kind == "tool_call":
+                name, _, arguments = arg.partition(":")
+                return cls.tool_call(name or _DEFAULT_TOOL, arguments or _DEFAULT_TOOL_ARGUMENTS)
             if kind == "drop" and not arg:
                 return cls.drop()
             if kind == "malformed" and not arg:
@@ -236,27 +358,107 @@ class Fault:
         raise ValueError(f"bad fault spec {spec!r}")
 
     def __str__(self) -> str:
+        if self.kind == "ok" and not self.include_usage:
+            return f"no_usage:{self.delay_s:g}" if self.delay_s else "no_usage"
         if self.kind in ("ok", "slow") and self.delay_s:
             return f"{self.kind}:{self.delay_s:g}"
         if self.kind == "rate_limited" and self.retry_after_s is not None:
             return f"rate_limited:{self.retry_after_s:g}"
         if self.kind in ("server_error", "auth", "bad_request"):
             return f"{self.kind}:{self.status}"
+        if self.kind == "stream_cut":
+            return f"stream_cut{'_clean' if self.clean else ''}:{self.after_chunks}"
+        if self.kind == "stream_stall":
+            return f"stream_stall:{self.after_chunks}:{self.stall_s:g}"
+        if self.kind == "stream_malformed":
+            return f"stream_malformed:{self.after_chunks}"
+        if self.kind == "tool_call":
+            if self.tool_arguments != _DEFAULT_TOOL_ARGUMENTS:
+                return f"tool_call:{self.tool_name}:{self.tool_arguments}"
+            return "tool_call" if self.tool_name == _DEFAULT_TOOL else f"tool_call:{self.tool_name}"
         return self.kind
 
 
 class RecordedRequest(NamedTuple):
-    """One chat-completions request as the server saw it.
+    """One request as the server saw it (``body`` is the full JSON body as received).
 
     ``kind`` is the fault kind answered, or ``invalid_request`` (the body was not a valid
-    chat-completions request) or ``unauthorized`` (the server's own ``api_key`` check failed).
-    Header names are lower-case.
+    request) or ``unauthorized`` (the server's own ``api_key`` check failed). Header names are
+    lower-case. Which endpoint it reached is :attr:`SentAnswer.endpoint` of the answer with
+    the same index.
     """
 
     model: str
     headers: dict[str, str]
     body: Any
     kind: str
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.body, dict) and self.body.get("stream") is True
+
+
+@dataclass(frozen=True)
+class SentAnswer:
+    """What the server wrote back for one request (a snapshot; a stream may still be running).
+
+    ``pieces`` are the content deltas written, one per streamed chunk (a non-streamed
+    completion is one piece); ``tool_calls`` the message's tool calls (complete once
+    ``finished``); ``usage`` the usage object written, if any; ``finished`` whether the answer
+    ended properly (a stream: its ``finish_reason`` and ``[DONE]`` went out). An error answer
+    has no pieces and ``finished`` false.
+    """
+
+    seq: int
+    model: str
+    endpoint: str
+    kind: str
+    streamed: bool
+    pieces: tuple[str, ...] = ()
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    usage: Mapping[str, int] | None = None
+    finished: bool = False
+    embeddings: int = 0
+
+    @property
+    def text(self) -> str:
+        """The content the caller was sent, as one string."""
+        return "".join(self.pieces)
+
+    @property
+    def chunks(self) -> int:
+        """Content chunks written (streamed answers)."""
+        return len(self.pieces)
+
+
+@dataclass
+class _AnswerLog:
+    """The mutable record behind a :class:`SentAnswer`; changed under the owner's lock."""
+
+    seq: int
+    model: str
+    endpoint: str
+    kind: str
+    streamed: bool
+    pieces: list[str] = field(default_factory=list)
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    usage: Mapping[str, int] | None = None
+    finished: bool = False
+    embeddings: int = 0
+
+    def snapshot(self) -> SentAnswer:
+        return SentAnswer(
+            self.seq,
+            self.model,
+            self.endpoint,
+            self.kind,
+            self.streamed,
+            tuple(self.pieces),
+            self.tool_calls,
+            self.usage,
+            self.finished,
+            self.embeddings,
+        )
 
 
 class _Mix:
@@ -303,6 +505,9 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
+_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real providers and httpx's pool expect
     server_version = "routing-ledger-fault-server"
@@ -337,7 +542,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, _error_json("not found", "invalid_request_error"))
 
     def do_POST(self) -> None:
-        if urlsplit(self.path).path.rstrip("/") != "/v1/chat/completions":
+        endpoint = _ENDPOINTS.get(urlsplit(self.path).path.rstrip("/"))
+        if endpoint is None:
             self._send_json(404, _error_json("not found", "invalid_request_error"))
             return
         length = self.headers.get("content-length")
@@ -355,7 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
             name = name.lower()
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         owner = self.server.owner
-        body, fault, problem, seq = owner._dispatch(headers, raw)
+        body, fault, problem, log = owner._dispatch(headers, raw, endpoint)
         if problem is not None:
             status, message, kind = problem
             self._send_json(status, _error_json(message, "invalid_request_error", kind))
@@ -364,20 +570,40 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.delay_s and owner._stopping.wait(fault.delay_s):
             self._drop()  # shutting down: do not keep the caller (or stop()) waiting
             return
-        self._answer(fault, body, headers, seq)
+        if fault.kind in _ERROR_KINDS:
+            self._answer_error(fault, body, headers)
+        elif endpoint == "embeddings":
+            payload = _embeddings(body, fault)
+            # Recorded first: a caller holding the whole body may look at once.
+            owner._record(
+                log, usage=payload.get("usage"), embeddings=len(payload["data"]), finished=True
+            )
+            if not self._send_json(200, payload):
+                owner._record(log, finished=False)
+        else:
+            plan = _plan(body, fault, log.seq)
+            if log.streamed:
+                self._stream(fault, body, plan, log)
+            else:
+                payload = _completion(body, plan, log.seq, fault.include_usage)
+                owner._record(
+                    log,
+                    piece="" if plan.tool_calls else plan.text,
+                    tool_calls=plan.tool_calls,
+                    usage=payload.get("usage"),
+                    finished=True,
+                )
+                if not self._send_json(200, payload):
+                    owner._record(log, finished=False)
 
-    def _answer(
-        self, fault: Fault, body: dict[str, Any], headers: dict[str, str], seq: int
-    ) -> None:
+    def _answer_error(self, fault: Fault, body: dict[str, Any], headers: dict[str, str]) -> None:
         model = body["model"]
         echoed = (
             f" (received Authorization: {headers.get('authorization', '')})"
             if fault.echo_auth
             else ""
         )
-        if fault.kind in ("ok", "slow"):
-            self._send_json(200, _completion(model, body, fault, seq))
-        elif fault.kind == "drop":
+        if fault.kind == "drop":
             self._drop()
         elif fault.kind == "malformed":
             self._send_raw(
@@ -408,12 +634,112 @@ class _Handler(BaseHTTPRequestHandler):
                 fault.status, _error_json((fault.message or message) + echoed, type_, code), extra
             )
 
-    def _send_json(self, status: int, obj: Any, extra: Sequence[tuple[str, str]] = ()) -> None:
-        self._send_raw(status, json.dumps(obj).encode("utf-8"), "application/json", extra)
+    # -- streaming -----------------------------------------------------------------------
+
+    def _stream(self, fault: Fault, body: dict[str, Any], plan: _Plan, log: _AnswerLog) -> None:
+        """Answer as OpenAI server-sent events, striking the stream fault where it says."""
+        owner = self.server.owner
+        options = body.get("stream_options")
+        want_usage = isinstance(options, dict) and options.get("include_usage") is True
+        frame: dict[str, Any] = {
+            "id": f"chatcmpl-{log.seq:010d}",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": body["model"],
+            "system_fingerprint": None,
+        }
+
+        echo = _echo(body)
+
+        def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
+            obj = {**frame, "choices": choices}
+            if want_usage:
+                obj["usage"] = usage  # null on every chunk but the last, as OpenAI does
+            obj["echo"] = echo
+            return json.dumps(obj).encode("utf-8")
+
+        events = plan.deltas()
+        strike = fault.after_chunks if fault.kind in STREAM_FAULT_KINDS else None
+        owner._record(log, tool_calls=plan.tool_calls)
+        if not self._start_event_stream():
+            return
+        for i, (delta, piece) in enumerate(events):
+            if i == strike:
+                if fault.kind == "stream_cut":
+                    if fault.clean:
+                        self._end_chunked()
+                    else:
+                        self._drop()
+                    return
+                if fault.kind == "stream_stall" and owner._stopping.wait(fault.stall_s):
+                    self._drop()
+                    return
+                if fault.kind == "stream_malformed" and not self._event(
+                    b'{"id": "chatcmpl-broken", "choices": [{"delta": '
+                ):
+                    return
+            elif i and fault.chunk_delay_s and owner._stopping.wait(fault.chunk_delay_s):
+                self._drop()
+                return
+            last = i == len(events) - 1
+            choice = {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": plan.finish_reason if last else None,
+            }
+            if not self._event(chunk([choice])):
+                return
+            owner._record(log, piece=piece)
+        if want_usage and fault.include_usage:
+            if not self._event(chunk([], plan.usage)):
+                return
+            owner._record(log, usage=plan.usage)
+        if self._event(b"[DONE]"):
+            # Before the body's last bytes, so a caller that read the whole body sees it.
+            owner._record(log, finished=True)
+            self._end_chunked()
+
+    def _start_event_stream(self) -> bool:
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            return True
+        except OSError:
+            self.close_connection = True
+            return False
+
+    def _event(self, data: bytes) -> bool:
+        """One ``data:`` event as one HTTP chunk; False when the caller has gone."""
+        return self._write_chunk(b"data: " + data + b"\n\n")
+
+    def _write_chunk(self, data: bytes) -> bool:
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            return True
+        except OSError:
+            self.close_connection = True
+            return False
+
+    def _end_chunked(self) -> bool:
+        try:
+            self.wfile.write(b"0\r\n\r\n")
+            return True
+        except OSError:
+            self.close_connection = True
+            return False
+
+    # -- plain answers -------------------------------------------------------------------
+
+    def _send_json(self, status: int, obj: Any, extra: Sequence[tuple[str, str]] = ()) -> bool:
+        return self._send_raw(status, json.dumps(obj).encode("utf-8"), "application/json", extra)
 
     def _send_raw(
         self, status: int, data: bytes, content_type: str, extra: Sequence[tuple[str, str]] = ()
-    ) -> None:
+    ) -> bool:
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -422,8 +748,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+            return True
         except OSError:  # the caller gave up (e.g. its timeout fired) before the answer
             self.close_connection = True
+            return False
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -448,61 +776,217 @@ def _retry_after_value(fault: Fault) -> str:
     return format_datetime(target, usegmt=True)
 
 
-def _completion(model: str, body: dict[str, Any], fault: Fault, seq: int) -> dict[str, Any]:
-    """A deterministic completion: the same request and fault give the same text and usage."""
-    messages = body["messages"]
-    max_tokens = body.get("max_tokens") or _DEFAULT_MAX_TOKENS
-    if fault.content is not None:
-        text = fault.content
-    else:
-        last_user = next(
-            (
-                m["content"]
-                for m in reversed(messages)
-                if isinstance(m, dict)
-                and m.get("role") == "user"
-                and isinstance(m.get("content"), str)
-            ),
-            "",
-        )
-        text = f"{model} answers: {' '.join(last_user.split()[:32]) or 'hello'}"
-    truncated = len(text) > 4 * max_tokens
-    text = text[: 4 * max_tokens]
-    completion_tokens = (
-        fault.completion_tokens
-        if fault.completion_tokens is not None
-        else min(max_tokens, max(1, math.ceil(len(text) / 4)))
+def _echo(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's options, so a test can see what a client forwarded."""
+    return {k: v for k, v in body.items() if k not in _NOT_ECHOED}
+
+
+# -- what a chat completion says -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A chat answer before it goes out: the same for its streamed and plain forms."""
+
+    pieces: tuple[str, ...]
+    finish_reason: str
+    usage: dict[str, int]
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    argument_pieces: tuple[str, ...] = ()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    def deltas(self) -> list[tuple[dict[str, Any], str]]:
+        """The streamed ``delta`` objects, each with the content piece it carries."""
+        if self.tool_calls:
+            call = self.tool_calls[0]
+            opening = {
+                "index": 0,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""},
+            }
+            first = {"role": "assistant", "content": None, "tool_calls": [opening]}
+            rest = [
+                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
+                for piece in self.argument_pieces
+            ]
+            return [(first, "")] + [(delta, "") for delta in rest]
+        pieces = self.pieces or ("",)
+        return [
+            ({"role": "assistant", "content": piece} if i == 0 else {"content": piece}, piece)
+            for i, piece in enumerate(pieces)
+        ]
+
+
+def _split_words(text: str) -> list[str]:
+    """One piece per word, each with the whitespace before it (trailing space stays on)."""
+    pieces = re.findall(r"\s*\S+", text)
+    rest = text[sum(map(len, pieces)) :]
+    if rest:
+        pieces = [*pieces[:-1], pieces[-1] + rest] if pieces else [rest]
+    return pieces
+
+
+def _split_even(text: str, n: int) -> list[str]:
+    """``text`` in ``n`` near-equal consecutive slices (``n`` ≤ ``len(text)``)."""
+    size, extra = divmod(len(text), n)
+    out, at = [], 0
+    for i in range(n):
+        step = size + (1 if i < extra else 0)
+        out.append(text[at : at + step])
+        at += step
+    return out
+
+
+def _fill(pieces: list[str], words: Sequence[str], n: int) -> list[str]:
+    """``pieces`` extended, with the answer's words over again, to ``n`` pieces."""
+    words = list(words) or ["hello"]
+    out = list(pieces)
+    while len(out) < n:
+        word = words[len(out) % len(words)]
+        out.append(word if not out else f" {word}")
+    return out
+
+
+def _default_text(model: str, messages: Sequence[Any]) -> str:
+    last_user = next(
+        (
+            m["content"]
+            for m in reversed(messages)
+            if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str)
+        ),
+        "",
     )
+    return f"{model} answers: {' '.join(last_user.split()[:32]) or 'hello'}"
+
+
+def _plan(body: dict[str, Any], fault: Fault, seq: int) -> _Plan:
+    """A deterministic answer: the same request and fault give the same text and usage."""
+    model, messages = body["model"], body["messages"]
+    max_tokens = body.get("max_tokens") or _DEFAULT_MAX_TOKENS
     prompt_tokens = (
         fault.prompt_tokens if fault.prompt_tokens is not None else estimate_input_tokens(messages)
     )
+
+    def usage(completion_chars: int) -> dict[str, int]:
+        completion = (
+            fault.completion_tokens
+            if fault.completion_tokens is not None
+            else max(1, math.ceil(completion_chars / 4))
+        )
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+
+    if fault.kind == "tool_call":
+        name, arguments = fault.tool_name or _DEFAULT_TOOL, fault.tool_arguments or ""
+        call = {
+            "id": f"call_{seq:010d}",
+            "type": "function",
+            "function": {"name": name, "arguments": arguments},
+        }
+        return _Plan(
+            (),
+            "tool_calls",
+            usage(len(name) + len(arguments)),
+            (call,),
+            tuple(_split_even(arguments, min(3, len(arguments)))) if arguments else (),
+        )
+    text = fault.content if fault.content is not None else _default_text(model, messages)
+    finish_reason = "stop"
+    if fault.chunks is not None:
+        pieces = (
+            _split_even(text, fault.chunks)
+            if fault.content is not None
+            else _fill([], text.split(), fault.chunks)
+        )
+    else:
+        if len(text) > 4 * max_tokens:
+            text, finish_reason = text[: 4 * max_tokens], "length"
+        pieces = _split_words(text)
+    if fault.after_chunks is not None:
+        # A stream fault strikes before a chunk, so there must be one left to strike before.
+        pieces = _fill(pieces, text.split(), fault.after_chunks + 1)
+    return _Plan(tuple(pieces), finish_reason, usage(sum(map(len, pieces))))
+
+
+def _completion(body: dict[str, Any], plan: _Plan, seq: int, include_usage: bool) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": plan.text}
+    if plan.tool_calls:
+        message = {"role": "assistant", "content": None, "tool_calls": list(plan.tool_calls)}
     payload: dict[str, Any] = {
         "id": f"chatcmpl-{seq:010d}",
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "length" if truncated else "stop",
-            }
-        ],
+        "model": body["model"],
+        "choices": [{"index": 0, "message": message, "finish_reason": plan.finish_reason}],
+        "echo": _echo(body),
     }
-    if fault.include_usage:
-        payload["usage"] = {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        }
+    if include_usage:
+        payload["usage"] = plan.usage
     return payload
 
 
-def _validate(body: Any) -> str | None:
+def _embeddings(body: dict[str, Any], fault: Fault) -> dict[str, Any]:
+    """Deterministic vectors: the same model and text always embed the same."""
+    model = body["model"]
+    inputs = [body["input"]] if isinstance(body["input"], str) else list(body["input"])
+    dimensions = body.get("dimensions") or _EMBEDDING_DIMENSIONS
+    prompt_tokens = (
+        fault.prompt_tokens
+        if fault.prompt_tokens is not None
+        else sum(max(1, math.ceil(len(text) / 4)) for text in inputs)
+    )
+    payload: dict[str, Any] = {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": _vector(model, text, dimensions)}
+            for i, text in enumerate(inputs)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        "echo": _echo(body),
+    }
+    if not fault.include_usage:
+        del payload["usage"]
+    return payload
+
+
+def _vector(model: str, text: str, dimensions: int) -> list[float]:
+    values: list[float] = []
+    block = 0
+    while len(values) < dimensions:
+        digest = hashlib.sha256(f"{model}\0{text}\0{block}".encode()).digest()
+        values.extend(round(n / 2**31 - 1.0, 6) for n in struct.unpack(">8I", digest))
+        block += 1
+    return values[:dimensions]
+
+
+def _validate(body: Any, endpoint: str) -> str | None:
     if not isinstance(body, dict):
         return "request body must be a JSON object"
     if not isinstance(body.get("model"), str) or not body["model"]:
         return "'model' is required"
+    if endpoint == "embeddings":
+        given = body.get("input")
+        if not (
+            isinstance(given, str)
+            or (isinstance(given, list) and given and all(isinstance(t, str) for t in given))
+        ):
+            return "'input' must be a string or a non-empty array of strings"
+        dimensions = body.get("dimensions")
+        if dimensions is not None and (
+            isinstance(dimensions, bool)
+            or not isinstance(dimensions, int)
+            or not 1 <= dimensions <= _MAX_EMBEDDING_DIMENSIONS
+        ):
+            return f"'dimensions' must be an integer within 1..{_MAX_EMBEDDING_DIMENSIONS}"
+        return None
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "'messages' must be a non-empty array"
     max_tokens = body.get("max_tokens")
@@ -510,16 +994,34 @@ def _validate(body: Any) -> str | None:
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
     ):
         return "'max_tokens' must be an integer >= 1"
+    if "stream" in body and not isinstance(body["stream"], bool):
+        return "'stream' must be a boolean"
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        return "'stream_options' must be an object"
     return None
+
+
+def _answerable(fault: Fault, endpoint: str, streamed: bool) -> Fault:
+    """The fault as this request can take it: stream faults need a streamed chat completion
+    and tool calls a chat completion; otherwise the request is simply answered."""
+    if fault.kind in STREAM_FAULT_KINDS and not (endpoint == "chat" and streamed):
+        return _OK
+    if fault.kind == "tool_call" and endpoint != "chat":
+        return _OK
+    return fault
 
 
 class FaultInjectingProvider:
     """An OpenAI-compatible HTTP server on loopback whose answers are scripted per model.
 
-    Thread-safe: scripting, policies and the request log share one lock, and the server
-    answers many concurrent requests (one thread per connection). Start it with
+    Serves ``POST /v1/chat/completions`` (plain, or server-sent events for
+    ``"stream": true``), ``POST /v1/embeddings`` and ``GET /v1/models``.
+
+    Thread-safe: scripting, policies and the request and answer logs share one lock, and the
+    server answers many concurrent requests (one thread per connection). Start it with
     :meth:`start` or a ``with`` block; :meth:`stop` returns promptly even while handlers
-    are sleeping in a ``slow`` fault.
+    are sleeping in a ``slow`` fault or a stalled stream.
     """
 
     def __init__(
@@ -540,6 +1042,7 @@ class FaultInjectingProvider:
         self._scripts: dict[str, deque[Fault]] = {}
         self._policies: dict[str | None, Fault | _Mix] = {}
         self._requests: list[RecordedRequest] = []
+        self._answers: list[_AnswerLog] = []
         self._counters: dict[str, Counter[str]] = {}
         self._seq = 0
         self._httpd: _HTTPServer | None = None
@@ -642,20 +1145,35 @@ class FaultInjectingProvider:
             self._policies[model] = policy
 
     def reset(self) -> None:
-        """Forget scripts, policies, recorded requests and counters."""
+        """Forget scripts, policies, recorded requests and answers, and counters."""
         with self._lock:
             self._scripts.clear()
             self._policies.clear()
             self._requests.clear()
+            self._answers.clear()
             self._counters.clear()
 
     # -- observation ---------------------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
-        """A snapshot of every chat-completions request received, in arrival order."""
+        """A snapshot of every request received (chat and embeddings), in arrival order."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def answers(self) -> list[SentAnswer]:
+        """What was written back to each request, index for index with :attr:`requests`."""
+        with self._lock:
+            return [log.snapshot() for log in self._answers]
+
+    def last_answer(self, model: str | None = None) -> SentAnswer:
+        """The newest answer (to ``model``, if given); LookupError when there is none."""
+        with self._lock:
+            for log in reversed(self._answers):
+                if model is None or log.model == model:
+                    return log.snapshot()
+        raise LookupError(f"no answer recorded{f' for {model!r}' if model else ''}")
 
     @property
     def counters(self) -> dict[str, dict[str, int]]:
@@ -689,17 +1207,40 @@ class FaultInjectingProvider:
         with self._lock:
             self._connections.pop(sock, None)
 
+    def _record(
+        self,
+        log: _AnswerLog,
+        *,
+        piece: str | None = None,
+        tool_calls: tuple[Mapping[str, Any], ...] | None = None,
+        usage: Mapping[str, int] | None = None,
+        finished: bool | None = None,
+        embeddings: int | None = None,
+    ) -> None:
+        with self._lock:
+            if piece is not None:
+                log.pieces.append(piece)
+            if tool_calls is not None:
+                log.tool_calls = tool_calls
+            if usage is not None:
+                log.usage = usage
+            if embeddings is not None:
+                log.embeddings = embeddings
+            if finished is not None:
+                log.finished = finished
+
     def _dispatch(
-        self, headers: dict[str, str], raw: bytes
-    ) -> tuple[Any, Fault | None, tuple[int, str, str] | None, int]:
-        """Decide the answer to one request and record it: (body, fault, problem, seq)."""
+        self, headers: dict[str, str], raw: bytes, endpoint: str
+    ) -> tuple[Any, Fault | None, tuple[int, str, str] | None, _AnswerLog]:
+        """Decide the answer to one request and record it: (body, fault, problem, log)."""
         try:
             body = json.loads(raw)
         except ValueError:
             body = None
-        invalid = _validate(body)
+        invalid = _validate(body, endpoint)
         named = body.get("model") if isinstance(body, dict) else None
         model = named if isinstance(named, str) else ""
+        streamed = isinstance(body, dict) and body.get("stream") is True
         with self._lock:
             self._seq += 1
             seq = self._seq
@@ -717,11 +1258,13 @@ class FaultInjectingProvider:
                 )
             else:
                 self._known_models.setdefault(model)
-                fault = self._next_fault(model)
+                fault = _answerable(self._next_fault(model), endpoint, streamed)
                 kind = fault.kind
             self._requests.append(RecordedRequest(model, headers, body, kind))
+            log = _AnswerLog(seq, model, endpoint, kind, streamed)
+            self._answers.append(log)
             self._counters.setdefault(model, Counter())[kind] += 1
-        return body, fault, problem, seq
+        return body, fault, problem, log
 
     def _next_fault(self, model: str) -> Fault:
         queue = self._scripts.get(model)
@@ -780,12 +1323,18 @@ def serve(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m routing_ledger.testing",
-        description="Serve a fault-injecting OpenAI-compatible chat-completions API on loopback.",
+        description=(
+            "Serve a fault-injecting OpenAI-compatible API (chat completions, streamed or not,"
+            " and embeddings) on loopback."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8088, help="0 picks a free port")
     parser.add_argument(
-        "--mix", default="", help="e.g. 'rate_limited=0.1,server_error:503=0.05,slow:3=0.01'"
+        "--mix",
+        default="",
+        help="e.g. 'rate_limited=0.1,server_error:503=0.05,slow:3=0.01,stream_cut:3=0.05,"
+        "stream_stall:2:4=0.01,tool_call=0.05'",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
