@@ -35,7 +35,8 @@
 --   snapshot sees both, since each write moves both in one transaction.
 -- Lock order: insert_decision takes the budget row before it inserts anything; the
 -- other writers take it last, after their attempt and outcome (the write path's order),
--- and wait for nothing once they hold it.
+-- and wait for nothing once they hold it; a statement settling many outcomes (the
+-- reaper) first locks their budget rows in (agent, day) order (routing._lock_budget_rows).
 
 BEGIN;
 
@@ -190,6 +191,26 @@ CREATE TRIGGER settle_budget_delete
     WHEN (OLD.projected_cost_usd IS NOT NULL)
     EXECUTE FUNCTION routing._settle_budget_on_outcome();
 
+-- Locks, in (agent, day) order, the budget rows the given outcomes settle on. A
+-- statement that settles many outcomes at once (a reaper batch) calls it first, once it
+-- holds the outcomes, so that two such statements take the rows in one order and cannot
+-- deadlock on them (their triggers would otherwise lock them in row order).
+CREATE OR REPLACE FUNCTION routing._lock_budget_rows(p_outcome_ids bigint[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    PERFORM FROM routing.budget_spend b
+     WHERE (b.agent_id, b.spend_day) IN (
+               SELECT o.agent_id, routing._spend_day(o.created_at)
+                 FROM routing.routing_outcomes o
+                WHERE o.id = ANY (p_outcome_ids) AND o.projected_cost_usd IS NOT NULL)
+     ORDER BY b.agent_id, b.spend_day
+       FOR UPDATE;
+END
+$$;
+
 -- Rows of p_as_of's budget day that differ from the ledger's own sum.
 CREATE OR REPLACE FUNCTION routing._budget_drift(p_as_of timestamptz)
 RETURNS bigint
@@ -219,6 +240,7 @@ REVOKE ALL ON FUNCTION routing._derived_spend(uuid, date) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._reserve_budget(uuid, numeric, numeric, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._settle_budget(uuid, timestamptz, numeric) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._settle_budget_on_outcome() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._lock_budget_rows(bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._budget_drift(timestamptz) FROM PUBLIC;
 
 COMMIT;

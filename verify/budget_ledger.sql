@@ -14,6 +14,7 @@ BEGIN
         'routing._derived_spend(uuid, date)',
         'routing._reserve_budget(uuid, numeric, numeric, timestamptz)',
         'routing._settle_budget(uuid, timestamptz, numeric)',
+        'routing._lock_budget_rows(bigint[])',
         'routing._budget_drift(timestamptz)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
         ASSERT NOT pg_catalog.has_function_privilege('routing_app', to_regprocedure(f), 'EXECUTE'),

@@ -201,3 +201,37 @@ def test_one_request_decided_concurrently_reserves_once(db: str) -> None:
         assert _spend_row(conn) == PROJECTED * 2
         assert _ledger_spend(conn) == PROJECTED * 2
         assert _drift(conn) == 0
+
+
+def test_two_reapers_settle_many_agents_without_deadlock(db: str) -> None:
+    other = uuid.UUID("00000000-0000-4000-8000-0000000c0002")
+    with connect(db) as conn:
+        _setup(conn, Decimal("100"))
+        conn.execute(
+            "INSERT INTO routing.agents (id, tenant_id, name, daily_cap_usd)"
+            " VALUES (%s, %s, 'racer-2', 100)",
+            (other, TENANT),
+        )
+        # More than two reaper batches (1000 each), the two agents interleaved so that
+        # each batch settles on both budget rows.
+        conn.execute(
+            "DO $$ BEGIN FOR n IN 1..2300 LOOP PERFORM routing.insert_decision("
+            f" 'reap-' || n, CASE WHEN n % 3 = 0 THEN '{other}'::uuid ELSE '{AGENT}'::uuid END,"
+            " 'chat', 1000, 500); END LOOP; END $$"
+        )
+
+    reaped: list[int] = []
+    lock = threading.Lock()
+
+    def reaper(c: psycopg.Connection[Any], i: int) -> None:
+        row = c.execute(REAP).fetchone()
+        assert row is not None
+        with lock:
+            reaped.append(int(row[0]))
+
+    errors = _in_threads(3, reaper, db)
+    assert errors == []
+    assert sum(reaped) == 2300
+    with connect(db) as conn:
+        assert _spend_row(conn) == _ledger_spend(conn) == 0
+        assert _drift(conn) == 0
