@@ -11,7 +11,11 @@
 -- its own transaction). A build that failed half-way leaves an INVALID index of this
 -- name; a re-run drops it first (\gexec runs the DROP only then) and builds it again.
 
-SET lock_timeout = '5s';
+-- A concurrent build waits for every transaction that was open when it started (lock
+-- waits on their ids, bounded by lock_timeout) while holding only SHARE UPDATE EXCLUSIVE,
+-- which blocks no read or write: a minute is a safe wait for a gateway's short
+-- transactions.
+SET lock_timeout = '1min';
 SET statement_timeout = '30min';
 
 SELECT format('DROP INDEX CONCURRENTLY %s', c.oid::regclass)

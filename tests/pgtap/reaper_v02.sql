@@ -4,7 +4,7 @@
 -- cost; bounds on p_older_than and p_as_of (no 22008 at the extremes). "Now" is passed
 -- in (p_as_of) or rows are aged by hand: nothing sleeps.
 BEGIN;
-SELECT plan(22);
+SELECT plan(23);
 
 CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -107,6 +107,19 @@ SELECT is_empty(
        WHERE x.indrelid = 'routing.inferences'::regclass
          AND pg_get_indexdef(x.indexrelid) LIKE '%heartbeat_at%'$$,
     'no index on inferences mentions heartbeat_at: a heartbeat changes no indexed column (HOT-able)');
+
+-- And it is one: the heartbeats of a fresh stream (on a page with room) are HOT updates,
+-- counted for this transaction by pg_stat_xact_user_tables.
+INSERT INTO t_s SELECT 9, d.outcome_id, d.inference_id
+  FROM routing.insert_decision('hb-9', 'a0000000-0000-4000-8000-0000000000b1', 'chat', 1000, 500, '{}', true) d;
+CREATE TEMP TABLE hot_before AS
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relid = 'routing.inferences'::regclass;
+SELECT bool_and(h) FROM generate_series(1, 5) g, routing.heartbeat_inference((SELECT inference_id FROM t_s WHERE n = 9), g) h;
+SELECT results_eq(
+    $$SELECT s.n_tup_upd - b.n_tup_upd, s.n_tup_hot_upd - b.n_tup_hot_upd
+        FROM pg_stat_xact_user_tables s, hot_before b WHERE s.relid = 'routing.inferences'::regclass$$,
+    $$VALUES (5::bigint, 5::bigint)$$,
+    'five heartbeats: five updates, all HOT (no index entry written)');
 
 --------------------------------------------------------------------------------- bounds
 

@@ -5,6 +5,8 @@ true, false or NULL; disabled models; learned quality with too few or enough jud
 samples; cooldowns), an agent's per-call cap and a task type, and checks that
 ``routing.choose_route`` agrees with the oracle on the decision rule, the winner, the
 ranked survivors (the failover order) and the reason every other model was dropped.
+v0.2: models serve chat or embeddings, task ``embed`` needs embeddings and every other
+task chat; the first gate is ``wrong_endpoint``.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ FLOORS = {
     "code": Decimal("0.78"),
     "general": Decimal("0.68"),
     "chat": Decimal("0.58"),
+    "embed": Decimal("0.52"),
 }
+#: The task types whose endpoint is embeddings (routing.task_floors.endpoint); all others chat.
+EMBEDDINGS_TASKS = {"embed"}
 DEFAULT_FLOOR = Decimal("0.5")
 MIN_SAMPLES = 30
 INPUT_TOKENS, MAX_TOKENS = 1200, 400
@@ -40,6 +45,7 @@ class Model:
     cooling: bool
     samples: int
     score_sum: int
+    endpoint: str = "chat"
 
 
 prices = st.sampled_from(
@@ -68,6 +74,7 @@ models = st.lists(
         cooling=st.booleans(),
         samples=st.sampled_from([0, 10, 30, 40]),
         score_sum=st.integers(min_value=0, max_value=200),
+        endpoint=st.sampled_from(["chat", "chat", "chat", "embeddings"]),
     ),
     max_size=8,
     unique_by=lambda m: m.slug,
@@ -83,6 +90,7 @@ def effective_quality(m: Model) -> tuple[Decimal | None, str]:
 
 def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, Any]:
     floor = FLOORS.get(task, DEFAULT_FLOOR)
+    task_endpoint = "embeddings" if task in EMBEDDINGS_TASKS else "chat"
     rows = []
     for m in catalog:
         quality, _ = effective_quality(m)
@@ -94,7 +102,9 @@ def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, An
                 INPUT_TOKENS * m.price_in / Decimal(10**6)
                 + MAX_TOKENS * m.price_out / Decimal(10**6)
             ).quantize(Decimal("0.000001"), ROUND_HALF_UP)
-        if not priced:
+        if m.endpoint != task_endpoint:
+            gate = "wrong_endpoint"
+        elif not priced:
             gate = "not_enrolled_no_price"
         elif m.q_prior is None:
             gate = "not_enrolled_no_q_prior"
@@ -151,9 +161,18 @@ def load(conn: psycopg.Connection[Any], catalog: list[Model], cap: Decimal | Non
     for m in catalog:
         conn.execute(
             "INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,"
-            " price_out_per_mtok_usd, q_prior, m_allowed, enabled)"
-            " VALUES (%s, 'p', %s, %s, %s, %s, %s, %s)",
-            (m.slug, m.slug, m.price_in, m.price_out, m.q_prior, m.m_allowed, m.enabled),
+            " price_out_per_mtok_usd, q_prior, m_allowed, enabled, endpoint)"
+            " VALUES (%s, 'p', %s, %s, %s, %s, %s, %s, %s)",
+            (
+                m.slug,
+                m.slug,
+                m.price_in,
+                m.price_out,
+                m.q_prior,
+                m.m_allowed,
+                m.enabled,
+                m.endpoint,
+            ),
         )
         if m.cooling:
             conn.execute(
