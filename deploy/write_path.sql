@@ -32,6 +32,10 @@
 --   6 decimals like every cost; NULL when the output is unknown, never 0. The outcome
 --   of a request that gives up carries its final attempt's cost. A failed or cancelled
 --   outcome never gets a judge_status: the judge never sees a partial answer.
+-- - Never JIT-compiled (SET jit = off, inherited by everything they call): their queries
+--   are index lookups, but a generic plan's estimate on a large ledger (the daily-spend
+--   sum of a busy agent, say) can pass jit_above_cost, and compiling is then ~100 ms on
+--   every call, since JIT code is not cached across executions.
 -- - Bounds: p_request_id non-empty and at most 255 characters (a longer one would not
 --   fit the unique index: 54000), p_task_type at most 64, token counts and latencies
 --   0..2^31-1, p_http_status 100..599.
@@ -42,7 +46,7 @@ SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
 
 -- The released signatures, and the helper whose result gains a column. Dropped and
--- recreated in this transaction, so no caller ever sees neither; a v0.1 call resolves
+-- recreated in this transaction, so no committed state lacks either; a v0.1 call resolves
 -- to the new function through its defaults.
 -- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing.insert_decision(text, uuid, text, int, int, jsonb);
@@ -131,6 +135,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -252,6 +257,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -357,6 +363,7 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
+SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -4,7 +4,7 @@
 -- p_streamed, mark_first_token, heartbeat_inference, the after-first-token give-up rule,
 -- cancelled, partial cost, usage_source, and the bounds (22023 before any state).
 BEGIN;
-SELECT plan(86);
+SELECT plan(87);
 
 ------------------------------------------------------------------------------ helpers
 
@@ -78,6 +78,14 @@ SELECT is_empty(
                                  'routing.heartbeat_inference(bigint, int)']) f
        WHERE obj_description(f::regprocedure, 'pg_proc') IS NULL$$,
     'every public write-path function carries a COMMENT');
+SELECT is_empty(
+    $$SELECT p.oid::regprocedure::text FROM pg_proc p
+       WHERE p.oid IN ('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure,
+                       'routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure,
+                       'routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure,
+                       'routing._route(numeric, text, int, int, timestamptz)'::regprocedure)
+         AND NOT ('jit=off' = ANY (p.proconfig))$$,
+    'the write path and the router are never JIT-compiled (SET jit = off)');
 SELECT results_eq(
     $$SELECT error_code, same_model_retries, then_action, give_up_status FROM routing.retry_policy
        WHERE error_code IN ('stream_interrupted', 'cancelled') ORDER BY error_code$$,
