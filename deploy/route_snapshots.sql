@@ -5,7 +5,7 @@
 -- Explanations whose size does not follow the catalog. choose_route's document lists
 -- every candidate and every dropped model; stored whole on each outcome it was most of
 -- the ledger's bytes (185 kB a request at 1,000 models). What an outcome keeps instead
--- (routing._compact_explanation, built by insert_decision):
+-- (routing._route_explanation, called by insert_decision):
 --
 -- - the document's per-request header as it was (rule, model, projected cost, task,
 --   floor, token counts, per-call cap, as_of, cooldowns_ignored, a refusal);
@@ -14,18 +14,21 @@
 -- - snapshot: the hex key of a row of routing.route_snapshots, the shared record of the
 --   rest. A snapshot is the ranked candidate list and the dropped list with every
 --   projected cost taken out and the model's two prices put in its place, keyed by the
---   sha256 of that content: every request that met the same catalog state (prices,
---   quality, gates, cooldowns; and, where a per-call cap drops models, the same ones
---   dropped) shares one row, whatever its token counts. Projected costs are derived
---   again from the outcome's own token counts with the router's formula.
+--   sha256 of the ranked rows' inputs (the router computes it, routing._route_document's
+--   compact form): every request that met the same catalog state (prices, quality,
+--   gates, cooldowns; and, where a per-call cap drops models, the same ones dropped)
+--   shares one row, whatever its token counts. Projected costs are derived again from
+--   the outcome's own token counts with the router's formula.
+--
+-- The router builds neither list for a request whose snapshot exists: at steady state
+-- a decision pays for the key (one string_agg and a sha256 over the ranked rows), its
+-- top candidates and the counts, instead of two lists it would then compact again.
 --
 -- routing.explain_outcome(id) puts the document back together, equal (jsonb =) to what
 -- choose_route returned at decision time; an outcome written before this change (a
--- whole document, no snapshot key) is returned as stored. Compaction checks itself:
--- if any projected cost derived again differs from the router's (a price changed
--- between the router's statement and this one), the outcome keeps the whole document.
--- Failover reads the full ranked list (routing._route_candidates), so it picks exactly
--- as it did from a whole document, cooldowns and disabled models included.
+-- whole document, no snapshot key) is returned as stored. Failover reads the full
+-- ranked list (routing._route_candidates), so it picks exactly as it did from a whole
+-- document, cooldowns and disabled models included.
 --
 -- Snapshots are never updated; one that no retained outcome names is garbage (a
 -- retention job may delete those older than the oldest retained outcome).
@@ -42,7 +45,7 @@ CREATE TABLE IF NOT EXISTS routing.route_snapshots (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE routing.route_snapshots IS
-    'Shared, content-addressed record of the router''s lists: ranked candidates and dropped models, projected costs replaced by the model''s prices (price_in_per_mtok_usd, price_out_per_mtok_usd). Key: sha256 of the content. Outcomes name it in explanation->>''snapshot''; routing.explain_outcome rebuilds the full document.';
+    'Shared, content-addressed record of the router''s lists: ranked candidates and dropped models, projected costs replaced by the model''s prices (price_in_per_mtok_usd, price_out_per_mtok_usd). Key: sha256 of the router''s ranked rows that the content is built from. Outcomes name it in explanation->>''snapshot''; routing.explain_outcome rebuilds the full document.';
 
 -- A projected cost as the router computes it (router: routing._route).
 CREATE OR REPLACE FUNCTION routing._projected_cost(
@@ -54,79 +57,38 @@ AS $$
     SELECT round(p_input_tokens * p_price_in / 1e6 + p_max_tokens * p_price_out / 1e6, 6)
 $$;
 
--- The outcome's form of a router document: see the header. routing.settings.max_attempts
--- bounds the candidates kept inline.
-CREATE OR REPLACE FUNCTION routing._compact_explanation(p_route jsonb)
-RETURNS jsonb
+-- The outcome's explanation for a request, for an agent's per-call cap already read:
+-- the router's compact form (routing._route_document), its snapshot written first if
+-- no row has that key yet. The lists are built only then, from a second read of the
+-- catalog whose key and lists come from the same statement, so a row always holds
+-- the content its key was computed from.
+CREATE OR REPLACE FUNCTION routing._route_explanation(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz
+) RETURNS jsonb
 LANGUAGE plpgsql
-SET search_path = pg_catalog, routing, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
+-- No SET clauses: its one caller, insert_decision, pins search_path, the generic plan
+-- and jit = off, and every name here is qualified.
 AS $$
 DECLARE
-    v_in     int := (p_route ->> 'input_tokens')::int;
-    v_max    int := (p_route ->> 'max_tokens')::int;
-    v_cands  jsonb;
-    v_drop   jsonb;
-    v_exact  boolean;
-    v_counts jsonb;
-    v_key    bytea;
-    v_keep   int;
+    v_explanation jsonb;
 BEGIN
-    IF p_route IS NULL OR NOT (p_route ? 'candidates' AND p_route ? 'dropped') THEN
-        RETURN p_route;
-    END IF;
-
-    -- Each listed model with a projected cost gets its two prices instead; the
-    -- derived cost must give back the router's figure exactly.
-    WITH e AS (
-        SELECT l.list, x.ord, x.item, m.price_in_per_mtok_usd AS pin, m.price_out_per_mtok_usd AS pout
-          FROM (VALUES ('c', p_route -> 'candidates'), ('d', p_route -> 'dropped')) l (list, items)
-         CROSS JOIN LATERAL jsonb_array_elements(l.items) WITH ORDINALITY x (item, ord)
-          LEFT JOIN routing.models m
-                 ON x.item ? 'projected_cost_usd' AND m.slug = x.item ->> 'slug'
-    )
-    SELECT coalesce(jsonb_agg(CASE WHEN e.item ? 'projected_cost_usd'
-                                   THEN (e.item - 'projected_cost_usd')
-                                        || jsonb_build_object('price_in_per_mtok_usd', e.pin,
-                                                              'price_out_per_mtok_usd', e.pout)
-                                   ELSE e.item END ORDER BY e.ord) FILTER (WHERE e.list = 'c'), '[]'),
-           coalesce(jsonb_agg(CASE WHEN e.item ? 'projected_cost_usd'
-                                   THEN (e.item - 'projected_cost_usd')
-                                        || jsonb_build_object('price_in_per_mtok_usd', e.pin,
-                                                              'price_out_per_mtok_usd', e.pout)
-                                   ELSE e.item END ORDER BY e.ord) FILTER (WHERE e.list = 'd'), '[]'),
-           coalesce(bool_and(coalesce(routing._projected_cost(v_in, v_max, e.pin, e.pout)
-                                      = (e.item ->> 'projected_cost_usd')::numeric, false))
-                        FILTER (WHERE e.item ? 'projected_cost_usd'), true)
-      INTO v_cands, v_drop, v_exact
-      FROM e;
-
-    IF NOT coalesce(v_exact, false) THEN
-        RETURN p_route;
-    END IF;
-
-    v_key := sha256(convert_to(v_cands::text || '|' || v_drop::text, 'UTF8'));
-    IF NOT EXISTS (SELECT FROM routing.route_snapshots s WHERE s.snapshot_key = v_key) THEN
+    v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                             p_as_of, 'compact');
+    IF NOT EXISTS (SELECT FROM routing.route_snapshots s
+                    WHERE s.snapshot_key = decode(v_explanation ->> 'snapshot', 'hex')) THEN
+        v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                                 p_as_of, 'snapshot');
         INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
-        VALUES (v_key, v_cands, v_drop)
+        VALUES (decode(v_explanation ->> 'snapshot', 'hex'),
+                v_explanation -> 'snapshot_candidates', v_explanation -> 'snapshot_dropped')
         ON CONFLICT (snapshot_key) DO NOTHING;
+        v_explanation := v_explanation - 'snapshot_candidates' - 'snapshot_dropped';
     END IF;
-
-    SELECT st.max_attempts INTO v_keep FROM routing.settings st;
-    SELECT coalesce(jsonb_object_agg(r.reason, r.n), '{}') INTO v_counts
-      FROM (SELECT x ->> 'reason' AS reason, count(*) AS n
-              FROM jsonb_array_elements(p_route -> 'dropped') x
-             GROUP BY 1) r;
-
-    RETURN (p_route - 'candidates' - 'dropped')
-        || jsonb_build_object(
-               'snapshot', encode(v_key, 'hex'),
-               'candidates', (SELECT coalesce(jsonb_agg(x.item ORDER BY x.ord), '[]')
-                                FROM jsonb_array_elements(p_route -> 'candidates') WITH ORDINALITY x (item, ord)
-                               WHERE x.ord <= coalesce(v_keep, 1)),
-               'candidate_count', jsonb_array_length(p_route -> 'candidates'),
-               'dropped_counts', v_counts);
+    RETURN v_explanation;
 END
 $$;
 
@@ -221,7 +183,7 @@ COMMENT ON FUNCTION routing.explain_outcome(bigint) IS
 REVOKE ALL ON routing.route_snapshots FROM PUBLIC;
 GRANT SELECT ON routing.route_snapshots TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._projected_cost(int, int, numeric, numeric) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._compact_explanation(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._route_explanation(numeric, text, int, int, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._expand_snapshot_list(jsonb, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._full_explanation(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_candidates(jsonb) FROM PUBLIC;

@@ -165,7 +165,10 @@ BEGIN
         RAISE EXCEPTION 'insert_decision: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    v_route     := routing._route(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- >>> route_snapshots: the compact explanation, its shared snapshot written if new
+    -- (routing.explain_outcome gives the whole document back).
+    v_route     := routing._route_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- <<< route_snapshots
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
@@ -207,10 +210,7 @@ BEGIN
             min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
             attempts, completed_at)
     VALUES (p_request_id, p_agent_id, v_agent.tenant_id, p_task_type, v_rule, v_slug,
-            -- >>> route_snapshots: the compact explanation (routing.explain_outcome
-            -- gives the whole document back).
-            (v_route ->> 'min_quality')::numeric, v_projected, routing._compact_explanation(v_route),
-            -- <<< route_snapshots
+            (v_route ->> 'min_quality')::numeric, v_projected, v_route,
             v_inference_id, v_status,
             CASE WHEN v_inference_id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)

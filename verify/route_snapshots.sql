@@ -10,7 +10,7 @@ DECLARE
 BEGIN
     FOREACH f IN ARRAY ARRAY[
         'routing._projected_cost(int, int, numeric, numeric)',
-        'routing._compact_explanation(jsonb)',
+        'routing._route_explanation(numeric, text, int, int, timestamptz)',
         'routing._expand_snapshot_list(jsonb, int, int)',
         'routing._full_explanation(jsonb)',
         'routing._route_candidates(jsonb)'] LOOP

@@ -3,7 +3,7 @@
 -- document choose_route returned, and failover from the compact form.
 -- tests/python/test_explain_outcome.py compares many random decisions.
 BEGIN;
-SELECT plan(24);
+SELECT plan(27);
 
 CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
@@ -38,8 +38,8 @@ SELECT function_returns('routing', 'explain_outcome', ARRAY['bigint'], 'jsonb', 
 SELECT ok(has_function_privilege('routing_readonly', 'routing.explain_outcome(bigint)', 'EXECUTE')
           AND has_function_privilege('routing_ops', 'routing.explain_outcome(bigint)', 'EXECUTE'),
           'routing_readonly and routing_ops may explain an outcome');
-SELECT ok(NOT has_function_privilege('routing_app', 'routing._compact_explanation(jsonb)', 'EXECUTE'),
-          '_compact_explanation is private');
+SELECT ok(NOT has_function_privilege('routing_app', 'routing._route_explanation(numeric, text, int, int, timestamptz)', 'EXECUTE'),
+          '_route_explanation is private');
 
 -------------------------------------------------------------- the document, given back
 
@@ -53,6 +53,16 @@ SELECT is((SELECT explanation -> 'dropped_counts' FROM routing.routing_outcomes 
           '{"m_allowed_veto": 1}'::jsonb, 'it keeps the dropped models'' counts by reason');
 SELECT is((SELECT (explanation ->> 'candidate_count')::int FROM routing.routing_outcomes WHERE id = :d1_outcome_id),
           4, 'and how many candidates there were');
+SELECT is(routing._route_document(NULL, 'general', 1000, 500, now(), 'compact'),
+          routing._route_document(NULL, 'general', 1000, 500, now(), 'snapshot') - 'snapshot_candidates' - 'snapshot_dropped',
+          'the router''s compact form is its snapshot form without the two lists, under the same key');
+SELECT is((SELECT jsonb_build_array(s.candidates, s.dropped) FROM routing.route_snapshots s
+            WHERE s.snapshot_key = decode((SELECT explanation ->> 'snapshot' FROM routing.routing_outcomes WHERE id = :d1_outcome_id), 'hex')),
+          (SELECT jsonb_build_array(r -> 'snapshot_candidates', r -> 'snapshot_dropped')
+             FROM routing._route_document(NULL, 'general', 1000, 500, now(), 'snapshot') r),
+          'the stored snapshot holds the lists of the key it is stored under');
+SELECT is(pg_temp.error_of($$SELECT routing._route_document(NULL, 'general', 1, 1, now(), 'whole')$$), '22023',
+          'an unknown router form is 22023');
 
 SELECT * FROM routing.insert_decision('s-2', :plain, 'general', 37, 9) \gset d2_
 SELECT is((SELECT count(*) FROM routing.route_snapshots), 1::bigint,
