@@ -148,8 +148,7 @@ ranked AS (
       FROM judged j
 ),
 items AS (
-    -- A list entry without its projected cost (the one token-dependent figure), built
-    -- only where the form lists it.
+    -- A list entry as the document lists it, built only where the form lists it.
     SELECT r.*,
            CASE WHEN p_form = 'compact' AND NOT (r.reason IS NULL AND r.rank < r.keep) THEN NULL
                 WHEN r.reason IS NULL THEN
@@ -157,6 +156,7 @@ items AS (
                         'slug', r.slug, 'rank', r.rank,
                         'provider', r.provider, 'provider_model', r.provider_model,
                         'price_per_mtok_usd', r.price_per_mtok_usd,
+                        'projected_cost_usd', r.projected_cost_usd,
                         'effective_quality', r.effective_quality,
                         'quality_source', r.quality_source,
                         'cooling_until', r.cooling_until)
@@ -165,24 +165,28 @@ items AS (
                         'slug', r.slug, 'reason', r.reason,
                         'endpoint', CASE WHEN r.reason = 'wrong_endpoint' THEN r.endpoint END,
                         'effective_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.effective_quality END,
+                        'projected_cost_usd', CASE WHEN r.reason = 'exceeds_budget_cap' THEN r.projected_cost_usd END,
                         'cooling_until', CASE WHEN r.reason = 'cooling_down' THEN r.cooling_until END,
                         'price_per_mtok_usd', CASE WHEN r.reason = 'm_allowed_veto' THEN r.price_per_mtok_usd END))
-           END AS item,
-           -- Candidates and models over the per-call cap list a projected cost.
-           (r.reason IS NULL OR r.reason = 'exceeds_budget_cap') AS costed
+           END AS item
       FROM ranked r
 ),
-counts AS (
-    SELECT coalesce(jsonb_object_agg(d.reason, d.n), '{}'::jsonb) AS dropped_counts
-      FROM (SELECT r.reason, count(*) AS n
-              FROM ranked r
-             WHERE r.reason IS NOT NULL AND p_form <> 'document'
-             GROUP BY r.reason) d
+entries AS (
+    -- The snapshot form's entry trades the projected cost (the one figure that depends
+    -- on the token counts) for the model's two prices.
+    SELECT i.*,
+           CASE WHEN p_form = 'snapshot' AND i.item ? 'projected_cost_usd'
+                THEN (i.item - 'projected_cost_usd')
+                     || jsonb_build_object('price_in_per_mtok_usd', i.price_in_per_mtok_usd,
+                                           'price_out_per_mtok_usd', i.price_out_per_mtok_usd)
+                WHEN p_form = 'snapshot' THEN i.item
+           END AS snapshot_item
+      FROM items i
 ),
 summary AS (
     -- One pass over the ranked catalog: the winner (rank 0), the cheapest vetoed price,
-    -- whether anything fell at the floor, budget or cooldown gates, and the lists the
-    -- form asks for.
+    -- whether anything fell at the floor, budget or cooldown gates, and what the form
+    -- lists.
     SELECT max(r.slug)               FILTER (WHERE r.rank = 0) AS slug,
            max(r.provider)           FILTER (WHERE r.rank = 0) AS provider,
            max(r.provider_model)     FILTER (WHERE r.rank = 0) AS provider_model,
@@ -192,23 +196,17 @@ summary AS (
            coalesce(bool_or(r.reason IN ('below_quality_floor', 'exceeds_budget_cap', 'cooling_down')), false)
                AS fell_at_floor,
            coalesce(bool_or(r.all_cooling), false) AS all_cooling,
-           count(*) FILTER (WHERE r.reason IS NULL) AS candidate_count,
-           coalesce(jsonb_agg(r.item || jsonb_build_object('projected_cost_usd', r.projected_cost_usd)
-                    ORDER BY r.rank) FILTER (WHERE r.reason IS NULL AND (p_form = 'document' OR r.rank < r.keep)),
+           coalesce(jsonb_agg(r.item ORDER BY r.rank)
+                        FILTER (WHERE r.reason IS NULL AND (p_form = 'document' OR r.rank < r.keep)),
                     '[]'::jsonb) AS candidates,
-           coalesce(jsonb_agg(CASE WHEN r.costed THEN r.item || jsonb_build_object('projected_cost_usd', r.projected_cost_usd)
-                                   ELSE r.item END
-                    ORDER BY r.slug) FILTER (WHERE r.reason IS NOT NULL AND p_form = 'document'), '[]'::jsonb) AS dropped,
-           coalesce(jsonb_agg(r.item || jsonb_build_object('price_in_per_mtok_usd', r.price_in_per_mtok_usd,
-                                                          'price_out_per_mtok_usd', r.price_out_per_mtok_usd)
-                    ORDER BY r.rank) FILTER (WHERE r.reason IS NULL AND p_form = 'snapshot'), '[]'::jsonb)
-               AS snapshot_candidates,
-           coalesce(jsonb_agg(CASE WHEN r.costed
-                                   THEN r.item || jsonb_build_object('price_in_per_mtok_usd', r.price_in_per_mtok_usd,
-                                                                     'price_out_per_mtok_usd', r.price_out_per_mtok_usd)
-                                   ELSE r.item END
-                    ORDER BY r.slug) FILTER (WHERE r.reason IS NOT NULL AND p_form = 'snapshot'), '[]'::jsonb)
-               AS snapshot_dropped,
+           coalesce(jsonb_agg(r.item ORDER BY r.slug)
+                        FILTER (WHERE r.reason IS NOT NULL AND p_form = 'document'), '[]'::jsonb) AS dropped,
+           count(*) FILTER (WHERE r.reason IS NULL) AS candidate_count,
+           array_agg(r.reason) FILTER (WHERE r.reason IS NOT NULL AND p_form <> 'document') AS reasons,
+           coalesce(jsonb_agg(r.snapshot_item ORDER BY r.rank)
+                        FILTER (WHERE r.reason IS NULL AND p_form = 'snapshot'), '[]'::jsonb) AS snapshot_candidates,
+           coalesce(jsonb_agg(r.snapshot_item ORDER BY r.slug)
+                        FILTER (WHERE r.reason IS NOT NULL AND p_form = 'snapshot'), '[]'::jsonb) AS snapshot_dropped,
            -- The snapshot key: every input of the two lists but the token counts, as
            -- record text (injective), cooling times as epochs.
            sha256(convert_to(current_setting('TimeZone') || E'\n'
@@ -219,7 +217,7 @@ summary AS (
                                                     ORDER BY r.rank NULLS LAST, r.slug)
                                              FILTER (WHERE p_form <> 'document'), ''),
                              'UTF8')) AS snapshot_key
-      FROM items r
+      FROM entries r
 )
 SELECT jsonb_build_object(
     'decision_rule',
@@ -245,20 +243,24 @@ SELECT jsonb_build_object(
     'candidates',        s.candidates)
     || CASE p_form
            WHEN 'document' THEN jsonb_build_object('dropped', s.dropped)
-           ELSE jsonb_build_object('snapshot', encode(s.snapshot_key, 'hex'),
-                                   'candidate_count', s.candidate_count,
-                                   'dropped_counts', k.dropped_counts)
+           ELSE jsonb_build_object(
+                    'snapshot', encode(s.snapshot_key, 'hex'),
+                    'candidate_count', s.candidate_count,
+                    'dropped_counts', (SELECT coalesce(jsonb_object_agg(d.reason, d.n), '{}'::jsonb)
+                                         FROM (SELECT x.reason, count(*) AS n
+                                                 FROM unnest(s.reasons) x (reason) GROUP BY x.reason) d))
                 || CASE WHEN p_form = 'snapshot'
                         THEN jsonb_build_object('snapshot_candidates', s.snapshot_candidates,
                                                 'snapshot_dropped', s.snapshot_dropped)
                         ELSE '{}'::jsonb END
        END
-  FROM summary s, cfg c, counts k
+  FROM summary s, cfg c
 );
 END
 $$;
 
--- choose_route's document (the 'document' form of routing._route_document).
+-- The document form under the released name, for callers of v0.1's private _route (the
+-- released write path, after a revert of write_path); choose_route calls the router directly.
 CREATE OR REPLACE FUNCTION routing._route(
     p_agent_cap_usd numeric,
     p_task_type     text,
@@ -298,7 +300,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'choose_route: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
-    RETURN routing._route(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of);
+    RETURN routing._route_document(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document');
 END
 $$;
 
