@@ -219,7 +219,24 @@ summary AS (
                              'UTF8')) AS snapshot_key
       FROM entries r
 )
-SELECT jsonb_build_object(
+SELECT CASE p_form
+           -- The document is returned as built: concatenating it would copy it again.
+           WHEN 'document' THEN d.doc
+           ELSE (d.doc - 'dropped')
+                || jsonb_build_object(
+                       'snapshot', encode(s.snapshot_key, 'hex'),
+                       'candidate_count', s.candidate_count,
+                       'dropped_counts', (SELECT coalesce(jsonb_object_agg(x.reason, x.n), '{}'::jsonb)
+                                            FROM (SELECT u.reason, count(*) AS n
+                                                    FROM unnest(s.reasons) u (reason) GROUP BY u.reason) x))
+                || CASE WHEN p_form = 'snapshot'
+                        THEN jsonb_build_object('snapshot_candidates', s.snapshot_candidates,
+                                                'snapshot_dropped', s.snapshot_dropped)
+                        ELSE '{}'::jsonb END
+       END
+  FROM summary s
+ CROSS JOIN cfg c
+ CROSS JOIN LATERAL (SELECT jsonb_build_object(
     'decision_rule',
         CASE
             WHEN s.slug IS NOT NULL THEN
@@ -240,21 +257,8 @@ SELECT jsonb_build_object(
     'per_call_cap_usd',  p_agent_cap_usd,
     'as_of',             p_as_of,
     'cooldowns_ignored', s.all_cooling,
-    'candidates',        s.candidates)
-    || CASE p_form
-           WHEN 'document' THEN jsonb_build_object('dropped', s.dropped)
-           ELSE jsonb_build_object(
-                    'snapshot', encode(s.snapshot_key, 'hex'),
-                    'candidate_count', s.candidate_count,
-                    'dropped_counts', (SELECT coalesce(jsonb_object_agg(d.reason, d.n), '{}'::jsonb)
-                                         FROM (SELECT x.reason, count(*) AS n
-                                                 FROM unnest(s.reasons) x (reason) GROUP BY x.reason) d))
-                || CASE WHEN p_form = 'snapshot'
-                        THEN jsonb_build_object('snapshot_candidates', s.snapshot_candidates,
-                                                'snapshot_dropped', s.snapshot_dropped)
-                        ELSE '{}'::jsonb END
-       END
-  FROM summary s, cfg c
+    'candidates',        s.candidates,
+    'dropped',           s.dropped) AS doc) d
 );
 END
 $$;
