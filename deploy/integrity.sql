@@ -3,6 +3,7 @@
 -- requires: inference_streaming
 -- requires: outcome_stream_index
 -- requires: argument_checks
+-- requires: budget_ledger
 --
 -- What an operator looks at first on the day something went wrong: one row per
 -- metric, each a count of rows that break (or, for the informational ones, describe)
@@ -165,7 +166,10 @@ BEGIN
         ('requests_cancelled_24h', (
             SELECT count(*) FROM routing.routing_outcomes o
              WHERE o.outcome_status = 'cancelled'
-               AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of))
+               AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of)),
+        -- >>> budget_ledger: the running daily spend against the ledger's own sum.
+        ('budget_spend_drift', routing._budget_drift(p_as_of))
+        -- <<< budget_ledger
     )
     SELECT v.metric, v.value
       FROM v JOIN routing.integrity_metrics m ON m.metric = v.metric

@@ -3,6 +3,7 @@
 -- requires: inference_streaming
 -- requires: write_path
 -- requires: argument_checks
+-- requires: budget_ledger
 --
 -- The reaper closes what nobody will ever close: an attempt still routed long after it
 -- was due (the gateway died, the process was killed between dispatch and record, or it
@@ -87,6 +88,9 @@ BEGIN
           WHERE o.id = ANY (v_outs) AND o.outcome_status IS NULL
           ORDER BY o.id
             FOR UPDATE;
+        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        PERFORM routing._lock_budget_rows(v_outs);
+        -- <<< budget_ledger
 
         UPDATE routing.inferences i
            SET status = 'failed',
@@ -143,6 +147,9 @@ BEGIN
                  LIMIT c_batch
                    FOR UPDATE OF i, o SKIP LOCKED) s;
         EXIT WHEN v_ids IS NULL;
+        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        PERFORM routing._lock_budget_rows(v_ids);
+        -- <<< budget_ledger
 
         UPDATE routing.routing_outcomes o
            SET outcome_status = coalesce(p.give_up_status, 'failed_abandoned'),

@@ -4,6 +4,8 @@
 -- requires: retry_policy_stream_codes
 -- requires: router
 -- requires: argument_checks
+-- requires: budget_ledger
+-- requires: route_snapshots
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -145,7 +147,6 @@ DECLARE
     v_refusal      jsonb;
     v_projected    numeric;
     v_spent        numeric;
-    v_tz           text;
     v_outcome_id   bigint;
     v_inference_id bigint;
 BEGIN
@@ -164,33 +165,33 @@ BEGIN
         RAISE EXCEPTION 'insert_decision: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    v_route     := routing._route(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- >>> route_snapshots: the compact explanation, its shared snapshot written if new
+    -- (routing.explain_outcome gives the whole document back).
+    v_route     := routing._route_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- <<< route_snapshots
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
 
-    -- Pre-dispatch checks. A capped agent's decisions are serialised on its row so two
-    -- gateways cannot both spend the last of the daily budget.
+    -- Pre-dispatch checks.
+    -- >>> budget_ledger: the daily cap is one conditional UPDATE of the agent's running
+    -- spend (routing._reserve_budget); concurrent decisions of a capped agent queue on
+    -- that row, so they cannot overspend. An uncapped decision is added to the day's row
+    -- if one exists (the agent was capped earlier that day), so the row stays exact.
     IF v_agent.status <> 'active' THEN
         v_refusal := jsonb_build_object('reason', 'agent_not_active', 'agent_status', v_agent.status);
     ELSIF v_slug IS NOT NULL AND v_agent.daily_cap_usd IS NOT NULL THEN
-        PERFORM FROM routing.agents a WHERE a.id = p_agent_id FOR NO KEY UPDATE;
-        SELECT s.spend_day_time_zone INTO v_tz FROM routing.settings s;
-        -- Settled cost of finished requests plus the projected cost of those in flight.
-        SELECT coalesce(sum(coalesce(o.cost_actual_usd,
-                                     CASE WHEN o.outcome_status IS NULL THEN o.projected_cost_usd END)), 0)
-          INTO v_spent
-          FROM routing.routing_outcomes o
-         WHERE o.agent_id = p_agent_id
-           AND o.created_at >= (date_trunc('day', now() AT TIME ZONE v_tz) AT TIME ZONE v_tz)
-           AND o.projected_cost_usd IS NOT NULL;
-        IF v_spent + v_projected > v_agent.daily_cap_usd THEN
+        v_spent := routing._reserve_budget(p_agent_id, v_agent.daily_cap_usd, v_projected, now());
+        IF v_spent IS NOT NULL THEN
             v_refusal := jsonb_build_object('reason', 'daily_cap_exceeded',
                                             'spent_today_usd', v_spent,
                                             'projected_cost_usd', v_projected,
                                             'daily_cap_usd', v_agent.daily_cap_usd);
         END IF;
+    ELSIF v_slug IS NOT NULL THEN
+        PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
     END IF;
+    -- <<< budget_ledger
 
     IF v_refusal IS NOT NULL THEN
         v_rule   := 'failed_pre_dispatch';
@@ -209,7 +210,8 @@ BEGIN
             min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
             attempts, completed_at)
     VALUES (p_request_id, p_agent_id, v_agent.tenant_id, p_task_type, v_rule, v_slug,
-            (v_route ->> 'min_quality')::numeric, v_projected, v_route, v_inference_id, v_status,
+            (v_route ->> 'min_quality')::numeric, v_projected, v_route,
+            v_inference_id, v_status,
             CASE WHEN v_inference_id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
     ON CONFLICT (agent_id, request_id) DO NOTHING
@@ -217,6 +219,11 @@ BEGIN
 
     IF v_outcome_id IS NULL THEN
         -- A concurrent call with the same request won the race; it has committed.
+        -- >>> budget_ledger: this call's reservation is given back.
+        IF v_refusal IS NULL AND v_slug IS NOT NULL THEN
+            PERFORM routing._settle_budget(p_agent_id, now(), -v_projected);
+        END IF;
+        -- <<< budget_ledger
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         RETURN;
     END IF;
@@ -494,7 +501,9 @@ BEGIN
             -- soonest, dispatched when it ends.
             SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END
               INTO v_next_slug, v_not_before
-              FROM jsonb_to_recordset(v_out.explanation -> 'candidates') AS c (slug text, rank int)
+              -- >>> route_snapshots: every ranked candidate, from the shared snapshot
+              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              -- <<< route_snapshots
               JOIN routing.models m ON m.slug = c.slug AND m.enabled
               LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
              WHERE c.slug <> ALL (v_tried)
@@ -555,12 +564,9 @@ BEGIN
     PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
     PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
 
-    -- Only the attempt's row: nothing else changes, so no outcome lock. The first token is
-    -- also a sign of life (heartbeat_at), so a stream whose client heartbeats only from its
-    -- first chunk on is not aged by a slow time to first token.
+    -- Only the attempt's row: nothing else changes, so no outcome lock.
     UPDATE routing.inferences i
-       SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms,
-           heartbeat_at = clock_timestamp()
+       SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms
      WHERE i.id = p_inference_id AND i.status = 'routed'
        AND i.first_token_at IS NULL AND i.outcome_id IS NOT NULL
     RETURNING i.outcome_id, i.first_token_at INTO v_outcome_id, v_first;
@@ -626,7 +632,7 @@ COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text
 COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) IS
     'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output at catalog prices (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
 COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
-    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms (and heartbeat_at: a sign of life); from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
 COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
     'A running stream is alive: stamps heartbeat_at (the reaper counts age from it) and, when given, the partial output_tokens. Returns true while the attempt is routed, false once it is closed (by the reaper, say): stop streaming. P0002 if unknown, 22023 on a bad argument (NULL id, negative count).';
 

@@ -231,4 +231,7 @@ GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz
 REVOKE ALL ON routing.model_cooldowns, routing.model_task_quality FROM PUBLIC;
 GRANT SELECT ON routing.model_cooldowns, routing.model_task_quality TO routing_readonly;
 
+-- New in v0.2: the router's forms; the v0.1 _route above no longer calls it.
+DROP FUNCTION IF EXISTS routing._route_document(numeric, text, int, int, timestamptz, text);
+
 COMMIT;

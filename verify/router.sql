@@ -13,8 +13,8 @@ BEGIN
              WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz)'::regprocedure),
            'routing.choose_route must be SECURITY DEFINER with a pinned search_path';
     ASSERT (SELECT prosrc LIKE '%wrong_endpoint%' FROM pg_catalog.pg_proc
-             WHERE oid = 'routing._route(numeric, text, int, int, timestamptz)'::regprocedure),
-           'routing._route has no wrong_endpoint gate (router v0.2)';
+             WHERE oid = 'routing._route_document(numeric, text, int, int, timestamptz, text)'::regprocedure),
+           'routing._route_document has no wrong_endpoint gate (router v0.2)';
 END
 $$;
 

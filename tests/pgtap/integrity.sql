@@ -24,8 +24,9 @@ SELECT table_privs_are('routing', 'stuck_inferences', 'routing_app', ARRAY[]::te
 SELECT results_eq(
     $$SELECT metric FROM routing.integrity_metrics WHERE kind = 'violation' ORDER BY ordinal$$,
     $$VALUES ('orphan_outcomes'), ('orphan_outcomes_24h'), ('stuck_routed_1h'),
-             ('terminal_outcome_with_routed_inference'), ('outcomes_without_terminal_state_1h')$$,
-    'the contract''s metrics are the violations');
+             ('terminal_outcome_with_routed_inference'), ('outcomes_without_terminal_state_1h'),
+             ('budget_spend_drift')$$,
+    'the contract''s metrics are the violations (and budget_ledger''s drift)');
 
 -- A ledger with one of each anomaly --------------------------------------------------
 -- History as an older write path left it: the CHECK must be off while it is loaded.
@@ -97,7 +98,9 @@ SELECT results_eq(
              ('unowned_inferences_linked_by_outcome', 1), ('succeeded_not_judgeable', 2),
              ('judge_queue', 1), ('judge_claimed', 2), ('judge_claims_expired', 1),
              -- v0.2 (tests/pgtap/integrity_v02.sql counts them)
-             ('streams_interrupted_24h', 0), ('requests_cancelled_24h', 0)$$,
+             ('streams_interrupted_24h', 0), ('requests_cancelled_24h', 0),
+             -- budget_ledger (tests/pgtap/budget_ledger.sql counts it)
+             ('budget_spend_drift', 0)$$,
     'every metric counts exactly its anomalies, in the documented order');
 
 SELECT results_eq(

@@ -143,7 +143,8 @@ SELECT is(
     'exactly one attempt was written'
 );
 SELECT is(
-    (SELECT explanation FROM routing.routing_outcomes WHERE id = :o1),
+    -- route_snapshots: the outcome stores the compact form; explain_outcome rebuilds it.
+    routing.explain_outcome(:o1),
     routing.choose_route(:main, 'general', 1000, 500),
     'the outcome''s explanation is choose_route''s document (same transaction, same now())'
 );

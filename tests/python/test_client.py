@@ -72,6 +72,14 @@ class Catalog:
         assert row is not None
         return row
 
+    def explanation(self, outcome_id: int) -> dict[str, Any]:
+        """The full router document (routing.explain_outcome), not the compact column."""
+        row = self.conn.execute(
+            "SELECT routing.explain_outcome(%s::bigint) AS doc", (outcome_id,)
+        ).fetchone()
+        assert row is not None
+        return row["doc"]
+
     def attempts(self, outcome_id: int) -> list[dict[str, Any]]:
         return self.conn.execute(
             "SELECT * FROM routing.inferences WHERE outcome_id = %s ORDER BY attempt_no",
@@ -571,7 +579,7 @@ def test_cooldown_is_shared_between_processes(catalog, server):
         b = ledger.call(AGENT, TASK, MESSAGES, 16)
 
     assert (b.model_slug, b.attempts) == ("t-mid", 1)
-    dropped = catalog.outcome(b.outcome_id)["explanation"]["dropped"]
+    dropped = catalog.explanation(b.outcome_id)["dropped"]
     assert {"slug": "t-cheap", "reason": "cooling_down"} in [
         {"slug": d["slug"], "reason": d["reason"]} for d in dropped
     ]

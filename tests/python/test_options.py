@@ -144,7 +144,7 @@ def test_embed_routes_only_to_embeddings_models_and_settles_from_input(embedding
     assert all("embedding" not in d for d in stored)
     dropped = {
         d["slug"]: d["reason"]
-        for d in embeddings.outcome(result.outcome_id)["explanation"]["dropped"]
+        for d in embeddings.explanation(result.outcome_id)["dropped"]
     }
     assert {dropped[s] for s in ("t-cheap", "t-mid", "t-top")} == {"wrong_endpoint"}
 
