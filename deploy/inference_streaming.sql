@@ -55,7 +55,7 @@ COMMENT ON COLUMN routing.inferences.first_token_at IS
 COMMENT ON COLUMN routing.inferences.ttft_ms IS
     'Time to first token reported by the client with mark_first_token.';
 COMMENT ON COLUMN routing.inferences.heartbeat_at IS
-    'Last sign of life of a running stream (routing.heartbeat_inference, and mark_first_token). The reaper counts age from the latest of created_at, not_before and heartbeat_at.';
+    'Last heartbeat of a running stream (routing.heartbeat_inference). The reaper counts age from the latest of created_at, not_before and heartbeat_at.';
 COMMENT ON COLUMN routing.inferences.usage_source IS
     'provider: the provider reported the token usage; estimated: the client counted. NULL: no usage known.';
 

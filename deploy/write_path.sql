@@ -555,12 +555,9 @@ BEGIN
     PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
     PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
 
-    -- Only the attempt's row: nothing else changes, so no outcome lock. The first token is
-    -- also a sign of life (heartbeat_at), so a stream whose client heartbeats only from its
-    -- first chunk on is not aged by a slow time to first token.
+    -- Only the attempt's row: nothing else changes, so no outcome lock.
     UPDATE routing.inferences i
-       SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms,
-           heartbeat_at = clock_timestamp()
+       SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms
      WHERE i.id = p_inference_id AND i.status = 'routed'
        AND i.first_token_at IS NULL AND i.outcome_id IS NOT NULL
     RETURNING i.outcome_id, i.first_token_at INTO v_outcome_id, v_first;
@@ -626,7 +623,7 @@ COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text
 COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) IS
     'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output at catalog prices (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
 COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
-    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms (and heartbeat_at: a sign of life); from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
 COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
     'A running stream is alive: stamps heartbeat_at (the reaper counts age from it) and, when given, the partial output_tokens. Returns true while the attempt is routed, false once it is closed (by the reaper, say): stop streaming. P0002 if unknown, 22023 on a bad argument (NULL id, negative count).';
 

@@ -60,8 +60,7 @@ def streams(db: str) -> Iterator[tuple[str, list[int]]]:
         # As if they had all started two hours ago and never heartbeat since.
         conn.execute(
             "UPDATE routing.inferences SET created_at = now() - interval '2 hours',"
-            " first_token_at = now() - interval '2 hours',"
-            " heartbeat_at = now() - interval '2 hours' WHERE id = ANY(%s::bigint[])",
+            " first_token_at = now() - interval '2 hours' WHERE id = ANY(%s::bigint[])",
             [ids],
         )
         yield db, ids
