@@ -176,10 +176,10 @@ class LedgerUnavailable(_AttemptError):
 class StreamInterrupted(_AttemptError):
     """A stream broke after its first chunk had reached the consumer.
 
-    The attempt was committed from its first chunk on, so nothing was retried: the outcome is
-    ``failed_stream_interrupted`` (or ``failed_timeout`` for a read timeout) with the partial
-    usage. ``partial_text`` is what the consumer received and ``output_tokens`` its count as
-    recorded.
+    The attempt was committed from its first chunk on, so nothing was retried: the attempt is
+    recorded ``stream_interrupted`` (``timeout`` for a read timeout, in ``error_code``) and the
+    outcome ``failed_stream_interrupted``, with the partial usage. ``partial_text`` is what
+    the consumer received and ``output_tokens`` its count as recorded.
     """
 
     def __init__(
