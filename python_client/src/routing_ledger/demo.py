@@ -304,7 +304,7 @@ _CHECKS: tuple[tuple[str, str], ...] = (
         " AND o.outcome_status = 'failed_stream_interrupted' AND i.first_token_at IS NULL",
     ),
     (
-        "partial answers (interrupted, cancelled) without their partial cost",
+        "interrupted or cancelled answers without their partial cost",
         "SELECT count(*) FROM routing.routing_outcomes o JOIN routing.inferences i"
         " ON i.id = o.inference_id WHERE o.request_id LIKE %s"
         " AND o.outcome_status IN ('failed_stream_interrupted', 'cancelled')"
