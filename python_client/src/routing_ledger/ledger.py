@@ -162,6 +162,13 @@ class _Base:
         self._record_timeout_s = record_timeout_s
         self._config = Config(db_retry_s, record_timeout_s, heartbeat_s)
 
+    def _missed_beat(self, beat: protocol.Beat, exc: Exception) -> None:
+        log.debug(
+            "routing-ledger: heartbeat of inference %s failed: %s",
+            beat.inference_id,
+            self._scrub(str(exc)),
+        )
+
     def _chat(
         self,
         agent_id: uuid.UUID | str,
@@ -427,11 +434,7 @@ class Ledger(_Base):
             try:
                 alive = self._fetch(beat.write(), beat.period_s)
             except Exception as exc:  # a missed beat is not the stream's failure
-                log.debug(
-                    "routing-ledger: heartbeat of inference %s failed: %s",
-                    beat.inference_id,
-                    self._scrub(str(exc)),
-                )
+                self._missed_beat(beat, exc)
                 continue
             if not alive:
                 beat.alive = False
@@ -710,11 +713,7 @@ class AsyncLedger(_Base):
             try:
                 alive = await self._fetch(beat.write(), beat.period_s)
             except Exception as exc:  # a missed beat is not the stream's failure
-                log.debug(
-                    "routing-ledger: heartbeat of inference %s failed: %s",
-                    beat.inference_id,
-                    self._scrub(str(exc)),
-                )
+                self._missed_beat(beat, exc)
                 continue
             if not alive:
                 beat.alive = False
