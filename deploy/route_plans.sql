@@ -12,43 +12,48 @@
 -- instants over which no cooldown starts or ends. A request whose plan is current pays
 -- for one index lookup and for its own few projected costs, whatever the catalog's size.
 --
--- - Current means: built at the catalog's present routing.route_epoch, in the session's
---   TimeZone (the lists render their timestamps in it), for an instant inside
---   [valid_from, valid_until). The epoch is one counter bumped by a statement trigger on
---   every table the router reads (models, task_floors, settings, model_task_quality,
---   model_cooldowns; a deleted route snapshot too). The trigger runs BEFORE the
---   statement, so a writer takes the counter's row lock first and holds no router row
---   another writer could want; readers never lock it. A plan is built in one statement
---   from one snapshot, the epoch it is labelled with included, so it can never be
---   labelled newer than what it was built from.
+-- - Current means: built at the present routing.route_epochs, in the session's TimeZone
+--   (the lists render their timestamps in it), for an instant inside [valid_from,
+--   valid_until). The epochs are three counters, each bumped by a statement trigger on
+--   the tables the router reads: catalog (models, task_floors, settings; a deleted route
+--   snapshot too), quality (model_task_quality, the judge's) and cooldowns
+--   (model_cooldowns, a 429's). Three rows, so that an operator's open catalog edit never
+--   holds up a gateway's 429 or a judge, and a 429 storm never holds up the judge. The
+--   trigger runs BEFORE the statement, so a writer takes its counter's row lock first and
+--   holds no router row another writer of that counter could want; readers never lock
+--   them. A plan is built in one statement from one snapshot, the epochs it is labelled
+--   with included, so it can never be labelled newer than what it was built from.
 -- - A per-call cap: the plan is used only when even the dearest model of the task's
 --   endpoint would fit under the cap at this request's token counts (then the cap gate
 --   drops nothing and the router's answer is the plan's); otherwise the request is
 --   routed exactly as before (routing._route_explanation).
 -- - Plans are a cache: routing.route_plans is UNLOGGED (empty after a crash or on a
 --   promoted standby, and rebuilt on the next request), written only when a request
---   finds no current plan (an upsert that never moves a plan back to an older epoch).
--- - Cost of the counter: statements that change the router's inputs queue on one row
---   until they commit (catalog edits, record_judgement, a 429's cooldown), and each
---   change makes every task's next request rebuild its plan (~ one choose_route).
+--   finds no current plan (an upsert that does not put back a plan of older epochs).
+-- - Cost of the counters: statements that change one of the router's inputs queue on its
+--   counter's row until they commit (catalog edits; record_judgement; a 429's cooldown),
+--   and each change makes every task's next request rebuild its plan (about one
+--   choose_route).
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
 
-CREATE TABLE IF NOT EXISTS routing.route_epoch (
-    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-    epoch     bigint  NOT NULL DEFAULT 0
+CREATE TABLE IF NOT EXISTS routing.route_epochs (
+    source text   PRIMARY KEY CHECK (source IN ('catalog', 'cooldowns', 'quality')),
+    epoch  bigint NOT NULL DEFAULT 0
 );
-COMMENT ON TABLE routing.route_epoch IS
-    'Version of everything the router reads: bumped by a statement trigger on routing.models, task_floors, settings, model_task_quality, model_cooldowns (and a deleted route snapshot). A route plan is current only at the epoch it was built at.';
-INSERT INTO routing.route_epoch DEFAULT VALUES ON CONFLICT (singleton) DO NOTHING;
+COMMENT ON TABLE routing.route_epochs IS
+    'Versions of what the router reads, bumped by statement triggers: catalog (routing.models, task_floors, settings, a deleted route snapshot), cooldowns (model_cooldowns), quality (model_task_quality). A route plan is current only at the epochs it was built at.';
+INSERT INTO routing.route_epochs (source) VALUES ('catalog'), ('cooldowns'), ('quality')
+ON CONFLICT (source) DO NOTHING;
 
 CREATE UNLOGGED TABLE IF NOT EXISTS routing.route_plans (
     task_type     text        NOT NULL,
     time_zone     text        NOT NULL,
-    epoch         bigint      NOT NULL,
+    -- routing.route_epochs' epochs, in source order, when it was built.
+    epochs        bigint[]    NOT NULL,
     valid_from    timestamptz NOT NULL,
     valid_until   timestamptz NOT NULL,
     -- The compact explanation for no cap and no tokens (projected costs 0).
@@ -63,8 +68,9 @@ CREATE UNLOGGED TABLE IF NOT EXISTS routing.route_plans (
     PRIMARY KEY (task_type, time_zone)
 );
 COMMENT ON TABLE routing.route_plans IS
-    'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid at route_epoch.epoch = epoch for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
+    'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid while routing.route_epochs holds its epochs, for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
 
+-- The trigger's argument names the counter.
 CREATE OR REPLACE FUNCTION routing._bump_route_epoch()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -72,25 +78,38 @@ SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
-    UPDATE routing.route_epoch SET epoch = epoch + 1;
+    UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = TG_ARGV[0];
     RETURN NULL;
+END
+$$;
+
+-- The current epochs, in the order route_plans.epochs keeps them.
+CREATE OR REPLACE FUNCTION routing._route_epochs()
+RETURNS bigint[]
+LANGUAGE plpgsql
+STABLE
+-- No SET clause (it runs on every decision); every name is qualified.
+AS $$
+BEGIN
+    RETURN (SELECT array_agg(e.epoch ORDER BY e.source) FROM routing.route_epochs e);
 END
 $$;
 
 DO $$
 DECLARE
-    t text;
+    t text[];
 BEGIN
-    FOREACH t IN ARRAY ARRAY['models', 'task_floors', 'settings', 'model_task_quality', 'model_cooldowns'] LOOP
-        EXECUTE format('DROP TRIGGER IF EXISTS bump_route_epoch ON routing.%I', t);
+    FOREACH t SLICE 1 IN ARRAY ARRAY[['models', 'catalog'], ['task_floors', 'catalog'], ['settings', 'catalog'],
+                                     ['model_task_quality', 'quality'], ['model_cooldowns', 'cooldowns']] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS bump_route_epoch ON routing.%I', t[1]);
         EXECUTE format('CREATE TRIGGER bump_route_epoch BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON routing.%I '
-                       'FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch()', t);
+                       'FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch(%L)', t[1], t[2]);
     END LOOP;
 END
 $$;
 DROP TRIGGER IF EXISTS bump_route_epoch ON routing.route_snapshots;
 CREATE TRIGGER bump_route_epoch BEFORE DELETE OR TRUNCATE ON routing.route_snapshots
-    FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch();
+    FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch('catalog');
 
 -- Builds the task's plan for p_as_of from one snapshot of the catalog, writes its route
 -- snapshot if new and stores the plan (unless a plan of a later epoch is already there).
@@ -104,19 +123,18 @@ DECLARE
     v_plan routing.route_plans;
     v_doc  jsonb;
 BEGIN
-    SELECT p_task_type, current_setting('TimeZone'), e.epoch,
+    SELECT p_task_type, current_setting('TimeZone'), routing._route_epochs(),
            coalesce((SELECT max(c.cooling_until) FROM routing.model_cooldowns c WHERE c.cooling_until <= p_as_of),
                     '-infinity'),
            coalesce((SELECT min(c.cooling_until) FROM routing.model_cooldowns c WHERE c.cooling_until > p_as_of),
                     'infinity'),
            d.doc,
            b.max_in, b.max_out
-      INTO v_plan.task_type, v_plan.time_zone, v_plan.epoch, v_plan.valid_from, v_plan.valid_until,
+      INTO v_plan.task_type, v_plan.time_zone, v_plan.epochs, v_plan.valid_from, v_plan.valid_until,
            v_doc, v_plan.max_price_in, v_plan.max_price_out
-      FROM routing.route_epoch e
-     -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
-     CROSS JOIN LATERAL (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot') AS doc
-                          OFFSET 0) d
+      -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
+      FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot') AS doc
+            OFFSET 0) d
      CROSS JOIN LATERAL (SELECT max(m.price_in_per_mtok_usd) AS max_in, max(m.price_out_per_mtok_usd) AS max_out
                            FROM routing.models m
                           WHERE m.endpoint::text = d.doc ->> 'endpoint') b;
@@ -136,11 +154,11 @@ BEGIN
 
     INSERT INTO routing.route_plans AS p VALUES (v_plan.*)
     ON CONFLICT (task_type, time_zone) DO UPDATE
-       SET epoch = excluded.epoch, valid_from = excluded.valid_from, valid_until = excluded.valid_until,
+       SET epochs = excluded.epochs, valid_from = excluded.valid_from, valid_until = excluded.valid_until,
            explanation = excluded.explanation, top_price_in = excluded.top_price_in,
            top_price_out = excluded.top_price_out, max_price_in = excluded.max_price_in,
            max_price_out = excluded.max_price_out, built_at = excluded.built_at
-     WHERE p.epoch <= excluded.epoch;
+     WHERE p.epochs <= excluded.epochs;
     RETURN v_plan;
 END
 $$;
@@ -164,9 +182,9 @@ DECLARE
 BEGIN
     SELECT p.* INTO v_plan
       FROM routing.route_plans p
-      JOIN routing.route_epoch e ON e.epoch = p.epoch
      WHERE p.task_type = p_task_type AND p.time_zone = current_setting('TimeZone')
-       AND p_as_of >= p.valid_from AND p_as_of < p.valid_until;
+       AND p_as_of >= p.valid_from AND p_as_of < p.valid_until
+       AND p.epochs = routing._route_epochs();
     IF NOT FOUND THEN
         v_plan := routing._build_route_plan(p_task_type, p_as_of);
     END IF;
@@ -191,9 +209,10 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON routing.route_epoch, routing.route_plans FROM PUBLIC;
-GRANT SELECT ON routing.route_epoch, routing.route_plans TO routing_readonly;
+REVOKE ALL ON routing.route_epochs, routing.route_plans FROM PUBLIC;
+GRANT SELECT ON routing.route_epochs, routing.route_plans TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._bump_route_epoch() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._route_epochs() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._build_route_plan(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz) FROM PUBLIC;
 

@@ -12,8 +12,9 @@ DROP TRIGGER bump_route_epoch ON routing.model_task_quality;
 DROP TRIGGER bump_route_epoch ON routing.settings;
 DROP TRIGGER bump_route_epoch ON routing.task_floors;
 DROP TRIGGER bump_route_epoch ON routing.models;
+DROP FUNCTION routing._route_epochs();
 DROP FUNCTION routing._bump_route_epoch();
 DROP TABLE routing.route_plans;
-DROP TABLE routing.route_epoch;
+DROP TABLE routing.route_epochs;
 
 COMMIT;

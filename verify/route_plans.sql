@@ -2,8 +2,8 @@
 
 BEGIN;
 
-SELECT epoch FROM routing.route_epoch WHERE false;
-SELECT task_type, time_zone, epoch, valid_from, valid_until, explanation, top_price_in, top_price_out,
+SELECT source, epoch FROM routing.route_epochs WHERE false;
+SELECT task_type, time_zone, epochs, valid_from, valid_until, explanation, top_price_in, top_price_out,
        max_price_in, max_price_out, built_at
   FROM routing.route_plans WHERE false;
 
@@ -12,9 +12,10 @@ DECLARE
     f text;
     t text;
 BEGIN
-    ASSERT (SELECT count(*) FROM routing.route_epoch) = 1, 'routing.route_epoch must hold its one row';
+    ASSERT (SELECT count(*) FROM routing.route_epochs) = 3, 'routing.route_epochs must hold its three counters';
     FOREACH f IN ARRAY ARRAY[
         'routing._bump_route_epoch()',
+        'routing._route_epochs()',
         'routing._build_route_plan(text, timestamptz)',
         'routing._planned_explanation(numeric, text, int, int, timestamptz)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';

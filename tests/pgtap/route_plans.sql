@@ -13,8 +13,8 @@ CREATE FUNCTION pg_temp.routed(p_cap numeric, p_task text, p_in int, p_max int, 
 RETURNS jsonb LANGUAGE sql AS $$
     SELECT routing._route_document(p_cap, p_task, p_in, p_max, p_as_of, 'compact')
 $$;
-CREATE FUNCTION pg_temp.epoch() RETURNS bigint LANGUAGE sql AS $$
-    SELECT epoch FROM routing.route_epoch
+CREATE FUNCTION pg_temp.epoch(p_source text) RETURNS bigint LANGUAGE sql AS $$
+    SELECT epoch FROM routing.route_epochs WHERE source = p_source
 $$;
 
 INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
@@ -31,7 +31,7 @@ VALUES ('p_emb', 'p7', 'emb-1', 0.02, 0.02, 0.80, true, 'embeddings');
 
 ----------------------------------------------------------------------------- structure
 
-SELECT has_table('routing', 'route_epoch', 'routing.route_epoch exists');
+SELECT has_table('routing', 'route_epochs', 'routing.route_epochs exists');
 SELECT has_table('routing', 'route_plans', 'routing.route_plans exists');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'routing.route_plans'::regclass), 'u',
           'route_plans is unlogged: a cache, rebuilt after a crash');
@@ -39,7 +39,7 @@ SELECT ok(NOT has_function_privilege('routing_app', 'routing._planned_explanatio
           AND NOT has_function_privilege('routing_app', 'routing._build_route_plan(text, timestamptz)', 'EXECUTE'),
           'the plan functions are private');
 SELECT ok(NOT has_table_privilege('routing_app', 'routing.route_plans', 'INSERT')
-          AND NOT has_table_privilege('routing_app', 'routing.route_epoch', 'UPDATE'),
+          AND NOT has_table_privilege('routing_app', 'routing.route_epochs', 'UPDATE'),
           'a gateway cannot write a plan or the epoch');
 SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgname = 'bump_route_epoch'), 6,
           'every table the router reads bumps the epoch');
@@ -49,7 +49,7 @@ SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgname = 'bump_route_epoch
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           'a first request: the plan''s explanation is the router''s');
 SELECT is((SELECT count(*)::int FROM routing.route_plans), 1, '... and the task''s plan is stored');
-SELECT is((SELECT epoch FROM routing.route_plans), pg_temp.epoch(), '... at the current epoch');
+SELECT is((SELECT epochs FROM routing.route_plans), routing._route_epochs(), '... at the current epochs');
 SELECT ok(EXISTS (SELECT FROM routing.route_snapshots s, routing.route_plans p
                    WHERE s.snapshot_key = decode(p.explanation ->> 'snapshot', 'hex')),
           '... its route snapshot is written with it');
@@ -82,46 +82,46 @@ SELECT is(pg_temp.planned(0.0001, 'general', 1000, 500, now()), pg_temp.routed(0
 
 ------------------------------------------------------------ every input bumps the epoch
 
-SELECT pg_temp.epoch() AS e0 \gset
+SELECT pg_temp.epoch('catalog') AS e0 \gset
 UPDATE routing.models SET price_in_per_mtok_usd = 0.9 WHERE slug = 'p_a';
-SELECT cmp_ok(pg_temp.epoch(), '>', :e0::bigint, 'a model change bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('catalog'), '>', :e0::bigint, 'a model change bumps the catalog epoch');
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           '... and the next request routes over the new price');
-SELECT is((SELECT epoch FROM routing.route_plans WHERE task_type = 'general'), pg_temp.epoch(),
-          '... from a plan rebuilt at the new epoch');
+SELECT is((SELECT epochs FROM routing.route_plans WHERE task_type = 'general'), routing._route_epochs(),
+          '... from a plan rebuilt at the new epochs');
 
-SELECT pg_temp.epoch() AS e1 \gset
+SELECT pg_temp.epoch('catalog') AS e1 \gset
 UPDATE routing.task_floors SET min_quality = 0.75 WHERE task_type = 'general';
-SELECT cmp_ok(pg_temp.epoch(), '>', :e1::bigint, 'a floor change bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('catalog'), '>', :e1::bigint, 'a floor change bumps the catalog epoch');
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           '... the new floor drops p_b');
 
-SELECT pg_temp.epoch() AS e2 \gset
+SELECT pg_temp.epoch('catalog') AS e2 \gset
 UPDATE routing.settings SET max_attempts = 2;
-SELECT cmp_ok(pg_temp.epoch(), '>', :e2::bigint, 'a settings change bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('catalog'), '>', :e2::bigint, 'a settings change bumps the catalog epoch');
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           '... max_attempts = 2 keeps two candidates inline');
 UPDATE routing.settings SET max_attempts = 6;
 
-SELECT pg_temp.epoch() AS e3 \gset
+SELECT pg_temp.epoch('quality') AS e3 \gset
 INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum)
 VALUES ('p_c', 'general', 100, 150);
-SELECT cmp_ok(pg_temp.epoch(), '>', :e3::bigint, 'learned quality bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('quality'), '>', :e3::bigint, 'learned quality bumps the quality epoch');
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           '... p_c''s learned quality (0.125) drops it below the floor');
 
-SELECT pg_temp.epoch() AS e4 \gset
+SELECT pg_temp.epoch('catalog') AS e4 \gset
 DELETE FROM routing.route_snapshots;
-SELECT cmp_ok(pg_temp.epoch(), '>', :e4::bigint, 'deleting route snapshots bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('catalog'), '>', :e4::bigint, 'deleting route snapshots bumps the catalog epoch');
 SELECT * FROM routing._planned_explanation(NULL, 'general', 1000, 500, now()) AS x \gset
 SELECT ok(EXISTS (SELECT FROM routing.route_snapshots s WHERE s.snapshot_key = decode(:'x'::jsonb ->> 'snapshot', 'hex')),
           '... so no plan names a snapshot that is gone');
 
 ------------------------------------------------------------ cooldowns and time
 
-SELECT pg_temp.epoch() AS e5 \gset
+SELECT pg_temp.epoch('cooldowns') AS e5 \gset
 INSERT INTO routing.model_cooldowns (model_slug, cooling_until) VALUES ('p_a', now() + interval '10 minutes');
-SELECT cmp_ok(pg_temp.epoch(), '>', :e5::bigint, 'a cooldown bumps the epoch');
+SELECT cmp_ok(pg_temp.epoch('cooldowns'), '>', :e5::bigint, 'a cooldown bumps the cooldowns epoch');
 SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NULL, 'general', 1000, 500, now()),
           'while p_a cools down, the plan drops it');
 SELECT is((SELECT valid_until FROM routing.route_plans WHERE task_type = 'general' AND time_zone = current_setting('TimeZone')),
