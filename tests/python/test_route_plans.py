@@ -113,7 +113,8 @@ def test_an_open_catalog_transaction_holds_up_neither_a_429_nor_a_judge(db: str)
         done = conn.execute(DECIDE, ("rp-judged", AGENT)).fetchone()
         assert done is not None
         conn.execute(
-            "SELECT * FROM routing.complete_decision(%s::bigint, '{}'::jsonb, 10::int, 5::int, 3::int)",
+            "SELECT * FROM routing.complete_decision("
+            "%s::bigint, '{}'::jsonb, 10::int, 5::int, 3::int)",
             (done[1],),
         )
 
