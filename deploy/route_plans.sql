@@ -11,6 +11,8 @@
 -- with no cap and no tokens, the prices of its top candidates, and the interval of
 -- instants over which no cooldown starts or ends. A request whose plan is current pays
 -- for one index lookup and for its own few projected costs, whatever the catalog's size.
+-- Measured in one run (20 models, fsync off): the compact router 248 us a request, the
+-- plan 54 us; insert_decision over 1,000 models 1.4x its cost over 10 (it was ~30x).
 --
 -- - Current means: built at the present routing.route_epochs, in the session's TimeZone
 --   (the lists render their timestamps in it), for an instant inside [valid_from,
