@@ -31,7 +31,10 @@
 --   routed exactly as before (routing._route_explanation).
 -- - Plans are a cache: routing.route_plans is UNLOGGED (empty after a crash or on a
 --   promoted standby, and rebuilt on the next request), written only when a request
---   finds no current plan (an upsert that does not put back a plan of older epochs).
+--   finds no current plan (an upsert that does not put back a plan of older epochs), by
+--   one request at a time under a transaction-level advisory lock it only tries (class
+--   hashtext('routing.route_plans')): the others use the plan they built and wait for
+--   nothing.
 -- - Cost of the counters: statements that change one of the router's inputs queue on its
 --   counter's row until they commit (catalog edits; record_judgement; a 429's cooldown),
 --   and each change makes every task's next request rebuild its plan (about one
@@ -154,6 +157,14 @@ BEGIN
     v_plan.explanation := v_doc - 'snapshot_candidates' - 'snapshot_dropped';
     v_plan.built_at    := clock_timestamp();
 
+    -- One writer per plan at a time, and no one waits for it: a request that finds the
+    -- plan's writer busy (another request rebuilding it, until that one commits) keeps
+    -- what it built for itself, so a burst of rebuilds after a change never queues on the
+    -- plan's row. (The snapshot above is different: the explanation names it, so it must
+    -- be there at commit, and a concurrent insert of the same key is waited for.)
+    IF NOT pg_try_advisory_xact_lock(hashtext('routing.route_plans'), hashtext(p_task_type || E'\n' || v_plan.time_zone)) THEN
+        RETURN v_plan;
+    END IF;
     INSERT INTO routing.route_plans AS p VALUES (v_plan.*)
     ON CONFLICT (task_type, time_zone) DO UPDATE
        SET epochs = excluded.epochs, valid_from = excluded.valid_from, valid_until = excluded.valid_until,

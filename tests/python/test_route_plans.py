@@ -150,3 +150,27 @@ def test_an_open_catalog_transaction_holds_up_neither_a_429_nor_a_judge(db: str)
         ).fetchone()
         assert explained == (True,)
         operator.rollback()
+
+
+def test_a_rebuild_never_waits_for_another_requests_rebuild(db: str) -> None:
+    """Two requests find the plan stale at once: the second does not queue behind the
+    first's uncommitted plan (it uses the plan it built itself)."""
+    same = (
+        "SELECT routing._planned_explanation(NULL, 'general', 1000, 500, now())"
+        " = routing._route_document(NULL, 'general', 1000, 500, now(), 'compact')"
+    )
+    with connect(db) as conn:
+        _setup(conn)
+        assert conn.execute(same).fetchone() == (True,)
+        # A new catalog epoch with the same content: the snapshot exists, the plan is stale.
+        conn.execute("UPDATE routing.settings SET max_attempts = max_attempts")
+    with connect(db, autocommit=False) as first, connect(db) as second:
+        assert first.execute(same).fetchone() == (True,)  # rebuilt; its transaction stays open
+        second.execute("SET lock_timeout = '2s'")
+        assert second.execute(same).fetchone() == (True,)
+        first.commit()
+        built = second.execute(
+            "SELECT epochs = (SELECT array_agg(epoch ORDER BY source) FROM routing.route_epochs)"
+            "  FROM routing.route_plans WHERE task_type = 'general'"
+        ).fetchone()
+        assert built == (True,), "the first request's plan is the one stored"
