@@ -15,8 +15,9 @@ to 127.0.0.1 (the loopback), each its own process and connection (tests/bench/cl
 
   P1  lifecycle (insert_decision + complete_decision) throughput / the bare-SQL floor (the same
       row writes as two plain statements), at 1, 4 and 8 clients.        goal ≥ 0.8×
-  P2  lifecycle throughput / the old five-statement path, at 1 and 8 clients, on the loopback
-      and through a proxy adding 1 ms each way (tests/bench/delay_proxy.py).
+  P2  lifecycle throughput / the old six-statement path (catalog read, then five writes), at
+      1 and 8 clients, on the loopback and through a proxy adding 1 ms each way
+      (tests/bench/delay_proxy.py).
                                                           goal ≥ 1.5× loopback, ≥ 2.5× 1 ms
   P3  choose_route latency over 1,000 enabled models / over 10.           goal ≤ 3×
   P4  heap + TOAST bytes per outcome (outcome and attempt rows) at 1,000 models / at 20; and
