@@ -523,17 +523,22 @@ class Bench:
                 # budget_spend_drift re-derives the day of every agent with a budget row
                 # (the capped agent's here) from the ledger: what that costs the report.
                 drift = conn.execute("SELECT routing._budget_drift(now())").fetchone()
-                drift_ms = median_ms(
-                    lambda: conn.execute("SELECT routing._budget_drift(now())").fetchone(),
-                    n=self.sizes.p5_probes // 10,
+                ms = interleaved_ms(
+                    {
+                        "report": lambda i: conn.execute(
+                            "SELECT * FROM routing.integrity_report()"
+                        ).fetchall(),
+                        "drift": lambda i: conn.execute(
+                            "SELECT routing._budget_drift(now())"
+                        ).fetchone(),
+                    },
+                    max(self.sizes.p5_probes // 5, 6),
+                    block=2,
                 )
-                reports[stage] = median_ms(
-                    lambda: conn.execute("SELECT * FROM routing.integrity_report()").fetchall(),
-                    n=self.sizes.p5_probes // 10,
-                )
+                reports[stage] = ms["report"]
                 self.report.note(
-                    f"{stage:>9,} today: integrity_report {reports[stage]:.2f} ms, of which"
-                    f" budget_spend_drift {drift_ms:.2f} ms (drift {drift[0] if drift else '?'})"
+                    f"{stage:>9,} today: integrity_report {ms['report']:.2f} ms, of which"
+                    f" budget_spend_drift {ms['drift']:.2f} ms (drift {drift[0] if drift else '?'})"
                 )
             last = self.sizes.p5_stages[-1]
             r = reports[last] / reports[self.sizes.p5_stages[0]]
