@@ -387,8 +387,11 @@ class Bench:
 
             # The hot path's own routing: insert_decision alone (the router's decision as the
             # write path runs it, outcome and first attempt written, no completion), each
-            # probe on its own connection, kept open across calls as a gateway's is.
-            conns = {n: self.connect(dbs[n]) for n in (10, 1000)}
+            # probe on its own connection, kept open across calls as a gateway's is, in a
+            # database of its own (the outcomes it leaves would change what P4 counts).
+            conns = {
+                n: self.connect(self.clone(f"p3_insert_{n}", catalog_of(n))) for n in (10, 1000)
+            }
             try:
                 t = self.tag("p3-")
                 probes = {str(n): PATHS["insert_only"](c, Workload()) for n, c in conns.items()}
