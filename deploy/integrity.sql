@@ -27,6 +27,11 @@
 -- (failed_stream_interrupted) and the requests cancelled in the 24 hours before p_as_of,
 -- on the partial index routing_outcomes_stream_endings; p_as_of is bounded (a finite
 -- timestamp in 1970..9999, so p_as_of - 24 hours always fits).
+-- Flat in history (issue 12, P6): terminal_outcome_with_routed_inference looks each routed
+-- attempt's outcome up by key (a subplan, whatever the ledger's size), and the orphans'
+-- judge counts are index-only on routing_outcomes_orphans_judge, the covering partial
+-- index of the later change orphan_judge_index (built CONCURRENTLY, so it cannot live in
+-- this transaction); before it exists they are right, only slower on a big ledger.
 
 BEGIN;
 
@@ -94,6 +99,10 @@ BEGIN
     RETURN QUERY
     WITH orphan_judge AS (
         -- The orphans' judge state, read once: it corrects two of the counts below.
+        -- Index-only on routing_outcomes_orphans_judge (change orphan_judge_index), which
+        -- holds just the orphans with these two columns; without it the plan took
+        -- routing_outcomes_inference (inference_id IS NULL: every rejected and refused
+        -- outcome of history too) and read the heap of each, growing with the ledger.
         SELECT count(*) FILTER (WHERE o.outcome_status = 'succeeded' AND o.judge_status IS NOT NULL) AS succeeded_judged,
                count(*) FILTER (WHERE o.judge_status = 'unlabeled') AS unlabeled
           FROM routing.routing_outcomes o
@@ -119,12 +128,15 @@ BEGIN
         -- Driven by the few routed attempts; the outcome found by its primary key, or for
         -- history that never wrote inferences.outcome_id, by routing_outcomes_inference.
         -- Two disjoint counts, not one OR: an OR of EXISTS is planned as hashed subplans
-        -- that read all of routing_outcomes.
+        -- that read all of routing_outcomes. The first is a scalar subquery (the primary
+        -- key gives at most one row), not EXISTS: a semi-join lets the planner hash a
+        -- sequential scan of routing_outcomes on a small ledger, and a subplan is one
+        -- key look-up per routed attempt at any size.
         ('terminal_outcome_with_routed_inference', (
             SELECT count(*) FROM routing.inferences i
              WHERE i.status = 'routed'
-               AND EXISTS (SELECT FROM routing.routing_outcomes o
-                            WHERE o.id = i.outcome_id AND o.outcome_status IS NOT NULL))
+               AND (SELECT o.outcome_status FROM routing.routing_outcomes o
+                     WHERE o.id = i.outcome_id) IS NOT NULL)
           + (SELECT count(*) FROM routing.inferences i
               WHERE i.status = 'routed' AND i.outcome_id IS NULL
                 AND EXISTS (SELECT FROM routing.routing_outcomes o

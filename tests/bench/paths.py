@@ -11,12 +11,13 @@
            package / floor is what the functions cost on top of the writes themselves.
   bare_tx  the same row writes as the v0.1 write_path_bench measured them: two explicit
            transactions of BEGIN, two statements, COMMIT (six round trips).
-  legacy   the write path routing-ledger replaces, each statement its own round trip and
-           transaction: INSERT outcome with inference_id NULL; INSERT inference; UPDATE
-           outcome SET inference_id (the back-fill); at completion UPDATE inference; UPDATE
-           outcome. Five statements; the old gateway also read the catalog to route, which
-           is left out (it would only make the old path slower). It runs on a database whose
-           constraint has the old in-flight escape (LEGACY_CONSTRAINT).
+  legacy   the write path routing-ledger replaces, the six statements issue 12 names, each
+           its own round trip and transaction: SELECT the catalog (the old gateway read the
+           models it routes over before writing; the routing it then did in the application
+           is left out, as is any budget query); INSERT outcome with inference_id NULL;
+           INSERT inference; UPDATE outcome SET inference_id (the back-fill); at completion
+           UPDATE inference; UPDATE outcome. It runs on a database whose constraint has the
+           old in-flight escape (LEGACY_CONSTRAINT).
 
 A :class:`Workload` fixes the request (agent, task, tokens, payloads) and what the router
 decides for it, so every path writes the same rows.
@@ -153,6 +154,12 @@ UPDATE routing.routing_outcomes
        judge_status = 'unlabeled', completed_at = clock_timestamp()
  WHERE id = %(oid)s
 """
+# The old gateway's routing input: every model of the catalog with what it ranks them by.
+LEGACY_READ_CATALOG = """
+SELECT slug, provider, provider_model, price_in_per_mtok_usd, price_out_per_mtok_usd, q_prior,
+       m_allowed, enabled, expected_latency_ms
+  FROM routing.models
+"""
 LEGACY_INSERT_OUTCOME = f"""
 INSERT INTO routing.routing_outcomes ({_OUTCOME_COLUMNS}, attempts)
 VALUES (%(rid)s, %(agent)s, %(tenant)s, %(task)s, %(rule)s, %(slug)s, %(minq)s, %(projected)s,
@@ -277,6 +284,8 @@ def legacy(conn: psycopg.Connection[Any], w: Workload) -> Path:
     base = w.params()
 
     def one(rid: str) -> None:
+        models = conn.execute(LEGACY_READ_CATALOG).fetchall()
+        assert models, "the old path routes over the catalog"
         row = conn.execute(LEGACY_INSERT_OUTCOME, {**base, "rid": rid}).fetchone()
         assert row is not None
         p = {**base, "oid": row[0]}

@@ -7,7 +7,8 @@ Sqitch plan into a template, and measures, on one connection each (the unix sock
 per-request latency of the paths in tests/bench/paths.py: ``package`` (insert_decision +
 complete_decision), ``floor`` (the same row writes as two plain statements), ``bare_tx``
 (the same writes in two explicit transactions, six round trips) and ``legacy`` (the old
-five-statement path with its back-fill, on a database with the old constraint).
+six-statement path: its catalog read, then five writes with the back-fill, on a database
+with the old constraint).
 
 Latency is per request (both phases, no provider call in between). By default the cluster
 runs with fsync off, so these are CPU and round-trip costs; ``--durable`` turns fsync,
@@ -33,7 +34,7 @@ WHAT = {
     "package": "insert_decision + complete_decision (2 round trips)",
     "floor": "the same row writes, 2 plain autocommit statements",
     "bare_tx": "the same row writes, 2 x (BEGIN, 2 statements, COMMIT)",
-    "legacy": "old path: 5 autocommit statements incl. back-fill",
+    "legacy": "old path: catalog read + 5 autocommit writes incl. back-fill",
 }
 
 

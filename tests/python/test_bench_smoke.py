@@ -9,6 +9,7 @@ up in ``make test`` rather than in the next benchmark run.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,41 @@ def test_the_old_path_and_the_proxy(cluster: LocalCluster, conn: psycopg.Connect
     ).fetchone()
     # The old path never set the attempt's outcome_id: that is the history repair re-links.
     assert row == ("succeeded", "succeeded", True)
+
+
+class _Counting:
+    """A connection that records the text of every statement it is given (and runs it)."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.statements: list[str] = []
+
+    def execute(self, query: str, params: Any = None) -> psycopg.Cursor[Any]:
+        self.statements.append(" ".join(str(query).split()))
+        return self.conn.execute(query, params)
+
+
+def test_the_old_path_is_the_six_statements(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(paths.CATALOG.encode())
+    conn.execute(paths.LEGACY_CONSTRAINT.encode())
+    workload = paths.Workload.decided(conn)
+    counting = _Counting(conn)
+    paths.PATHS["legacy"](counting, workload)("smoke-six")  # type: ignore[arg-type]
+    # What each statement does to which table, in order: read the catalog, then the old
+    # two-phase write and its completion, one round trip (and one autocommit) each.
+    done = [
+        re.match(r"(SELECT)\b.*\bFROM (\S+)|(INSERT) INTO (\S+)|(UPDATE) (\S+)", s).groups()
+        for s in counting.statements
+    ]
+    assert [tuple(g for g in groups if g) for groups in done] == [
+        ("SELECT", "routing.models"),
+        ("INSERT", "routing.routing_outcomes"),
+        ("INSERT", "routing.inferences"),
+        ("UPDATE", "routing.routing_outcomes"),
+        ("UPDATE", "routing.inferences"),
+        ("UPDATE", "routing.routing_outcomes"),
+    ]
+    assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
 def test_client_processes_run_a_cell(cluster: LocalCluster, conn: psycopg.Connection[Any]) -> None:
