@@ -8,6 +8,7 @@
 -- requires: validate_outcome_requires_inference
 -- requires: validate_inference_streaming
 -- requires: outcome_stream_index
+-- requires: budget_ledger
 --
 -- Time-partitioned routing_outcomes and inferences (docs/scaling.md, "partitioned
 -- ledger"). This change installs the machinery; it does not move a table by itself:
@@ -147,22 +148,69 @@ BEGIN
 END
 $$;
 
--- The links of one pair: an outcome and its attempts share the pair.
-CREATE OR REPLACE FUNCTION routing._link_partition_pair(p_suffix text)
+-- The links of one pair: an outcome and its attempts share the pair. NOT VALID (the
+-- online migration's switch-over, catalog-only; routing.migrate_ledger_finish validates
+-- them) checks new rows at once and the copied history later.
+CREATE OR REPLACE FUNCTION routing._link_partition_pair(p_suffix text, p_not_valid boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 DECLARE
-    v_o text := 'routing_outcomes_' || p_suffix;
-    v_i text := 'inferences_' || p_suffix;
+    v_o  text := 'routing_outcomes_' || p_suffix;
+    v_i  text := 'inferences_' || p_suffix;
+    v_nv text := CASE WHEN p_not_valid THEN ' NOT VALID' ELSE '' END;
 BEGIN
     EXECUTE format('ALTER TABLE routing.%I ADD CONSTRAINT %I FOREIGN KEY (inference_id, created_at) '
-                   'REFERENCES routing.%I (id, outcome_created_at) DEFERRABLE INITIALLY DEFERRED',
-                   v_o, v_o || '_inference_fkey', v_i);
+                   'REFERENCES routing.%I (id, outcome_created_at) DEFERRABLE INITIALLY DEFERRED%s',
+                   v_o, v_o || '_inference_fkey', v_i, v_nv);
     EXECUTE format('ALTER TABLE routing.%I ADD CONSTRAINT %I FOREIGN KEY (outcome_id, outcome_created_at) '
-                   'REFERENCES routing.%I (id, created_at)',
-                   v_i, v_i || '_outcome_fkey', v_o);
+                   'REFERENCES routing.%I (id, created_at)%s',
+                   v_i, v_i || '_outcome_fkey', v_o, v_nv);
+END
+$$;
+
+-- The unpartitioned layout's indexes, constraints (with their validated state), triggers,
+-- storage parameters and constraint comments, in replay order, into ledger_layout_ddl:
+-- what unpartition_ledger (and the online migration) rebuild from. Names qualified.
+CREATE OR REPLACE FUNCTION routing._record_ledger_layout()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog
+AS $$
+BEGIN
+    DELETE FROM routing.ledger_layout_ddl;
+    INSERT INTO routing.ledger_layout_ddl (ordinal, table_name, kind, name, definition, validated)
+    SELECT row_number() OVER (ORDER BY s.k, s.t, s.name), s.t, s.kind, s.name, s.def, s.validated
+      FROM (
+        SELECT c.conrelid::regclass::text AS t,
+               CASE c.contype WHEN 'c' THEN 2 WHEN 'f' THEN 3 ELSE 1 END AS k,
+               'constraint' AS kind, c.conname::text AS name,
+               pg_get_constraintdef(c.oid) AS def, c.convalidated AS validated
+          FROM pg_constraint c
+         WHERE c.conrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
+           AND c.contype IN ('p', 'u', 'c', 'f', 'x')
+        UNION ALL
+        SELECT x.indrelid::regclass::text, 0, 'index', ic.relname::text, pg_get_indexdef(x.indexrelid), NULL
+          FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
+         WHERE x.indrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
+           AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.contype IN ('p', 'u', 'x'))
+        UNION ALL
+        SELECT t.tgrelid::regclass::text, 4, 'trigger', t.tgname::text, pg_get_triggerdef(t.oid), NULL
+          FROM pg_trigger t
+         WHERE t.tgrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
+           AND NOT t.tgisinternal
+        UNION ALL
+        SELECT r.oid::regclass::text, 6, 'reloptions', r.relname::text, array_to_string(r.reloptions, ', '), NULL
+          FROM pg_class r
+         WHERE r.oid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
+           AND r.reloptions IS NOT NULL
+        UNION ALL
+        SELECT c.conrelid::regclass::text, 5, 'comment', c.conname::text, obj_description(c.oid, 'pg_constraint'), NULL
+          FROM pg_constraint c
+         WHERE c.conrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
+           AND obj_description(c.oid, 'pg_constraint') IS NOT NULL
+      ) s;
 END
 $$;
 
@@ -231,38 +279,7 @@ BEGIN
     PERFORM set_config('search_path', 'pg_catalog', true);
 
     IF p_to_partitioned THEN
-        DELETE FROM routing.ledger_layout_ddl;
-        INSERT INTO routing.ledger_layout_ddl (ordinal, table_name, kind, name, definition, validated)
-        SELECT row_number() OVER (ORDER BY s.k, s.t, s.name), s.t, s.kind, s.name, s.def, s.validated
-          FROM (
-            SELECT c.conrelid::regclass::text AS t,
-                   CASE c.contype WHEN 'c' THEN 2 WHEN 'f' THEN 3 ELSE 1 END AS k,
-                   'constraint' AS kind, c.conname::text AS name,
-                   pg_get_constraintdef(c.oid) AS def, c.convalidated AS validated
-              FROM pg_constraint c
-             WHERE c.conrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
-               AND c.contype IN ('p', 'u', 'c', 'f', 'x')
-            UNION ALL
-            SELECT x.indrelid::regclass::text, 0, 'index', ic.relname::text, pg_get_indexdef(x.indexrelid), NULL
-              FROM pg_index x JOIN pg_class ic ON ic.oid = x.indexrelid
-             WHERE x.indrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
-               AND NOT EXISTS (SELECT FROM pg_constraint c WHERE c.conindid = x.indexrelid AND c.contype IN ('p', 'u', 'x'))
-            UNION ALL
-            SELECT t.tgrelid::regclass::text, 4, 'trigger', t.tgname::text, pg_get_triggerdef(t.oid), NULL
-              FROM pg_trigger t
-             WHERE t.tgrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
-               AND NOT t.tgisinternal
-            UNION ALL
-            SELECT r.oid::regclass::text, 6, 'reloptions', r.relname::text, array_to_string(r.reloptions, ', '), NULL
-              FROM pg_class r
-             WHERE r.oid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
-               AND r.reloptions IS NOT NULL
-            UNION ALL
-            SELECT c.conrelid::regclass::text, 5, 'comment', c.conname::text, obj_description(c.oid, 'pg_constraint'), NULL
-              FROM pg_constraint c
-             WHERE c.conrelid IN ('routing.routing_outcomes'::regclass, 'routing.inferences'::regclass)
-               AND obj_description(c.oid, 'pg_constraint') IS NOT NULL
-          ) s;
+        PERFORM routing._record_ledger_layout();
     END IF;
 
     -- Views over the ledger, re-created on the new tables with the same text.
@@ -691,10 +708,10 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION routing._rows_in_default_partition(),
+REVOKE ALL ON FUNCTION routing._rows_in_default_partition(), routing._record_ledger_layout(),
     routing._ledger_is_partitioned(), routing._partition_range(text, timestamptz),
     routing._create_partition_pair(text, timestamptz, timestamptz, text, text),
-    routing._link_partition_pair(text),
+    routing._link_partition_pair(text, boolean),
     routing._switch_ledger_layout(boolean, bigint),
     routing.partition_ledger(bigint), routing.unpartition_ledger(bigint),
     routing.create_partitions_ahead(int, timestamptz),
