@@ -131,3 +131,11 @@ PARTITIONED_PGTAP := argument_checks or catalog or endpoints or judge_queue or r
 test-partitioned: setup
 	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python/test_write_path.py \
 	  tests/python/test_pgtap.py -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' --deselect tests/python/test_pgtap.py::test_pgtap_total
+
+bench-migration: setup
+	ROUTING_LEDGER_MIGRATION_ROWS=$${MIGRATION_ROWS:-3000000} $(VENV)/bin/pytest -s -q \
+	  tests/python/test_partition_migration.py -k online
+
+PARTITION_BENCH_ARGS ?=
+bench-partition: setup
+	$(VENV)/bin/python tests/bench/partition_bench.py $(PARTITION_BENCH_ARGS)

@@ -25,7 +25,7 @@
 --       one snapshot, which must be equal because every write is mirrored in its own
 --       transaction. Required before the switch-over.
 --   migrate_ledger_switch(p_lock_timeout)   ACCESS EXCLUSIVE on the four tables (waiting
---       at most p_lock_timeout, 500 ms by default, below deadlock_timeout, so a deadlock
+--       at most p_lock_timeout, 100 ms by default, below deadlock_timeout, so a deadlock
 --       with a writer costs this call, never a request): the live tables become *_v01,
 --       the twins take their names (indexes and sequences too, the sequences' positions
 --       carried over under the sequences' own lock), the recorded triggers and NOT VALID
@@ -217,7 +217,7 @@ BEGIN
     -- The triggers below need SHARE ROW EXCLUSIVE on the live tables: both at once, a
     -- short wait, below deadlock_timeout (a writer locks the two tables in either order;
     -- a deadlock must cost this call, never a request).
-    PERFORM set_config('lock_timeout', '500ms', true);
+    PERFORM set_config('lock_timeout', '100ms', true);
     LOCK TABLE routing.routing_outcomes, routing.inferences IN SHARE ROW EXCLUSIVE MODE;
     PERFORM routing._record_ledger_layout();
     PERFORM set_config('search_path', 'pg_catalog', true);
@@ -297,7 +297,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION routing.migrate_ledger_start() IS
-    'Online migration to the partitioned ledger, step 1: builds the empty partitioned twins (routing_outcomes_part, inferences_part) and mirror triggers on the live tables, in the caller''s transaction (lock_timeout 500ms: 55P03, run it again). Then migrate_ledger_copy until 0, migrate_ledger_verify, migrate_ledger_switch, migrate_ledger_finish; migrate_ledger_back_out at any point before finish. 55000 when already partitioned or a migration runs. Owner only.';
+    'Online migration to the partitioned ledger, step 1: builds the empty partitioned twins (routing_outcomes_part, inferences_part) and mirror triggers on the live tables, in the caller''s transaction (lock_timeout 100ms: 55P03, run it again). Then migrate_ledger_copy until 0, migrate_ledger_verify, migrate_ledger_switch, migrate_ledger_finish; migrate_ledger_back_out at any point before finish. 55000 when already partitioned or a migration runs. Owner only.';
 
 CREATE OR REPLACE FUNCTION routing.migrate_ledger_copy(p_batch int DEFAULT 10000)
 RETURNS bigint
@@ -561,7 +561,7 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION routing.migrate_ledger_switch(p_lock_timeout interval DEFAULT '500ms')
+CREATE OR REPLACE FUNCTION routing.migrate_ledger_switch(p_lock_timeout interval DEFAULT '100ms')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
@@ -583,7 +583,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION routing.migrate_ledger_switch(interval) IS
-    'Online migration, step 4, the bounded switch-over: waits at most p_lock_timeout (1 ms .. 1 min, default 500 ms; 55P03: call it again) for ACCESS EXCLUSIVE on the ledger tables, then, catalog-only, hands the names, indexes, sequence positions, triggers, views and functions to the partitioned tables; the old ones stay as *_v01, kept in step for a back-out. 55000 unless the copy was verified. Owner only.';
+    'Online migration, step 4, the bounded switch-over: waits at most p_lock_timeout (1 ms .. 1 min, default 100 ms; 55P03: call it again) for ACCESS EXCLUSIVE on the ledger tables, then, catalog-only, hands the names, indexes, sequence positions, triggers, views and functions to the partitioned tables; the old ones stay as *_v01, kept in step for a back-out. 55000 unless the copy was verified. Owner only.';
 
 CREATE OR REPLACE FUNCTION routing.migrate_ledger_finish()
 RETURNS text
@@ -598,7 +598,7 @@ BEGIN
         RAISE EXCEPTION 'migrate_ledger_finish: the ledger is not switched yet'
             USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'see routing.migrate_ledger_switch';
     END IF;
-    PERFORM set_config('lock_timeout', '500ms', true);
+    PERFORM set_config('lock_timeout', '100ms', true);
     LOCK TABLE routing.routing_outcomes, routing.inferences IN ACCESS EXCLUSIVE MODE;
     DROP TRIGGER mirror_to_unpartitioned ON routing.routing_outcomes;
     DROP TRIGGER mirror_to_unpartitioned ON routing.inferences;
@@ -610,7 +610,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION routing.migrate_ledger_finish() IS
-    'Online migration, step 5: drops the old tables (*_v01) and their mirror triggers, catalog-only under a bounded lock (500 ms; 55P03: call it again); the back-out is no longer possible, routing.unpartition_ledger still is. Then run routing.validate_partition_links(). 55000 before the switch-over. Owner only.';
+    'Online migration, step 5: drops the old tables (*_v01) and their mirror triggers, catalog-only under a bounded lock (100 ms; 55P03: call it again); the back-out is no longer possible, routing.unpartition_ledger still is. Then run routing.validate_partition_links(). 55000 before the switch-over. Owner only.';
 
 CREATE OR REPLACE FUNCTION routing.validate_partition_links()
 RETURNS bigint
@@ -639,7 +639,7 @@ $$;
 COMMENT ON FUNCTION routing.validate_partition_links() IS
     'After the online migration: validates the partition pairs'' foreign keys (added NOT VALID at the switch-over, enforced for new rows since) against the copied history, SHARE UPDATE EXCLUSIVE per partition, so traffic continues. Returns how many it validated; 23503 naming the link history breaks; 55000 while a migration runs. Owner only.';
 
-CREATE OR REPLACE FUNCTION routing.migrate_ledger_back_out(p_lock_timeout interval DEFAULT '500ms')
+CREATE OR REPLACE FUNCTION routing.migrate_ledger_back_out(p_lock_timeout interval DEFAULT '100ms')
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp

@@ -41,7 +41,8 @@ CATALOG = (
     " UNION ALL SELECT t.tgrelid::regclass || ' ' || pg_get_triggerdef(t.oid) || t.tgenabled::text"
     "   FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
     "  WHERE c.relnamespace = 'routing'::regnamespace AND NOT t.tgisinternal"
-    " UNION ALL SELECT v.oid::regclass || ' ' || pg_get_viewdef(v.oid) || coalesce(v.relacl::text, '')"
+    " UNION ALL SELECT v.oid::regclass || ' ' || pg_get_viewdef(v.oid)"
+    "        || coalesce(v.relacl::text, '')"
     "   FROM pg_class v WHERE v.relkind = 'v' AND v.relnamespace = 'routing'::regnamespace"
     " UNION ALL SELECT p.oid::regprocedure || coalesce(p.proacl::text, '')"
     "        || md5(pg_get_functiondef(p.oid)) || coalesce(obj_description(p.oid, 'pg_proc'), '')"
@@ -49,7 +50,8 @@ CATALOG = (
     " UNION ALL SELECT c.oid::regclass || ' ' || c.relkind::text || coalesce(c.relacl::text, '')"
     "        || coalesce(array_to_string(c.reloptions, ','), '')"
     "        || coalesce(obj_description(c.oid, 'pg_class'), '')"
-    "   FROM pg_class c WHERE c.relnamespace = 'routing'::regnamespace AND c.relkind IN ('r', 'p', 'S')"
+    "   FROM pg_class c WHERE c.relnamespace = 'routing'::regnamespace"
+    "    AND c.relkind IN ('r', 'p', 'S')"
     " UNION ALL SELECT a.attrelid::regclass || '.' || a.attname || ' '"
     "        || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull"
     "   FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
@@ -157,14 +159,14 @@ def load_bulk(conn: Conn, rows: int) -> None:
                 " task_type, decision_rule, chosen_model_slug, inference_id, attempts,"
                 " outcome_status, cost_actual_usd, judge_status, created_at, completed_at)"
                 " SELECT 50000000 + g, 'bulk-' || g, %s, %s, 'chat',"
-                "  CASE WHEN g % 2 = 0 THEN 'cheapest_clearing_floor' ELSE 'no_candidate_enrolled' END,"
-                "  CASE WHEN g % 2 = 0 THEN 'legacy-small' END,"
-                "  CASE WHEN g % 2 = 0 THEN 50000000 + g END, CASE WHEN g % 2 = 0 THEN 1 ELSE 0 END,"
-                "  CASE WHEN g % 2 = 0 THEN 'succeeded' ELSE 'rejected' END,"
-                "  CASE WHEN g % 2 = 0 THEN 0.0001 END, CASE WHEN g % 2 = 0 THEN 'labeled' END,"
+                "  CASE WHEN d THEN 'cheapest_clearing_floor' ELSE 'no_candidate_enrolled' END,"
+                "  CASE WHEN d THEN 'legacy-small' END, CASE WHEN d THEN 50000000 + g END,"
+                "  CASE WHEN d THEN 1 ELSE 0 END, CASE WHEN d THEN 'succeeded' ELSE 'rejected' END,"
+                "  CASE WHEN d THEN 0.0001 END, CASE WHEN d THEN 'labeled' END,"
                 "  t, t + interval '1 second'"
                 " FROM generate_series(%s::bigint, %s::bigint) g,"
-                "  LATERAL (SELECT now() - interval '60 days' * (g::float8 / %s) AS t) x",
+                "  LATERAL (SELECT now() - interval '60 days' * (g::float8 / %s) AS t,"
+                "                  mod(g, 2) = 0 AS d) x",
                 (AGENT_A, TENANT, lo + 1, hi, rows),
             )
             conn.execute(
@@ -264,28 +266,36 @@ def test_online_migration_and_back_out_under_a_writer(ledger: str) -> None:
         assert one(conn, "SELECT count(*) FROM routing.outcome_request_keys") == after[0]
         assert report(conn) == queued(baseline, len(second.decided))
         # Every link validated; nothing left of the old tables.
-        assert one(
-            conn,
-            "SELECT count(*) FROM pg_constraint WHERE connamespace = 'routing'::regnamespace"
-            " AND contype = 'f' AND NOT convalidated",
-        ) == 0
+        assert (
+            one(
+                conn,
+                "SELECT count(*) FROM pg_constraint WHERE connamespace = 'routing'::regnamespace"
+                " AND contype = 'f' AND NOT convalidated",
+            )
+            == 0
+        )
         assert one(conn, "SELECT to_regclass('routing.routing_outcomes_v01')") is None
         # Idempotency on the new layout: a repeat returns the outcome written before.
         request_id, outcome_id = next(iter(second.decided.items()))
-        assert one(
-            conn,
-            "SELECT outcome_id FROM routing.insert_decision(%s::text, %s::uuid, 'chat'::text,"
-            " 200::int, 50::int)",
-            (request_id, AGENT_A),
-        ) == outcome_id
+        assert (
+            one(
+                conn,
+                "SELECT outcome_id FROM routing.insert_decision(%s::text, %s::uuid, 'chat'::text,"
+                " 200::int, 50::int)",
+                (request_id, AGENT_A),
+            )
+            == outcome_id
+        )
         assert counts(conn) == after
         # The repair run's before-images are untouched (retention keeps their partitions).
-        assert one(conn, "SELECT count(*) FROM routing.repair_backup WHERE run_id = %s", (run,)) == backups
+        backup_rows = "SELECT count(*) FROM routing.repair_backup WHERE run_id = %s"
+        assert one(conn, backup_rows, (run,)) == backups
         print(
             f"\nmigration: {before[0]} outcomes / {before[1]} attempts, batch {batch}:"
             f" start {timings['start'] * 1000:.0f} ms, copy {timings['copy']:.1f} s"
             f" ({timings['batches']:.0f} batches), verify {timings['verify'] * 1000:.0f} ms,"
-            f" switch-over {timings['switch'] * 1000:.0f} ms, finish {timings['finish'] * 1000:.0f} ms,"
+            f" switch-over {timings['switch'] * 1000:.0f} ms,"
+            f" finish {timings['finish'] * 1000:.0f} ms,"
             f" validate {timings['validate']:.1f} s,"
             f" total {timings['total']:.1f} s; writer: {len(second.decided)} lifecycles,"
             f" longest {second.longest * 1000:.0f} ms"
