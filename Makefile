@@ -128,9 +128,18 @@ bench: setup
 # 10 M outcomes).
 PARTITIONED_PGTAP := argument_checks or catalog or endpoints or judge_queue or route_snapshots or router or schema_roles or validate_outcome_requires_inference or write_path_v02
 .PHONY: test-partitioned bench-migration bench-partition
+# The Python behaviour tests that write only through the functions (those loading the older
+# path's history, which does not name inferences.outcome_created_at, are deselected).
+PARTITIONED_PYTEST := test_write_path test_streaming_sql test_budget_race test_explain_outcome \
+  test_stream test_judge_worker test_options test_admin test_client test_ops_api
+PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli_doctor_reports_and_fails_on_violations \
+  test_client.py::test_cli_repair_dry_run_apply_and_rollback \
+  test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
+  test_ops_api.py::test_repair_round_trip_on_legacy_history
 test-partitioned: setup
-	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python/test_write_path.py \
-	  tests/python/test_pgtap.py -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' --deselect tests/python/test_pgtap.py::test_pgtap_total
+	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) \
+	  $(patsubst %,tests/python/%.py,$(PARTITIONED_PYTEST)) tests/python/test_pgtap.py \
+	  -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' $(patsubst %,--deselect tests/python/%,$(PARTITIONED_DESELECT))
 
 bench-migration: setup
 	ROUTING_LEDGER_MIGRATION_ROWS=$${MIGRATION_ROWS:-3000000} $(VENV)/bin/pytest -s -q \
