@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             "1 partition": None,
             "24 partitions": 22,
         }
+        if args.report_only:
+            layouts = {}
         conns: dict[str, psycopg.Connection[Any]] = {}
         for k, (name, pairs) in enumerate(layouts.items()):
             db = f"pb{k}"
