@@ -502,9 +502,9 @@ BEGIN
         ELSE
             v_inf := nextval('routing.inferences_id_seq');
             INSERT INTO routing.inferences
-                   (id, outcome_id, attempt_no, agent_id, model_slug, status, error_code,
-                    error_message, created_at, completed_at)
-            VALUES (v_inf, r.id, 1, r.agent_id, r.chosen_model_slug, 'failed', 'abandoned',
+                   (id, outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status,
+                    error_code, error_message, created_at, completed_at)
+            VALUES (v_inf, r.id, r.created_at, 1, r.agent_id, r.chosen_model_slug, 'failed', 'abandoned',
                     format('closed by routing.close_unmatched_orphans (repair run %s): the older write path '
                            'recorded no attempt this outcome could be proved to own (%s); what the provider '
                            'answered, if anything, is lost',

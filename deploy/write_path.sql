@@ -40,6 +40,15 @@
 -- - Bounds: p_request_id non-empty and at most 255 characters (a longer one would not
 --   fit the unique index: 54000), p_task_type at most 64, token counts and latencies
 --   0..2^31-1, p_http_status 100..599.
+-- - Every attempt records its outcome's created_at (inferences.outcome_created_at), the
+--   partition key of attempts on a time-partitioned ledger (change partitioned_ledger):
+--   an outcome and its attempts share one partition range. On this layout it is just a
+--   column. insert_decision's outcome INSERT names no conflict target (ON CONFLICT DO
+--   NOTHING): here the arbiter is the unique key (request_id, agent_id); on the
+--   partitioned layout, which cannot have that key, the request-key trigger skips the
+--   row of a request already claimed when the writer declares, with the SET clause
+--   routing.request_key_conflict = 'skip', that a conflict is its race branch. Either
+--   way no row comes back, and the loser reads the winner's.
 
 BEGIN;
 
@@ -57,6 +66,14 @@ DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int);
 DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int);
 -- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing._decision_row(uuid, text);
+
+ALTER TABLE routing.inferences ADD COLUMN IF NOT EXISTS outcome_created_at timestamptz;
+-- Attempts are updated in place (heartbeats every few seconds, then completion): those
+-- updates stay HOT only while the page has room for the new version, and the column makes
+-- every attempt wider. New pages keep 10 % free (catalog-only; no rewrite).
+ALTER TABLE routing.inferences SET (fillfactor = 90);
+COMMENT ON COLUMN routing.inferences.outcome_created_at IS
+    'created_at of the owning outcome, written by the write path: the partition key of attempts on a partitioned ledger (NULL on history of an older write path).';
 
 -- The error codes a client may report: the CHECK on inferences.error_code less the
 -- reaper's own 'abandoned'. What each one does is routing.retry_policy's.
@@ -137,6 +154,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
+SET routing.request_key_conflict = 'skip'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -216,7 +234,7 @@ BEGIN
             v_inference_id, v_status,
             CASE WHEN v_inference_id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
-    ON CONFLICT (agent_id, request_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING o.id INTO v_outcome_id;
 
     IF v_outcome_id IS NULL THEN
@@ -227,16 +245,25 @@ BEGIN
         END IF;
         -- <<< budget_ledger
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
+        IF NOT FOUND THEN
+            -- Partitioned ledger: the request's key outlived its outcome's partition
+            -- (dropped by retention, the key not yet purged).
+            RAISE EXCEPTION 'insert_decision: request % of agent % was decided, and its outcome is no longer retained',
+                            p_request_id, p_agent_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'a request id is idempotent only while its outcome is retained; use a new request_id';
+        END IF;
         RETURN;
     END IF;
 
     IF v_inference_id IS NOT NULL THEN
         -- input_tokens: the request's estimate, until a completion brings the provider's
         -- count; it is the input figure of a partial answer's cost.
+        -- now(): the outcome's created_at (its default, this transaction's start).
         INSERT INTO routing.inferences
-               (id, outcome_id, attempt_no, agent_id, model_slug, status, request_payload,
-                input_tokens, streamed)
-        VALUES (v_inference_id, v_outcome_id, 1, p_agent_id, v_slug, 'routed',
+               (id, outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status,
+                request_payload, input_tokens, streamed)
+        VALUES (v_inference_id, v_outcome_id, now(), 1, p_agent_id, v_slug, 'routed',
                 coalesce(p_request_payload, '{}'::jsonb), p_input_tokens, p_streamed);
     END IF;
 
@@ -532,10 +559,10 @@ BEGIN
     END IF;
 
     INSERT INTO routing.inferences AS i
-           (outcome_id, attempt_no, agent_id, model_slug, status, not_before, request_payload,
-            input_tokens, streamed)
-    VALUES (v_out.id, v_inf.attempt_no + 1, v_inf.agent_id, v_next_slug, 'routed', v_not_before,
-            v_inf.request_payload, v_inf.input_tokens, v_inf.streamed)
+           (outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status, not_before,
+            request_payload, input_tokens, streamed)
+    VALUES (v_out.id, v_out.created_at, v_inf.attempt_no + 1, v_inf.agent_id, v_next_slug, 'routed',
+            v_not_before, v_inf.request_payload, v_inf.input_tokens, v_inf.streamed)
     RETURNING i.id INTO v_next_id;
 
     UPDATE routing.routing_outcomes o

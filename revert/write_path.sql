@@ -20,6 +20,9 @@ DROP FUNCTION routing._decision_row(uuid, text);
 DROP FUNCTION routing._cost_usd(text, int, int);
 DROP FUNCTION routing._usage_sources();
 DROP FUNCTION routing._client_error_codes();
+-- Catalog-only: dropping a column does not rewrite the table.
+ALTER TABLE routing.inferences RESET (fillfactor);
+ALTER TABLE routing.inferences DROP COLUMN IF EXISTS outcome_created_at;
 
 CREATE TABLE IF NOT EXISTS routing.retry_policy (
     error_code         text PRIMARY KEY CHECK (error_code IN (

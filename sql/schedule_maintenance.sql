@@ -19,17 +19,18 @@
 --                           integrity_report's budget_spend_drift then reads (for 5 minutes)
 --                           instead of summing the day's outcomes at every metrics scrape.
 --   routing-ledger-partitions
---                           partition upkeep, once the package has a function for it
---                           (routing.maintain_partitions()). This release does not partition
---                           the ledger and has no such function, so this script schedules
---                           nothing for it and says so.
+--                           partition upkeep, daily by default (partitions_schedule):
+--                           routing.create_partitions_ahead() on a partitioned ledger (the
+--                           pairs up to two widths ahead; a no-op while the ledger is not
+--                           partitioned), then routing.purge_request_keys(100000), the keys
+--                           of requests whose partitions retention dropped (docs/scaling.md).
 --
 -- The jobs run as the role running this script (pg_cron's rule); it needs routing_ops in
 -- the ledger database. pg_cron is available on most managed PostgreSQL (RDS, Cloud SQL,
 -- Azure, Supabase) but is not needed by the package: without it, run
 -- `routing-ledger reap --every 60s` under a supervisor (systemd, Kubernetes) instead.
--- Stop with: SELECT cron.unschedule('routing-ledger-reap');
---            SELECT cron.unschedule('routing-ledger-budget-drift');
+-- Stop with: SELECT cron.unschedule('routing-ledger-reap'); (and 'routing-ledger-budget-drift',
+--            'routing-ledger-partitions')
 
 \set ON_ERROR_STOP 1
 \if :{?ledger_db}
@@ -47,6 +48,10 @@ SELECT current_database() AS ledger_db \gset
 \if :{?budget_check_schedule}
 \else
 \set budget_check_schedule '* * * * *'
+\endif
+\if :{?partitions_schedule}
+\else
+\set partitions_schedule '17 3 * * *'
 \endif
 
 SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') AS has_pg_cron \gset
@@ -79,8 +84,20 @@ SELECT cron.schedule_in_database(
            'SELECT routing.check_budget_drift()',
            :'ledger_db') AS budget_job_id \gset
 
+-- Only a partitioned ledger has partitions to keep ahead (CASE: the function is not called
+-- otherwise).
+SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = 'routing-ledger-partitions';
+SELECT cron.schedule_in_database(
+           'routing-ledger-partitions',
+           :'partitions_schedule',
+           'SELECT CASE WHEN (SELECT c.relkind FROM pg_catalog.pg_class c'
+           ' WHERE c.oid = ''routing.routing_outcomes''::regclass) = ''p'''
+           ' THEN (SELECT count(*) FROM routing.create_partitions_ahead()) END,'
+           ' routing.purge_request_keys(100000)',
+           :'ledger_db') AS partitions_job_id \gset
+
 COMMIT;
 
 \echo scheduled routing-ledger-reap (job :reap_job_id): reap_stuck_inferences(:'reap_older_than') on :"ledger_db", schedule :'reap_schedule'
 \echo scheduled routing-ledger-budget-drift (job :budget_job_id): check_budget_drift() on :"ledger_db", schedule :'budget_check_schedule'
-\echo partition upkeep: nothing to schedule (this release does not partition the ledger; no routing.maintain_partitions())
+\echo scheduled routing-ledger-partitions (job :partitions_job_id): create_partitions_ahead() and purge_request_keys() on :"ledger_db", schedule :'partitions_schedule'

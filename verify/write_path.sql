@@ -4,6 +4,7 @@ BEGIN;
 
 SELECT error_code, same_model_retries, then_action, base_backoff_ms, max_backoff_ms, give_up_status
   FROM routing.retry_policy WHERE false;
+SELECT outcome_created_at FROM routing.inferences WHERE false;
 
 DO $$
 DECLARE

@@ -155,6 +155,15 @@ KNOWN_V02: dict[str, tuple[str, ...]] = {
     "ops_metrics": ("p_window interval", "p_as_of timestamp with time zone"),
     # The budget counters' exact check, run by the maintenance schedule (issue 12).
     "check_budget_drift": ("p_as_of timestamp with time zone",),
+    # The partitioned ledger (change partitioned_ledger): upkeep and retention.
+    "create_partitions_ahead": ("p_ahead integer", "p_as_of timestamp with time zone"),
+    "drop_partitions_older_than": (
+        "p_age interval",
+        "p_apply boolean",
+        "p_include_unjudged boolean",
+        "p_as_of timestamp with time zone",
+    ),
+    "purge_request_keys": ("p_batch integer",),
 }
 
 CATALOG = """

@@ -77,7 +77,13 @@ def test_pg_cron_schedules_the_reaper_and_it_runs(cron_cluster: LocalCluster) ->
 
         first = cron_cluster.psql(LEDGER_DB, "-f", str(SCRIPT))
         assert "scheduled routing-ledger-reap" in first.stdout, first.stdout + first.stderr
-        assert "partition upkeep: nothing to schedule" in first.stdout
+        assert "scheduled routing-ledger-partitions" in first.stdout, first.stdout
+        (upkeep,) = conn.execute(
+            "SELECT command FROM cron.job WHERE jobname = 'routing-ledger-partitions'"
+        ).fetchone() or (None,)
+        assert upkeep is not None and "routing.create_partitions_ahead()" in upkeep
+        # On this (unpartitioned) ledger the job's command runs and does nothing.
+        assert conn.execute(upkeep).fetchone() == (None, 0)
         # Re-running replaces the job: still one, with the new threshold.
         again = cron_cluster.psql(
             LEDGER_DB, "-v", "reap_older_than=1 hour", "-f", str(SCRIPT), check=False
