@@ -3,6 +3,7 @@
 --   psql -v ON_ERROR_STOP=1 -d <the database pg_cron is installed in> \
 --        [-v ledger_db=<the routing-ledger database, default: this one>] \
 --        [-v reap_schedule='* * * * *'] [-v reap_older_than='1 hour'] \
+--        [-v budget_check_schedule='* * * * *'] \
 --        -f sql/schedule_maintenance.sql
 --
 -- What it schedules, each as a pg_cron job named for it (re-running the script replaces
@@ -12,6 +13,11 @@
 --                           default: attempts routed past the threshold become failed /
 --                           abandoned, their outcomes failed_abandoned (batched, SKIP LOCKED,
 --                           safe beside live traffic and beside itself).
+--   routing-ledger-budget-drift
+--                           routing.check_budget_drift(), every minute by default: the exact
+--                           check of the daily caps' running totals against the ledger, which
+--                           integrity_report's budget_spend_drift then reads (for 5 minutes)
+--                           instead of summing the day's outcomes at every metrics scrape.
 --   routing-ledger-partitions
 --                           partition upkeep, daily by default (partitions_schedule):
 --                           routing.create_partitions_ahead() on a partitioned ledger (the
@@ -23,7 +29,8 @@
 -- the ledger database. pg_cron is available on most managed PostgreSQL (RDS, Cloud SQL,
 -- Azure, Supabase) but is not needed by the package: without it, run
 -- `routing-ledger reap --every 60s` under a supervisor (systemd, Kubernetes) instead.
--- Stop with: SELECT cron.unschedule('routing-ledger-reap'); (and 'routing-ledger-partitions')
+-- Stop with: SELECT cron.unschedule('routing-ledger-reap'); (and 'routing-ledger-budget-drift',
+--            'routing-ledger-partitions')
 
 \set ON_ERROR_STOP 1
 \if :{?ledger_db}
@@ -37,6 +44,10 @@ SELECT current_database() AS ledger_db \gset
 \if :{?reap_older_than}
 \else
 \set reap_older_than '1 hour'
+\endif
+\if :{?budget_check_schedule}
+\else
+\set budget_check_schedule '* * * * *'
 \endif
 \if :{?partitions_schedule}
 \else
@@ -66,6 +77,13 @@ SELECT cron.schedule_in_database(
            format('SELECT routing.reap_stuck_inferences(%L::interval)', :'reap_older_than'),
            :'ledger_db') AS reap_job_id \gset
 
+SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = 'routing-ledger-budget-drift';
+SELECT cron.schedule_in_database(
+           'routing-ledger-budget-drift',
+           :'budget_check_schedule',
+           'SELECT routing.check_budget_drift()',
+           :'ledger_db') AS budget_job_id \gset
+
 -- Only a partitioned ledger has partitions to keep ahead (CASE: the function is not called
 -- otherwise).
 SELECT cron.unschedule(j.jobid) FROM cron.job j WHERE j.jobname = 'routing-ledger-partitions';
@@ -81,4 +99,5 @@ SELECT cron.schedule_in_database(
 COMMIT;
 
 \echo scheduled routing-ledger-reap (job :reap_job_id): reap_stuck_inferences(:'reap_older_than') on :"ledger_db", schedule :'reap_schedule'
+\echo scheduled routing-ledger-budget-drift (job :budget_job_id): check_budget_drift() on :"ledger_db", schedule :'budget_check_schedule'
 \echo scheduled routing-ledger-partitions (job :partitions_job_id): create_partitions_ahead() and purge_request_keys() on :"ledger_db", schedule :'partitions_schedule'
