@@ -78,9 +78,37 @@ INSERT INTO routing.integrity_metrics (metric, ordinal, kind, description) VALUE
     ('streams_interrupted_24h', 14, 'info',
      'Requests that ended failed_stream_interrupted in the 24 hours before p_as_of: the provider''s stream broke (or stalled, or was malformed) after the caller had seen output, so nothing could be retried. Their partial cost is on the outcome.'),
     ('requests_cancelled_24h', 15, 'info',
-     'Requests that ended cancelled in the 24 hours before p_as_of: the caller stopped (the end user disconnected, its own deadline), before or during the stream.')
+     'Requests that ended cancelled in the 24 hours before p_as_of: the caller stopped (the end user disconnected, its own deadline), before or during the stream.'),
+    -- 16 is budget_ledger's budget_spend_drift.
+    ('rows_in_default_partition', 17, 'violation',
+     'Rows of a partitioned ledger in its DEFAULT partitions (routing_outcomes_default, inferences_default): writes no time partition covered, because partition upkeep (routing.create_partitions_ahead, scheduled daily) has not run ahead. The writes succeeded and are kept; create the missing partitions. Always 0 on an unpartitioned ledger.')
 ON CONFLICT (metric) DO UPDATE
    SET ordinal = excluded.ordinal, kind = excluded.kind, description = excluded.description;
+
+-- The violation rows_in_default_partition: rows no partition covered (upkeep is not
+-- running) on a ledger partitioned by the later change partitioned_ledger. The DEFAULT
+-- pair is empty on a healthy ledger, so counting it is cheap; 0 on the unpartitioned
+-- layout, which has no such tables. By name, so it needs nothing the switch has not built.
+CREATE OR REPLACE FUNCTION routing._rows_in_default_partition()
+RETURNS bigint
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+DECLARE
+    v_total bigint := 0;
+    v_rows  bigint;
+    v_table text;
+BEGIN
+    FOREACH v_table IN ARRAY ARRAY['routing_outcomes_default', 'inferences_default'] LOOP
+        IF to_regclass('routing.' || v_table) IS NOT NULL THEN
+            EXECUTE format('SELECT count(*) FROM routing.%I', v_table) INTO v_rows;
+            v_total := v_total + v_rows;
+        END IF;
+    END LOOP;
+    RETURN v_total;
+END
+$$;
 
 CREATE OR REPLACE FUNCTION routing.integrity_report(p_as_of timestamptz DEFAULT now())
 RETURNS TABLE (metric text, value bigint)
@@ -180,8 +208,9 @@ BEGIN
              WHERE o.outcome_status = 'cancelled'
                AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of)),
         -- >>> budget_ledger: the running daily spend against the ledger's own sum.
-        ('budget_spend_drift', routing._budget_drift(p_as_of))
+        ('budget_spend_drift', routing._budget_drift(p_as_of)),
         -- <<< budget_ledger
+        ('rows_in_default_partition', routing._rows_in_default_partition())
     )
     SELECT v.metric, v.value
       FROM v JOIN routing.integrity_metrics m ON m.metric = v.metric
@@ -190,7 +219,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.integrity_report(timestamptz) IS
-    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
+    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges), budget_spend_drift and rows_in_default_partition (violations of the daily cap''s counters and of partition upkeep). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
 
 -- Dispatched outcomes with no attempt: the rows behind orphan_outcomes.
 CREATE OR REPLACE VIEW routing.orphan_outcomes AS
@@ -234,6 +263,7 @@ COMMENT ON VIEW routing.link_mismatches IS
 
 REVOKE ALL ON routing.integrity_metrics FROM PUBLIC;
 GRANT SELECT ON routing.integrity_metrics TO routing_ops, routing_readonly;
+REVOKE ALL ON FUNCTION routing._rows_in_default_partition() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.integrity_report(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.integrity_report(timestamptz) TO routing_ops;
 REVOKE ALL ON routing.orphan_outcomes, routing.stuck_inferences, routing.link_mismatches FROM PUBLIC;

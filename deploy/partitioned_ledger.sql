@@ -684,31 +684,7 @@ $$;
 COMMENT ON FUNCTION routing.purge_request_keys(int) IS
     'Deletes up to p_batch idempotency keys of requests whose partition retention dropped (older than every retained range); returns how many (0: done). Run after drop_partitions_older_than, in a loop, each call its own transaction. Until then a retry of such a request raises 55000 instead of being decided again. 22023 on a bad p_batch.';
 
--- The violation rows_in_default_partition: rows no partition covered (upkeep is not
--- running). The DEFAULT pair is empty on a healthy ledger, so counting it is cheap; 0
--- on the unpartitioned layout. By name, so it needs nothing the switch has not built.
-CREATE OR REPLACE FUNCTION routing._rows_in_default_partition()
-RETURNS bigint
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, routing, pg_temp
-AS $$
-DECLARE
-    v_total bigint := 0;
-    v_rows  bigint;
-    v_table text;
-BEGIN
-    FOREACH v_table IN ARRAY ARRAY['routing_outcomes_default', 'inferences_default'] LOOP
-        IF to_regclass('routing.' || v_table) IS NOT NULL THEN
-            EXECUTE format('SELECT count(*) FROM routing.%I', v_table) INTO v_rows;
-            v_total := v_total + v_rows;
-        END IF;
-    END LOOP;
-    RETURN v_total;
-END
-$$;
-
-REVOKE ALL ON FUNCTION routing._rows_in_default_partition(), routing._record_ledger_layout(),
+REVOKE ALL ON FUNCTION routing._record_ledger_layout(),
     routing._ledger_is_partitioned(), routing._partition_range(text, timestamptz),
     routing._create_partition_pair(text, timestamptz, timestamptz, text, text),
     routing._link_partition_pair(text, boolean),

@@ -12,7 +12,8 @@ SET LOCAL statement_timeout = '1min';
 -- What v0.2 added, so that the released script below puts back exactly v0.1's: its
 -- metric rows are upserted, the two new ones would stay; the view gained a column,
 -- which CREATE OR REPLACE VIEW cannot take away.
-DELETE FROM routing.integrity_metrics WHERE metric IN ('streams_interrupted_24h', 'requests_cancelled_24h');
+DELETE FROM routing.integrity_metrics
+ WHERE metric IN ('streams_interrupted_24h', 'requests_cancelled_24h', 'rows_in_default_partition');
 DROP VIEW routing.stuck_inferences;
 
 CREATE TABLE IF NOT EXISTS routing.integrity_metrics (
@@ -192,5 +193,7 @@ REVOKE ALL ON FUNCTION routing.integrity_report(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.integrity_report(timestamptz) TO routing_ops;
 REVOKE ALL ON routing.orphan_outcomes, routing.stuck_inferences, routing.link_mismatches FROM PUBLIC;
 GRANT SELECT ON routing.orphan_outcomes, routing.stuck_inferences, routing.link_mismatches TO routing_readonly;
+
+DROP FUNCTION routing._rows_in_default_partition();
 
 COMMIT;

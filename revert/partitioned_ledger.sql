@@ -19,7 +19,6 @@ END
 $$;
 
 DROP FUNCTION routing.purge_request_keys(int);
-DROP FUNCTION routing._rows_in_default_partition();
 DROP FUNCTION routing.drop_partitions_older_than(interval, boolean, boolean, timestamptz);
 DROP FUNCTION routing.create_partitions_ahead(int, timestamptz);
 DROP FUNCTION routing.unpartition_ledger(bigint);

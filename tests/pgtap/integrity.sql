@@ -25,8 +25,8 @@ SELECT results_eq(
     $$SELECT metric FROM routing.integrity_metrics WHERE kind = 'violation' ORDER BY ordinal$$,
     $$VALUES ('orphan_outcomes'), ('orphan_outcomes_24h'), ('stuck_routed_1h'),
              ('terminal_outcome_with_routed_inference'), ('outcomes_without_terminal_state_1h'),
-             ('budget_spend_drift')$$,
-    'the contract''s metrics are the violations (and budget_ledger''s drift)');
+             ('budget_spend_drift'), ('rows_in_default_partition')$$,
+    'the contract''s metrics are the violations (and budget_ledger''s drift, and partition upkeep''s)');
 
 -- A ledger with one of each anomaly --------------------------------------------------
 -- History as an older write path left it: the CHECK must be off while it is loaded.
@@ -100,7 +100,9 @@ SELECT results_eq(
              -- v0.2 (tests/pgtap/integrity_v02.sql counts them)
              ('streams_interrupted_24h', 0), ('requests_cancelled_24h', 0),
              -- budget_ledger (tests/pgtap/budget_ledger.sql counts it)
-             ('budget_spend_drift', 0)$$,
+             ('budget_spend_drift', 0),
+             -- partition upkeep (tests/python/test_partitioned_ledger.py counts it)
+             ('rows_in_default_partition', 0)$$,
     'every metric counts exactly its anomalies, in the documented order');
 
 SELECT results_eq(

@@ -65,8 +65,10 @@ def complete(conn: psycopg.Connection[Any], inference_id: int) -> None:
 
 
 def default_rows(conn: psycopg.Connection[Any]) -> int:
-    """The count behind the violation rows_in_default_partition."""
-    row = conn.execute("SELECT routing._rows_in_default_partition()").fetchone()
+    """integrity_report's violation rows_in_default_partition."""
+    row = conn.execute(
+        "SELECT value FROM routing.integrity_report() WHERE metric = 'rows_in_default_partition'"
+    ).fetchone()
     assert row is not None
     return int(row[0])
 
