@@ -6,6 +6,7 @@
 -- requires: argument_checks
 -- requires: budget_ledger
 -- requires: route_snapshots
+-- requires: route_plans
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -155,8 +156,9 @@ BEGIN
     PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
 
     -- Idempotent repeat: the request was already decided; return it, write nothing.
-    RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
-    IF FOUND THEN
+    -- (The probe is inline: a new request, the usual call, pays for one index lookup.)
+    IF EXISTS (SELECT FROM routing.routing_outcomes o WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id) THEN
+        RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         RETURN;
     END IF;
 
@@ -165,10 +167,10 @@ BEGIN
         RAISE EXCEPTION 'insert_decision: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    -- >>> route_snapshots: the compact explanation, its shared snapshot written if new
-    -- (routing.explain_outcome gives the whole document back).
-    v_route     := routing._route_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
-    -- <<< route_snapshots
+    -- >>> route_snapshots, route_plans: the compact explanation (routing.explain_outcome
+    -- gives the whole document back), from the task's route plan while it is current.
+    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- <<< route_snapshots, route_plans
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;

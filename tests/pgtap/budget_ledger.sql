@@ -4,7 +4,7 @@
 -- and the drift metric. The cap under concurrent connections is
 -- tests/python/test_budget_race.py (one transaction cannot race itself).
 BEGIN;
-SELECT plan(39);
+SELECT plan(46);
 
 -- Fixture. For 1000 input / 500 max tokens: b_cheap projects 0.002, b_mid 0.0035.
 INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
@@ -141,6 +141,22 @@ SET LOCAL session_replication_role = origin;
 SELECT is(pg_temp.drift(), 1::bigint, 'a cost changed around the trigger is reported as drift');
 SELECT is(routing._derived_spend(:capped, routing._spend_day(now())), 0.0021,
           'the ledger''s own sum is what the metric compares with');
+
+-- The exact check, off the scrape path: recorded, and read by the report while fresh.
+SELECT is(routing.check_budget_drift(), 1::bigint, 'check_budget_drift counts the drifted agent');
+SELECT is((SELECT drifted FROM routing.budget_drift_checks WHERE spend_day = routing._spend_day(now())), 1::bigint,
+          '... and records the count for the day');
+UPDATE routing.budget_spend SET spent_usd = routing._derived_spend(agent_id, spend_day)
+ WHERE spend_day = routing._spend_day(now());
+SELECT is(pg_temp.drift(), 1::bigint, 'the report reads a check at most 5 minutes old instead of the day''s rows');
+UPDATE routing.budget_drift_checks SET checked_at = now() - interval '6 minutes';
+SELECT is(pg_temp.drift(), 0::bigint, 'an older check is not used: the report counts the day itself');
+SELECT is(routing.check_budget_drift(), 0::bigint, 'a new check finds the counters repaired');
+SELECT throws_ok($$SELECT routing.check_budget_drift('infinity')$$, '22023', NULL,
+                 'check_budget_drift refuses a timestamp outside 1970..9999 (22023)');
+SELECT ok(has_function_privilege('routing_ops', 'routing.check_budget_drift(timestamptz)', 'EXECUTE')
+          AND NOT has_function_privilege('routing_app', 'routing.check_budget_drift(timestamptz)', 'EXECUTE'),
+          'routing_ops runs the check, a gateway cannot');
 
 SELECT * FROM finish();
 ROLLBACK;

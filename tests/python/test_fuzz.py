@@ -153,6 +153,8 @@ KNOWN_V02: dict[str, tuple[str, ...]] = {
     # Operations extensions (helper ops): what the metrics exporter reads.
     "describe_metrics": (),
     "ops_metrics": ("p_window interval", "p_as_of timestamp with time zone"),
+    # The budget counters' exact check, run by the maintenance schedule (issue 12).
+    "check_budget_drift": ("p_as_of timestamp with time zone",),
 }
 
 CATALOG = """

@@ -108,6 +108,26 @@ def test_pg_cron_schedules_the_reaper_and_it_runs(cron_cluster: LocalCluster) ->
         assert status_of(conn, stuck) == ("failed", "abandoned")
         assert status_of(conn, fresh) == ("routed", None), "younger than the threshold: spared"
 
+        # The budget counters' exact check is scheduled beside it and records today's check.
+        assert "scheduled routing-ledger-budget-drift" in first.stdout, first.stdout
+        budget = conn.execute(
+            "SELECT jobid, command FROM cron.job WHERE jobname = 'routing-ledger-budget-drift'"
+        ).fetchall()
+        assert len(budget) == 1 and budget[0][1] == "SELECT routing.check_budget_drift()", budget
+        checked: list[tuple[Any, ...]] = []
+        while time.monotonic() < deadline + 90:
+            checked = conn.execute(
+                "SELECT d.status, c.drifted FROM cron.job_run_details d"
+                "  LEFT JOIN routing.budget_drift_checks c"
+                "    ON c.spend_day = routing._spend_day(now())"
+                " WHERE d.jobid = %s AND d.status IN ('succeeded', 'failed')",
+                (budget[0][0],),
+            ).fetchall()
+            if checked:
+                break
+            time.sleep(1)
+        assert checked and checked[0] == ("succeeded", 0), checked
+
 
 def test_the_script_refuses_without_pg_cron(cluster: LocalCluster, db: str) -> None:
     dbname = psycopg.conninfo.conninfo_to_dict(db)["dbname"]
@@ -188,6 +208,9 @@ def test_reap_every_is_a_supervised_loop_that_stops_on_sigterm(
         runs = out.wait_for(lambda ls: any("reaped 1 " in line for line in ls))
         assert any("reaped 1 " in line for line in runs), runs
         assert status_of(conn, stuck) == ("failed", "abandoned")
+        # Each round also runs the budget counters' exact check.
+        assert any("budget counters off the ledger: 0" in line for line in runs), runs
+        assert conn.execute("SELECT count(*) FROM routing.budget_drift_checks").fetchone() == (1,)
     finally:
         err = stop(proc)
     assert proc.returncode == 0, err

@@ -237,6 +237,12 @@ def _reap(older_than: Interval | None = None, *, as_of: datetime | None = None) 
     )
 
 
+def _check_budget_drift(*, as_of: datetime | None = None) -> _Call[int]:
+    """``routing.check_budget_drift``: how many agents' running daily spend differs from
+    the ledger's own sum (recorded for ``integrity_report``'s ``budget_spend_drift``)."""
+    return _call("check_budget_drift", _scalar, optional={"p_as_of": ("timestamptz", as_of)})
+
+
 def _repair_orphans(
     window: Interval | None = None, *, apply: bool = False
 ) -> _Call[list[RepairAction]]:
@@ -538,6 +544,7 @@ class Operator(_Client):
     describe_metrics = _sync(_describe_metrics)
     ops_metrics = _sync(_ops_metrics)
     reap = _sync(_reap)
+    check_budget_drift = _sync(_check_budget_drift)
     repair_orphans = _sync(_repair_orphans)
     close_unmatched_orphans = _sync(_close_unmatched_orphans)
     rollback_repair = _sync(_rollback_repair)
@@ -558,6 +565,7 @@ class AsyncOperator(_AsyncClient):
     describe_metrics = _async(_describe_metrics)
     ops_metrics = _async(_ops_metrics)
     reap = _async(_reap)
+    check_budget_drift = _async(_check_budget_drift)
     repair_orphans = _async(_repair_orphans)
     close_unmatched_orphans = _async(_close_unmatched_orphans)
     rollback_repair = _async(_rollback_repair)
