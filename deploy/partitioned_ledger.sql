@@ -1,5 +1,6 @@
 -- Deploy routing_ledger:partitioned_ledger to pg
 -- requires: outcome_request_keys
+-- requires: orphan_judge_index
 -- requires: write_path
 -- requires: integrity
 -- requires: reaper
