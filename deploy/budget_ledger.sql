@@ -151,7 +151,9 @@ LANGUAGE plpgsql
 -- No SET clause (it runs on every settlement); every name is qualified.
 AS $$
 BEGIN
-    IF p_delta_usd <> 0 THEN
+    -- Most agents have no cap and so no row: the probe (an index lookup) costs a tenth of
+    -- the UPDATE that would find nothing, on every decision and every settlement.
+    IF p_delta_usd <> 0 AND EXISTS (SELECT FROM routing.budget_spend b WHERE b.agent_id = p_agent_id) THEN
         UPDATE routing.budget_spend b
            SET spent_usd = b.spent_usd + p_delta_usd
          WHERE b.agent_id = p_agent_id AND b.spend_day = routing._spend_day(p_created_at);
