@@ -117,8 +117,12 @@ clean:
 # BENCH_ARGS=--quick for a smoke run (~1-2 min), BENCH_ARGS=--big for P6 at 10 M outcomes.
 BENCH_ARGS ?=
 .PHONY: bench
+# The hot-path goals (suite.py), then the partitioned ledger's costs (partition_bench.py:
+# insert cost with 1 vs 24 partitions, the report across partitions; PARTITION_BENCH_ARGS=--big
+# for 10 M rows).
 bench: setup
 	$(VENV)/bin/python tests/bench/suite.py $(BENCH_ARGS)
+	$(VENV)/bin/python tests/bench/partition_bench.py $(PARTITION_BENCH_ARGS)
 
 # The time-partitioned ledger (docs/scaling.md). test-partitioned (part of make test): the
 # v0.1 behaviour tests that write only through the functions, on a template switched with
