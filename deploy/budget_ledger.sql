@@ -167,6 +167,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 BEGIN
+    -- Most agents have no cap and so no budget row: then there is nothing to settle.
+    IF NOT EXISTS (SELECT FROM routing.budget_spend b
+                    WHERE b.agent_id = OLD.agent_id
+                       OR (TG_OP = 'UPDATE' AND b.agent_id = NEW.agent_id)) THEN
+        RETURN NULL;
+    END IF;
     IF TG_OP = 'DELETE' THEN
         PERFORM routing._settle_budget(OLD.agent_id, OLD.created_at,
             -routing._outcome_spend(OLD.projected_cost_usd, OLD.cost_actual_usd, OLD.outcome_status));
