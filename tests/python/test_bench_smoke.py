@@ -167,3 +167,19 @@ def test_todays_history_counts_against_the_capped_agent(conn: psycopg.Connection
     assert row == (500,)
     # The capped agent still decides (its cap is far above what the load spent).
     paths.PATHS["insert_only"](conn, paths.Workload(agent=str(paths.CAPPED_AGENT)))("smoke-cap")
+
+
+def test_the_lifecycle_bench_runs_each_release_side_by_side(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """make bench-lifecycle deploys @v0.1.0, @v0.2.0 and the checkout into one cluster and
+    times the three v0.1 paths on each; a round of three calls proves every deploy and path."""
+    import lifecycle_bench
+
+    assert lifecycle_bench.main(["--rounds", "2", "--reps", "3", "--models", "3"]) == 0
+    out = capsys.readouterr().out
+    for path in lifecycle_bench.PATHS:
+        row = re.search(rf"^\s+3 {path}\s+(.*)$", out, re.M)
+        assert row is not None, f"no row for {path}:\n{out}"
+        # v0.1.0's time, then time, ratio and quartiles for v0.2.0 and head.
+        assert len(re.findall(r"\d+\.\d+ms", row.group(1))) == 3, row.group(0)

@@ -1,0 +1,179 @@
+"""The non-streamed lifecycle on v0.1.0, v0.2.0 and the checkout, in one run (issue 8).
+
+Not part of ``make test``: ``make bench-lifecycle`` starts its own throwaway cluster and
+deploys this repository's Sqitch plan three times: ``--to @v0.1.0`` and ``--to @v0.2.0``
+(the released scripts, kept as ``<change>@<tag>.sql`` by every rework) and in full
+(``head``). Each gets the same catalog and agents. Then, in interleaved rounds (the order
+flips each round, so drift on a shared machine falls on all), it times what a v0.1 caller
+does, with the v0.1 statements unchanged on every database:
+
+* ``call``: insert_decision + complete_decision (two autocommit statements);
+* ``capped``: the same for an agent with a daily cap (the cap is never reached);
+* ``failover``: insert_decision, fail_inference('server_error'), complete_decision of
+  the next attempt.
+
+for a small catalog (3 models, the client bench's) and a larger one (20, the demo's).
+It prints each database's median per lifecycle and its ratio to v0.1.0: the median of the
+per-round ratios, with their quartiles. fsync is off: these are the functions' CPU and
+round-trip costs, which is what the plans differ in. ``--try FILE.sql`` adds a copy of head
+with that SQL applied (a candidate change, timed in the same rounds).
+
+    .venv/bin/python tests/bench/lifecycle_bench.py [--rounds 30] [--reps 60] [--models 3,20]
+        [--try FILE.sql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+
+TENANT = uuid.UUID("00000000-0000-4000-8000-0000000000d0")
+AGENT = uuid.UUID("00000000-0000-4000-8000-0000000000d1")
+CAPPED = uuid.UUID("00000000-0000-4000-8000-0000000000d2")
+
+SMALL = """
+INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
+                            price_out_per_mtok_usd, q_prior, m_allowed)
+VALUES ('c-small', 'local', 'small', 0.2, 0.6, 0.75, true),
+       ('c-mini',  'local', 'mini',  0.15, 0.6, 0.80, true),
+       ('c-large', 'local', 'large', 2.0, 6.0, 0.90, true)
+"""
+LARGE = """
+INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
+                            price_out_per_mtok_usd, q_prior, m_allowed)
+SELECT 'm' || lpad(g::text, 4, '0'), 'local', 'm' || g, 0.1 + g * 0.01, 0.3 + g * 0.02,
+       0.6 + mod(g, 40) / 100.0, true
+  FROM generate_series(0, %s - 1) g
+"""
+AGENTS = """
+INSERT INTO routing.agents (id, tenant_id, name, daily_cap_usd)
+VALUES (%(agent)s, %(tenant)s, 'bench', NULL), (%(capped)s, %(tenant)s, 'capped', 1000000)
+"""
+
+# The v0.1 caller's statements, as its client sent them; the same text on both plans.
+INSERT = (
+    "SELECT * FROM routing.insert_decision(%s::text, %s::uuid, 'general', 12::int, 64::int,"
+    " '{}'::jsonb)"
+)
+COMPLETE = (
+    "SELECT * FROM routing.complete_decision(%s::bigint, '{}'::jsonb, 12::int, 3::int, 5::int)"
+)
+FAIL = (
+    "SELECT * FROM routing.fail_inference(%s::bigint, 'server_error'::text, 'bench'::text,"
+    " 503::int, NULL::int)"
+)
+
+PATHS = ("call", "capped", "failover")
+_ids = itertools.count()
+
+
+def lifecycle(conn: psycopg.Connection[Any], path: str) -> None:
+    agent = CAPPED if path == "capped" else AGENT
+    request = f"lb-{next(_ids)}"
+    row = conn.execute(INSERT, (request, agent)).fetchone()
+    assert row is not None and row[1] is not None, f"{path}: not routed: {row}"
+    inference = row[1]
+    if path == "failover":
+        step = conn.execute(FAIL, (inference,)).fetchone()
+        assert step is not None and step[0] == "failover", f"failover: {step}"
+        inference = step[2]
+    done = conn.execute(COMPLETE, (inference,)).fetchone()
+    assert done is not None and done[1] == "succeeded", f"{path}: {done}"
+
+
+def timed_ms(fn: Callable[[], None], reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - start) / reps * 1000
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds (30)")
+    parser.add_argument("--reps", type=int, default=60, help="lifecycles per path per round (60)")
+    parser.add_argument("--models", default="3,20", help="catalog sizes, comma-separated (3,20)")
+    parser.add_argument(
+        "--try",
+        dest="try_sql",
+        type=Path,
+        action="append",
+        default=[],
+        help="also time a copy of head with this SQL file applied (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    sizes = [int(n) for n in args.models.split(",")]
+    project = find_project_dir()
+    plans = ("v0.1.0", "v0.2.0", "head", *(f"try{k}" for k in range(len(args.try_sql))))
+
+    with LocalCluster() as cluster:
+        conns: dict[tuple[int, str], psycopg.Connection[Any]] = {}
+        for n, plan in itertools.product(sizes, plans):
+            db = cluster.create_database(f"lb_{plan.replace('.', '')}_{n}")
+            deploy = ("--to", f"@{plan}") if plan.startswith("v0.") else ()
+            sqitch_deploy(cluster.conninfo(db), project, *deploy)
+            conn = cluster.connect(db)
+            conn.autocommit = True
+            if plan.startswith("try"):
+                conn.execute(args.try_sql[int(plan[3:])].read_text())
+            conn.execute(SMALL if n == 3 else LARGE % n)
+            conn.execute(AGENTS, {"agent": AGENT, "capped": CAPPED, "tenant": TENANT})
+            conn.execute("ANALYZE")
+            for path in PATHS:  # warm the plan caches and the prepared statements
+                timed_ms(lambda c=conn, p=path: lifecycle(c, p), 20)
+            conns[n, plan] = conn
+
+        times: dict[tuple[int, str], dict[str, list[float]]] = {
+            key: {path: [] for path in PATHS} for key in conns
+        }
+        for rnd in range(args.rounds):
+            order = plans if rnd % 2 == 0 else plans[::-1]
+            for n, path in itertools.product(sizes, PATHS):
+                for plan in order:
+                    conn = conns[n, plan]
+                    ms = timed_ms(lambda c=conn, p=path: lifecycle(c, p), args.reps)
+                    times[n, plan][path].append(ms)
+
+        version = conns[sizes[0], "head"].execute("SHOW server_version").fetchone()
+        print(
+            f"PostgreSQL {version[0] if version else '?'}; {args.rounds} rounds x "
+            f"{args.reps} lifecycles per path and plan, fsync off"
+        )
+        for k, path_ in enumerate(args.try_sql):
+            print(f"try{k}: head + {path_.name}")
+        print(
+            "ms: the median per lifecycle over the rounds; ratio: the median of the per-round"
+            " ratios to v0.1.0 (each round times the plans back to back), with their quartiles"
+        )
+        print(
+            f"{'catalog':>8} {'path':<9} {'v0.1.0':>8}"
+            + "".join(f" {plan:>8} {'ratio':>6} {'q1-q3':>10}" for plan in plans[1:])
+        )
+        for n, path in itertools.product(sizes, PATHS):
+            old = times[n, "v0.1.0"][path]
+            line = f"{n:>8} {path:<9} {statistics.median(old):>6.3f}ms"
+            for plan in plans[1:]:
+                new = times[n, plan][path]
+                ratios = [b / a for a, b in zip(old, new, strict=True)]
+                q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
+                line += (
+                    f" {statistics.median(new):>6.3f}ms {statistics.median(ratios):>5.2f}x"
+                    f" {q1:>4.2f}-{q3:.2f}x"
+                )
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
