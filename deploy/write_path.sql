@@ -1,19 +1,31 @@
 -- Deploy routing_ledger:write_path to pg
--- requires: write_path@v0.1.0
--- requires: inference_streaming
--- requires: retry_policy_stream_codes
--- requires: router
--- requires: argument_checks
--- requires: budget_ledger
--- requires: route_snapshots
--- requires: route_plans
+-- requires: write_path@v0.2.0
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
--- transaction; each locks the attempt it changes (then its outcome: always in that
--- order, so two gateways, the reaper and a late completion cannot deadlock), checks
--- that the current state allows the transition, and raises otherwise. Arguments are
--- checked first (routing._require_*, 22023), before any row is read.
+-- transaction. Each moves the attempt it changes with one UPDATE ... WHERE status =
+-- 'routed', which locks it (then its outcome: always in that order, so two gateways,
+-- the reaper and a late completion cannot deadlock); only when that finds no routed
+-- attempt does it read why, and return the earlier result of a repeat or raise. An
+-- error after the UPDATE undoes it: nothing is half-written. Arguments are checked
+-- first, before any row is read: one inline test accepts the usual call, and any other
+-- goes through the routing._require_* checks, which decide and name what is wrong
+-- (22023). The inline test may refuse a value those checks accept (that costs their
+-- calls), never accept one they refuse.
+--
+-- Over write_path@v0.2.0 (same signatures, results and errors; cheaper per call):
+-- - complete_decision and fail_inference no longer read the attempt (SELECT ... FOR
+--   UPDATE) before updating it; the UPDATE's RETURNING gives what the rest needs, the
+--   cost included (computed in the UPDATE from the row's own model and tokens).
+-- - Arguments: the inline test above, instead of five to seven function calls per call
+--   (insert_decision's went through routing._check_route_args, whose SET search_path
+--   alone cost more than the checks).
+-- - insert_decision keeps its probe for a repeat before routing: dropping it (the
+--   INSERT's conflict finds a repeat too) saved one index lookup but made the attempt
+--   sequence, the agent and the route plan the first relations a decision locks, and a
+--   layout switch, which locks the ledger first, then deadlocked with decisions
+--   (test_partitioned_ledger caught it).
+-- - Measured (make bench-lifecycle, interleaved with v0.1.0 in one run): see the README.
 --
 -- v0.2, over the released version (write_path@v0.1.0):
 -- - insert_decision takes p_streamed and returns an eighth column, not_before, the open
@@ -169,12 +181,22 @@ DECLARE
     v_outcome_id   bigint;
     v_inference_id bigint;
 BEGIN
-    PERFORM routing._require_text('insert_decision', 'p_request_id', p_request_id, 255);
-    PERFORM routing._check_route_args('insert_decision', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
-    PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
+    -- Arguments (see the header): one inline test accepts the usual call.
+    IF (p_request_id IS NOT NULL AND length(p_request_id) <= 255 AND p_request_id ~ '[^[:space:]]'
+        AND p_agent_id IS NOT NULL
+        AND p_task_type IS NOT NULL AND length(p_task_type) <= 64 AND p_task_type ~ '[^[:space:]]'
+        AND p_input_tokens >= 0 AND p_max_tokens >= 1 AND p_streamed IS NOT NULL) IS NOT TRUE THEN
+        PERFORM routing._require_text('insert_decision', 'p_request_id', p_request_id, 255);
+        PERFORM routing._check_route_args('insert_decision', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
+        PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
+    END IF;
 
     -- Idempotent repeat: the request was already decided; return it, write nothing.
-    -- (The probe is inline: a new request, the usual call, pays for one index lookup.)
+    -- The probe is one index lookup, and it is also the lock order: routing_outcomes is
+    -- the first ledger relation this call touches (before the agent, the route plan, the
+    -- attempt sequence), as for the other writers, so that a switch of the layout
+    -- (partition_ledger, migrate_ledger_switch), which locks the ledger first, never
+    -- deadlocks with it.
     IF EXISTS (SELECT FROM routing.routing_outcomes o WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id) THEN
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         RETURN;
@@ -290,18 +312,50 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_inf  routing.inferences;
-    v_out  routing.routing_outcomes;
-    v_cost numeric;
-    v_now  timestamptz := clock_timestamp();
+    v_inf        routing.inferences;
+    v_outcome_id bigint;
+    v_cost       numeric;
+    v_now        timestamptz := clock_timestamp();
 BEGIN
-    PERFORM routing._require_not_null('complete_decision', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('complete_decision', 'p_input_tokens', p_input_tokens);
-    PERFORM routing._require_int('complete_decision', 'p_output_tokens', p_output_tokens);
-    PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
-    PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
+    IF (p_inference_id IS NOT NULL AND p_input_tokens >= 0 AND p_output_tokens >= 0
+        AND p_latency_ms >= 0 AND p_usage_source = ANY (routing._usage_sources())) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('complete_decision', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('complete_decision', 'p_input_tokens', p_input_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_output_tokens', p_output_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
+        PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
+    END IF;
 
-    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id FOR UPDATE;
+    -- The transition itself: the routed attempt, then its open outcome, one UPDATE each.
+    UPDATE routing.inferences i
+       SET status = 'succeeded', response_payload = p_response_payload,
+           input_tokens = p_input_tokens, output_tokens = p_output_tokens,
+           usage_source = p_usage_source,
+           cost_usd = routing._cost_usd(i.model_slug, p_input_tokens, p_output_tokens),
+           latency_ms = p_latency_ms, completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.outcome_id, i.cost_usd INTO v_outcome_id, v_cost;
+    IF FOUND THEN
+        UPDATE routing.routing_outcomes o
+           SET outcome_status = 'succeeded', inference_id = p_inference_id,
+               cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
+               judge_status = 'unlabeled', completed_at = v_now
+         WHERE o.id = v_outcome_id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Only history gets here: a terminal outcome whose attempt was left routed.
+            -- The error undoes the attempt's update.
+            RAISE EXCEPTION 'complete_decision: outcome % of inference % is already %',
+                            v_outcome_id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_outcome_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        RETURN QUERY SELECT v_outcome_id, 'succeeded'::text, v_cost;
+        RETURN;
+    END IF;
+
+    -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+    -- changes again, so this reads without a lock.)
+    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'complete_decision: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
     END IF;
@@ -324,30 +378,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
     END IF;
-
-    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id FOR UPDATE;
-    IF v_out.outcome_status IS NOT NULL THEN
-        RAISE EXCEPTION 'complete_decision: outcome % of inference % is already %',
-                        v_out.id, p_inference_id, v_out.outcome_status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-
-    v_cost := routing._cost_usd(v_inf.model_slug, p_input_tokens, p_output_tokens);
-
-    UPDATE routing.inferences i
-       SET status = 'succeeded', response_payload = p_response_payload,
-           input_tokens = p_input_tokens, output_tokens = p_output_tokens,
-           usage_source = p_usage_source,
-           cost_usd = v_cost, latency_ms = p_latency_ms, completed_at = v_now
-     WHERE i.id = p_inference_id;
-
-    UPDATE routing.routing_outcomes o
-       SET outcome_status = 'succeeded', inference_id = p_inference_id,
-           cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
-           judge_status = 'unlabeled', completed_at = v_now
-     WHERE o.id = v_out.id;
-
-    RETURN QUERY SELECT v_out.id, 'succeeded'::text, v_cost;
+    -- Routed now, yet not when the UPDATE looked: it committed in between.
+    RAISE EXCEPTION 'complete_decision: inference % changed while it was being completed', p_inference_id
+        USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
 END
 $$;
 
@@ -409,51 +442,78 @@ DECLARE
     v_delay_ms  numeric;
     v_next_id   bigint;
     v_status    text;
-    v_output    int;
-    v_usage     text;
     v_cost      numeric;
 BEGIN
-    PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
-    IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
-        RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
-                        coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
-                         || ' (abandoned is set by the reaper only)';
-    END IF;
-    PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
-    PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
-    PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
-    PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
-    PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
-
-    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF v_inf.status = 'succeeded' THEN
-        RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF v_inf.status = 'failed' THEN
-        IF v_inf.error_code = p_error_code THEN
-            -- Repeating the call: return the decision the first one took.
-            RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
-            RETURN;
+    IF (p_inference_id IS NOT NULL AND p_error_code = ANY (routing._client_error_codes())
+        AND p_error_message ~ '[^[:space:]]'
+        AND (p_http_status IS NULL OR p_http_status BETWEEN 100 AND 599)
+        AND (p_retry_after_ms IS NULL OR p_retry_after_ms >= 0)
+        AND (p_output_tokens IS NULL OR p_output_tokens >= 0)
+        AND (p_usage_source IS NULL OR p_usage_source = ANY (routing._usage_sources()))) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
+        IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
+            RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
+                            coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
+                             || ' (abandoned is set by the reaper only)';
         END IF;
-        RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
-                        p_inference_id, v_inf.error_code, p_error_code
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = CASE WHEN v_inf.error_code = 'abandoned'
-                              THEN 'the reaper closed this attempt'
-                              ELSE 'an attempt reaches one terminal state' END;
-    END IF;
-    IF v_inf.outcome_id IS NULL THEN
-        RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+        PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
+        PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
+        PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
+        PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+        PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
     END IF;
 
+    -- The transition itself, one UPDATE of the routed attempt. The output produced before
+    -- the failure: this call's count, else the last heartbeat's. Known output makes a cost
+    -- (input + partial output); unknown stays NULL.
+    UPDATE routing.inferences i
+       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
+           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
+           output_tokens = coalesce(p_output_tokens, i.output_tokens),
+           usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                               THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
+           cost_usd = routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)),
+           completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.* INTO v_inf;
+    IF NOT FOUND THEN
+        -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+        -- changes again, so this reads without a lock.)
+        SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+        END IF;
+        IF v_inf.status = 'succeeded' THEN
+            RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF v_inf.status = 'failed' THEN
+            IF v_inf.error_code = p_error_code THEN
+                -- Repeating the call: return the decision the first one took.
+                RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
+                RETURN;
+            END IF;
+            RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
+                            p_inference_id, v_inf.error_code, p_error_code
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE WHEN v_inf.error_code = 'abandoned'
+                                  THEN 'the reaper closed this attempt'
+                                  ELSE 'an attempt reaches one terminal state' END;
+        END IF;
+        IF v_inf.outcome_id IS NULL THEN
+            RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+        END IF;
+        -- Routed now, yet not when the UPDATE looked: it committed in between.
+        RAISE EXCEPTION 'fail_inference: inference % changed while it was being failed', p_inference_id
+            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+    END IF;
+    v_cost := v_inf.cost_usd;
+
+    -- Every error below undoes the attempt's update.
     SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id FOR UPDATE;
     IF v_out.outcome_status IS NOT NULL THEN
         -- Only history can get here (a terminal outcome whose attempt was left routed):
@@ -470,20 +530,6 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'restore the seeded row: the policy decides retry, failover or give-up';
     END IF;
-
-    -- The output produced before the failure: this call's count, else the last
-    -- heartbeat's. Known output makes a cost (input + partial output); unknown stays NULL.
-    v_output := coalesce(p_output_tokens, v_inf.output_tokens);
-    v_usage  := CASE WHEN v_output IS NOT NULL
-                     THEN coalesce(p_usage_source, v_inf.usage_source, 'estimated') END;
-    v_cost   := routing._cost_usd(v_inf.model_slug, v_inf.input_tokens, v_output);
-
-    UPDATE routing.inferences i
-       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
-           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
-           output_tokens = v_output, usage_source = v_usage, cost_usd = v_cost,
-           completed_at = v_now
-     WHERE i.id = p_inference_id;
 
     SELECT * INTO v_settings FROM routing.settings;
 
@@ -590,8 +636,10 @@ DECLARE
     v_first      timestamptz;
     v_status     text;
 BEGIN
-    PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
+    IF (p_inference_id IS NOT NULL AND p_ttft_ms >= 0) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
+    END IF;
 
     -- Only the attempt's row: nothing else changes, so no outcome lock.
     UPDATE routing.inferences i
@@ -634,8 +682,10 @@ SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    PERFORM routing._require_not_null('heartbeat_inference', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('heartbeat_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+    IF (p_inference_id IS NOT NULL AND (p_output_tokens IS NULL OR p_output_tokens >= 0)) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('heartbeat_inference', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('heartbeat_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+    END IF;
 
     -- One UPDATE by primary key; heartbeat_at and output_tokens are in no index, so it
     -- can be a HOT update.
