@@ -130,12 +130,13 @@ bench: setup
 # outcomes under a live writer (MIGRATION_ROWS); bench-partition: insert cost with 1 and 24
 # partitions and integrity_report on a ledger spread across them (PARTITION_BENCH_ARGS=--big:
 # 10 M outcomes).
-PARTITIONED_PGTAP := argument_checks or catalog or endpoints or judge_queue or route_plans or route_snapshots or router or schema_roles or validate_outcome_requires_inference or write_path_v02
+PARTITIONED_PGTAP := argument_checks or catalog or endpoints or judge_queue or route_plans or route_snapshots or router or schema_roles or validate_outcome_requires_inference or write_path_v02 or write_path_transitions
 .PHONY: test-partitioned bench-migration bench-partition
 # The Python behaviour tests that write only through the functions (those loading the older
 # path's history, which does not name inferences.outcome_created_at, are deselected).
 PARTITIONED_PYTEST := test_write_path test_streaming_sql test_budget_race test_explain_outcome \
-  test_stream test_judge_worker test_options test_admin test_client test_ops_api test_route_plans
+  test_stream test_judge_worker test_options test_admin test_client test_ops_api test_route_plans \
+  test_write_path_transitions
 PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli_doctor_reports_and_fails_on_violations \
   test_client.py::test_cli_repair_dry_run_apply_and_rollback \
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
