@@ -17,6 +17,11 @@
 -- - complete_decision and fail_inference no longer read the attempt (SELECT ... FOR
 --   UPDATE) before updating it; the UPDATE's RETURNING gives what the rest needs, the
 --   cost included (computed in the UPDATE from the row's own model and tokens).
+--   fail_inference reads the outcome without a row lock (a lock is a write of the row):
+--   its UPDATE locks it and checks that it is still open.
+-- - insert_decision and complete_decision return their row without a query (RETURN
+--   NEXT); insert_decision calls the budget settlement only for an agent with a budget
+--   row (most agents have no cap).
 -- - Arguments: the inline test above, instead of five to seven function calls per call
 --   (insert_decision's went through routing._check_route_args, whose SET search_path
 --   alone cost more than the checks).
@@ -230,7 +235,7 @@ BEGIN
                                             'projected_cost_usd', v_projected,
                                             'daily_cap_usd', v_agent.daily_cap_usd);
         END IF;
-    ELSIF v_slug IS NOT NULL THEN
+    ELSIF v_slug IS NOT NULL AND EXISTS (SELECT FROM routing.budget_spend b WHERE b.agent_id = p_agent_id) THEN
         PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
     END IF;
     -- <<< budget_ledger
@@ -289,10 +294,17 @@ BEGIN
                 coalesce(p_request_payload, '{}'::jsonb), p_input_tokens, p_streamed);
     END IF;
 
-    -- A first attempt is dispatched at once: not_before is NULL.
-    RETURN QUERY
-    SELECT v_outcome_id, v_inference_id, v_rule, v_slug,
-           v_route ->> 'provider', v_route ->> 'provider_model', v_status, NULL::timestamptz;
+    -- A first attempt is dispatched at once: not_before is NULL. The result row, without a
+    -- query.
+    outcome_id := v_outcome_id;
+    inference_id := v_inference_id;
+    decision_rule := v_rule;
+    model_slug := v_slug;
+    provider := v_route ->> 'provider';
+    provider_model := v_route ->> 'provider_model';
+    outcome_status := v_status;
+    not_before := NULL;
+    RETURN NEXT;
 END
 $$;
 
@@ -349,7 +361,11 @@ BEGIN
                             (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_outcome_id)
                 USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
-        RETURN QUERY SELECT v_outcome_id, 'succeeded'::text, v_cost;
+        -- The result row, without a query.
+        outcome_id := v_outcome_id;
+        outcome_status := 'succeeded';
+        cost_actual_usd := v_cost;
+        RETURN NEXT;
         RETURN;
     END IF;
 
@@ -513,8 +529,12 @@ BEGIN
     END IF;
     v_cost := v_inf.cost_usd;
 
-    -- Every error below undoes the attempt's update.
-    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id FOR UPDATE;
+    -- Every error below undoes the attempt's update. The outcome is read without a lock
+    -- (a row lock is a write): what this call needs of it, its explanation and created_at,
+    -- never changes, and every writer that could end it first takes its routed attempt,
+    -- whose lock this call holds. The outcome's own UPDATE below locks it and checks again
+    -- that it is still open.
+    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id;
     IF v_out.outcome_status IS NOT NULL THEN
         -- Only history can get here (a terminal outcome whose attempt was left routed):
         -- a new attempt on a finished request would be a second terminal state.
@@ -598,7 +618,11 @@ BEGIN
         -- NULL when nothing is known). Never a judge_status: only a success is judged.
         UPDATE routing.routing_outcomes o
            SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
-         WHERE o.id = v_out.id;
+         WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fail_inference: outcome % of inference % ended while it was being failed', v_out.id, p_inference_id
+                USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+        END IF;
         RETURN QUERY SELECT 'give_up'::text, v_out.id, NULL::bigint, NULL::text, NULL::text,
                             NULL::text, NULL::timestamptz, v_status;
         RETURN;
@@ -613,7 +637,11 @@ BEGIN
 
     UPDATE routing.routing_outcomes o
        SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
-     WHERE o.id = v_out.id;
+     WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % ended while it was being failed', v_out.id, p_inference_id
+            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+    END IF;
 
     RETURN QUERY
     SELECT v_action, v_out.id, v_next_id, v_next_slug, m.provider, m.provider_model, v_not_before, NULL::text
