@@ -13,10 +13,12 @@ does, with the v0.1 statements unchanged on every database:
   the next attempt.
 
 for a small catalog (3 models, the client bench's) and a larger one (20, the demo's).
-It prints each database's median per lifecycle and its ratio to v0.1.0: the median of the
-per-round ratios, with their quartiles. fsync is off: these are the functions' CPU and
-round-trip costs, which is what the plans differ in. ``--try FILE.sql`` adds a copy of head
-with that SQL applied (a candidate change, timed in the same rounds).
+It prints each database's median per lifecycle and its ratio to v0.1.0 (the median of the
+per-round ratios, with their quartiles) twice: wall clock at the client, and the server's
+time inside the write-path functions (``track_functions``; flushed around each block), which
+the client, the protocol and the scheduler's noise do not blur. fsync is off: these are the
+functions' CPU and round-trip costs, which is what the plans differ in. ``--try FILE.sql``
+adds a copy of head with that SQL applied (a candidate change, timed in the same rounds).
 
     .venv/bin/python tests/bench/lifecycle_bench.py [--rounds 30] [--reps 60] [--models 3,20]
         [--try FILE.sql]
@@ -99,6 +101,25 @@ def timed_ms(fn: Callable[[], None], reps: int) -> float:
     return (time.perf_counter() - start) / reps * 1000
 
 
+# Time spent inside the write-path functions so far (ms, track_functions), after flushing this
+# backend's pending statistics: the server's share of a lifecycle, without the client, the
+# protocol and the scheduler's noise around them.
+FLUSH = "SELECT pg_stat_force_next_flush()"
+SERVER_MS = """
+SELECT coalesce(sum(pg_stat_get_function_total_time(p.oid)), 0)::float8
+  FROM pg_proc p
+ WHERE p.pronamespace = 'routing'::regnamespace
+   AND p.proname IN ('insert_decision', 'complete_decision', 'fail_inference')
+"""
+
+
+def server_ms(conn: psycopg.Connection[Any]) -> float:
+    conn.execute(FLUSH)
+    row = conn.execute(SERVER_MS).fetchone()
+    assert row is not None
+    return float(row[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=30, help="interleaved rounds (30)")
@@ -117,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     project = find_project_dir()
     plans = ("v0.1.0", "v0.2.0", "head", *(f"try{k}" for k in range(len(args.try_sql))))
 
-    with LocalCluster() as cluster:
+    with LocalCluster(settings={"track_functions": "pl"}) as cluster:
         conns: dict[tuple[int, str], psycopg.Connection[Any]] = {}
         for n, plan in itertools.product(sizes, plans):
             db = cluster.create_database(f"lb_{plan.replace('.', '')}_{n}")
@@ -125,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             sqitch_deploy(cluster.conninfo(db), project, *deploy)
             conn = cluster.connect(db)
             conn.autocommit = True
+            conn.execute("SET stats_fetch_consistency = none")
             if plan.startswith("try"):
                 conn.execute(args.try_sql[int(plan[3:])].read_text())
             conn.execute(SMALL if n == 3 else LARGE % n)
@@ -137,13 +159,18 @@ def main(argv: list[str] | None = None) -> int:
         times: dict[tuple[int, str], dict[str, list[float]]] = {
             key: {path: [] for path in PATHS} for key in conns
         }
+        server: dict[tuple[int, str], dict[str, list[float]]] = {
+            key: {path: [] for path in PATHS} for key in conns
+        }
         for rnd in range(args.rounds):
             order = plans if rnd % 2 == 0 else plans[::-1]
             for n, path in itertools.product(sizes, PATHS):
                 for plan in order:
                     conn = conns[n, plan]
+                    before = server_ms(conn)
                     ms = timed_ms(lambda c=conn, p=path: lifecycle(c, p), args.reps)
                     times[n, plan][path].append(ms)
+                    server[n, plan][path].append((server_ms(conn) - before) / args.reps)
 
         version = conns[sizes[0], "head"].execute("SHOW server_version").fetchone()
         print(
@@ -156,23 +183,36 @@ def main(argv: list[str] | None = None) -> int:
             "ms: the median per lifecycle over the rounds; ratio: the median of the per-round"
             " ratios to v0.1.0 (each round times the plans back to back), with their quartiles"
         )
-        print(
-            f"{'catalog':>8} {'path':<9} {'v0.1.0':>8}"
-            + "".join(f" {plan:>8} {'ratio':>6} {'q1-q3':>10}" for plan in plans[1:])
+        table("wall clock, client to client", times, sizes, plans)
+        table(
+            "server: time inside the write-path functions (track_functions)", server, sizes, plans
         )
-        for n, path in itertools.product(sizes, PATHS):
-            old = times[n, "v0.1.0"][path]
-            line = f"{n:>8} {path:<9} {statistics.median(old):>6.3f}ms"
-            for plan in plans[1:]:
-                new = times[n, plan][path]
-                ratios = [b / a for a, b in zip(old, new, strict=True)]
-                q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
-                line += (
-                    f" {statistics.median(new):>6.3f}ms {statistics.median(ratios):>5.2f}x"
-                    f" {q1:>4.2f}-{q3:.2f}x"
-                )
-            print(line)
     return 0
+
+
+def table(
+    title: str,
+    figures: dict[tuple[int, str], dict[str, list[float]]],
+    sizes: list[int],
+    plans: tuple[str, ...],
+) -> None:
+    print(f"\n{title}")
+    print(
+        f"{'catalog':>8} {'path':<9} {'v0.1.0':>8}"
+        + "".join(f" {plan:>8} {'ratio':>6} {'q1-q3':>10}" for plan in plans[1:])
+    )
+    for n, path in itertools.product(sizes, PATHS):
+        old = figures[n, "v0.1.0"][path]
+        line = f"{n:>8} {path:<9} {statistics.median(old):>6.3f}ms"
+        for plan in plans[1:]:
+            new = figures[n, plan][path]
+            ratios = [b / a for a, b in zip(old, new, strict=True)]
+            q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else (ratios * 3)
+            line += (
+                f" {statistics.median(new):>6.3f}ms {statistics.median(ratios):>5.2f}x"
+                f" {q1:>4.2f}-{q3:.2f}x"
+            )
+        print(line)
 
 
 if __name__ == "__main__":
