@@ -19,9 +19,10 @@
 --   cost included (computed in the UPDATE from the row's own model and tokens).
 --   fail_inference reads the outcome without a row lock (a lock is a write of the row):
 --   its UPDATE locks it and checks that it is still open.
--- - insert_decision and complete_decision return their row without a query (RETURN
---   NEXT); insert_decision calls the budget settlement only for an agent with a budget
---   row (most agents have no cap).
+-- - The three return their row without a query (RETURN NEXT; fail_inference takes the
+--   next model's provider from the failover query itself); insert_decision calls the
+--   budget settlement only for an agent with a budget row (most agents have no cap);
+--   fail_inference prices only a failure with known output.
 -- - Arguments: the inline test above, instead of five to seven function calls per call
 --   (insert_decision's went through routing._check_route_args, whose SET search_path
 --   alone cost more than the checks).
@@ -454,6 +455,8 @@ DECLARE
     v_tried     text[];
     v_action    text;
     v_next_slug text;
+    v_next_provider text;
+    v_next_provider_model text;
     v_not_before timestamptz;
     v_delay_ms  numeric;
     v_next_id   bigint;
@@ -490,7 +493,8 @@ BEGIN
            output_tokens = coalesce(p_output_tokens, i.output_tokens),
            usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
                                THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
-           cost_usd = routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)),
+           cost_usd = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                           THEN routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)) END,
            completed_at = v_now
      WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
     RETURNING i.* INTO v_inf;
@@ -590,12 +594,15 @@ BEGIN
             v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2 ^ (v_on_model - 1));
             v_delay_ms  := greatest(v_delay_ms / 2 + random() * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
             v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
+            SELECT m.provider, m.provider_model INTO v_next_provider, v_next_provider_model
+              FROM routing.models m WHERE m.slug = v_next_slug;
         ELSIF v_policy.then_action = 'failover' THEN
             -- The next survivor in rank order that this request has not tried and that is
             -- still enabled; one not cooling down first, else the one whose cooldown ends
             -- soonest, dispatched when it ends.
-            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END
-              INTO v_next_slug, v_not_before
+            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END,
+                   m.provider, m.provider_model
+              INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
               -- >>> route_snapshots: every ranked candidate, from the shared snapshot
               FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
               -- <<< route_snapshots
@@ -623,8 +630,10 @@ BEGIN
             RAISE EXCEPTION 'fail_inference: outcome % of inference % ended while it was being failed', v_out.id, p_inference_id
                 USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
         END IF;
-        RETURN QUERY SELECT 'give_up'::text, v_out.id, NULL::bigint, NULL::text, NULL::text,
-                            NULL::text, NULL::timestamptz, v_status;
+        action := 'give_up';
+        outcome_id := v_out.id;
+        outcome_status := v_status;
+        RETURN NEXT;
         RETURN;
     END IF;
 
@@ -643,9 +652,15 @@ BEGIN
             USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
     END IF;
 
-    RETURN QUERY
-    SELECT v_action, v_out.id, v_next_id, v_next_slug, m.provider, m.provider_model, v_not_before, NULL::text
-      FROM routing.models m WHERE m.slug = v_next_slug;
+    -- The result row, without a query.
+    action := v_action;
+    outcome_id := v_out.id;
+    next_inference_id := v_next_id;
+    model_slug := v_next_slug;
+    provider := v_next_provider;
+    provider_model := v_next_provider_model;
+    not_before := v_not_before;
+    RETURN NEXT;
 END
 $$;
 

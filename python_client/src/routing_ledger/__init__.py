@@ -16,7 +16,7 @@ from routing_ledger.ledger import AsyncLedger, AsyncStream, Ledger, Stream
 from routing_ledger.protocol import CallResult
 from routing_ledger.providers import OpenAICompatibleProvider, ProviderResponse, scrub
 
-__version__ = "0.2.0"
+__version__ = "0.2.1"
 
 __all__ = [
     "AsyncLedger",
