@@ -627,8 +627,10 @@ BEGIN
            SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
          WHERE o.id = v_out.id AND o.outcome_status IS NULL;
         IF NOT FOUND THEN
-            RAISE EXCEPTION 'fail_inference: outcome % of inference % ended while it was being failed', v_out.id, p_inference_id
-                USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+            -- Ended since it was read, by a write that did not go through its attempt.
+            RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
         END IF;
         action := 'give_up';
         outcome_id := v_out.id;
@@ -648,8 +650,10 @@ BEGIN
        SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
      WHERE o.id = v_out.id AND o.outcome_status IS NULL;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'fail_inference: outcome % of inference % ended while it was being failed', v_out.id, p_inference_id
-            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+        -- Ended since it was read, by a write that did not go through its attempt.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                        (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
 
     -- The result row, without a query.

@@ -4,7 +4,7 @@
 -- accepted inline and refused by the routing._require_* checks; a capped agent's repeated
 -- decision writes nothing, its budget included.
 BEGIN;
-SELECT plan(31);
+SELECT plan(33);
 
 ------------------------------------------------------------------------------ helpers
 
@@ -79,6 +79,27 @@ SELECT is((SELECT status FROM routing.inferences WHERE id = :h_i), 'routed', '..
 SELECT alike(pg_temp.error_of(format($$SELECT * FROM routing.fail_inference(%s, 'server_error', '503')$$, :h_i)),
     '55000: fail_inference: outcome % is already failed_provider', 'fail_inference on it: 55000 as well');
 SELECT is(pg_temp.fingerprint(), :'fp_h', '... nothing written (no new attempt)');
+
+-- An outcome ended, between fail_inference's read of it and its own UPDATE, by a write
+-- that did not go through the attempt (here a trigger on the new attempt's INSERT, standing
+-- in for an owner's direct write): the re-link refuses with 55000 and nothing is written.
+SELECT outcome_id AS e_o, inference_id AS e_i
+  FROM routing.insert_decision('tr-ended', :agent, 'general', 1000, 500) \gset
+CREATE FUNCTION pg_temp.end_outcome() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE routing.routing_outcomes SET outcome_status = 'failed_provider', completed_at = now()
+     WHERE id = NEW.outcome_id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER end_outcome AFTER INSERT ON routing.inferences
+    FOR EACH ROW WHEN (NEW.attempt_no > 1) EXECUTE FUNCTION pg_temp.end_outcome();
+SELECT pg_temp.fingerprint() AS fp_e \gset
+SELECT alike(pg_temp.error_of(format($$SELECT * FROM routing.fail_inference(%s, 'server_error', '503')$$, :e_i)),
+    format('55000: fail_inference: outcome %s of inference %s is already failed_provider', :e_o, :e_i),
+    'an outcome ended while its attempt was being failed: the re-link refuses, 55000');
+SELECT is(pg_temp.fingerprint(), :'fp_e', '... and nothing was written (no second attempt, the first still routed)');
+DROP TRIGGER end_outcome ON routing.inferences;
 
 ------------------------------------------------ fail_inference: the states it reads after its UPDATE
 
