@@ -879,3 +879,24 @@ def test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired(conn, db):
     run_id = run_line.split(":", 1)[1].strip()
     assert _cli("--db", db, "repair", "--rollback", run_id).returncode == 0
     assert _cli("--db", db, "doctor").returncode == 1, "the close run is undone exactly"
+
+
+def test_a_result_column_added_by_a_later_release_does_not_break_the_client(
+    conn: psycopg.Connection[Any],
+) -> None:
+    """The v0.1.0 client mapped every result column into its dataclass and so failed on every
+    call against v0.2 (insert_decision gained not_before). This client reads the columns it
+    knows, by name, whatever their order, and leaves the ones it does not."""
+    from routing_ledger.protocol import Decision, known_row
+
+    cur = conn.cursor(row_factory=known_row(Decision))
+    row = cur.execute(
+        "SELECT 'later'::text AS added_in_a_later_release, 7::bigint AS outcome_id,"
+        " 8::bigint AS inference_id, 'cheapest_clearing_floor'::text AS decision_rule,"
+        " 'm'::text AS model_slug, 'p'::text AS provider, 'pm'::text AS provider_model,"
+        " NULL::text AS outcome_status, NULL::timestamptz AS not_before"
+    ).fetchone()
+    assert row == Decision(7, 8, "cheapest_clearing_floor", "m", "p", "pm", None, None)
+    # A column it needs and does not get is still an error, not a silent default.
+    with pytest.raises(TypeError):
+        conn.cursor(row_factory=known_row(Decision)).execute("SELECT 1 AS outcome_id").fetchone()

@@ -40,7 +40,6 @@ from types import TracebackType
 from typing import Any, Protocol
 
 import psycopg
-from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from routing_ledger import protocol
@@ -77,6 +76,7 @@ from routing_ledger.protocol import (
     StartHeartbeat,
     StopHeartbeat,
     Write,
+    known_row,
 )
 from routing_ledger.providers import ProviderResponse, scrub
 
@@ -419,7 +419,7 @@ class Ledger(_Base):
                     row = conn.execute(write.sql, write.params).fetchone()
                     row = None if row is None else row[0]
                 else:
-                    cur = conn.cursor(row_factory=class_row(write.row_type))
+                    cur = conn.cursor(row_factory=known_row(write.row_type))
                     row = cur.execute(write.sql, write.params).fetchone()
             except psycopg.Error as exc:
                 if _needs_fresh_connection(exc):
@@ -692,7 +692,7 @@ class AsyncLedger(_Base):
                     row = await cur.fetchone()
                     row = None if row is None else row[0]
                 else:
-                    cur = conn.cursor(row_factory=class_row(write.row_type))
+                    cur = conn.cursor(row_factory=known_row(write.row_type))
                     await cur.execute(write.sql, write.params)
                     row = await cur.fetchone()
             except psycopg.Error as exc:

@@ -30,7 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -95,6 +95,26 @@ _DB_BACKOFF_MAX_S = 2.0
 
 
 # --------------------------------------------------------------------------- rows
+
+
+def known_row(cls: type[Any]) -> Any:
+    """A psycopg row factory like ``class_row(cls)`` that keeps only the columns ``cls``
+    declares. A release may add a result column to a function (v0.2 gave insert_decision
+    ``not_before``); a client that maps every column strictly then fails on every call
+    against the newer database, which is what the v0.1.0 client does against v0.2. This
+    one reads what it knows and leaves the rest."""
+    declared = {f.name for f in fields(cls)}
+
+    def factory(cursor: Any) -> Any:
+        names = [c.name for c in cursor.description or ()]
+        keep = [(i, name) for i, name in enumerate(names) if name in declared]
+
+        def make_row(values: Sequence[Any]) -> Any:
+            return cls(**{name: values[i] for i, name in keep})
+
+        return make_row
+
+    return factory
 
 
 @dataclass(frozen=True, slots=True)
