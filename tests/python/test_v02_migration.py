@@ -173,3 +173,18 @@ def test_upgrade_keeps_v01_history_and_v01_callers(
             "SELECT outcome_status FROM routing.routing_outcomes WHERE request_id = 'open'"
         ).fetchone()
     assert status == ("cancelled",), "a refused revert keeps the rows as they were"
+
+
+def test_revert_to_v020_gives_exactly_the_v020_schema(
+    cluster: LocalCluster, fresh_db: str, project_dir: Path
+) -> None:
+    """@v0.2.1 reworks write_path once more; its revert runs write_path@v0.2.0 again, which
+    must give back exactly the v0.2.0 functions (bodies included)."""
+    _sqitch(cluster, fresh_db, "deploy", "--to", "@v0.2.0", project_dir=project_dir)
+    v020 = _schema(cluster, fresh_db)
+    _sqitch(cluster, fresh_db, "deploy", project_dir=project_dir)
+    _sqitch(cluster, fresh_db, "verify", project_dir=project_dir)
+    assert _schema(cluster, fresh_db) != v020, "@v0.2.1 must change the schema"
+    _sqitch(cluster, fresh_db, "revert", "-y", "--to", "@v0.2.0", project_dir=project_dir)
+    delta = diff(v020, _schema(cluster, fresh_db), "v0.2.0 deployed", "reverted to v0.2.0")
+    assert not delta, f"reverting to @v0.2.0 did not give back the v0.2.0 schema:\n{delta}"
