@@ -31,7 +31,8 @@
 --   sequence, the agent and the route plan the first relations a decision locks, and a
 --   layout switch, which locks the ledger first, then deadlocked with decisions
 --   (test_partitioned_ledger caught it).
--- - Measured (make bench-lifecycle, interleaved with v0.1.0 in one run): see the README.
+-- - Measured by make bench-lifecycle (v0.1.0, v0.2.0 and this plan interleaved in one run):
+--   docs/performance.md, "v0.2.1: the non-streamed lifecycle against v0.1.0".
 --
 -- v0.2, over the released version (write_path@v0.1.0):
 -- - insert_decision takes p_streamed and returns an eighth column, not_before, the open
