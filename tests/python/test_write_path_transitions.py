@@ -4,22 +4,24 @@ complete_decision and fail_inference move a routed attempt with one ``UPDATE ...
 status = 'routed'`` and read the attempt only when that finds nothing. Two callers racing
 on one attempt must still end as before: the second waits for the first's row lock, then
 finds the attempt closed and returns the first result (a repeat) or raises 55000 (another
-transition). Each function accepts its usual arguments with one inline test and sends any
-other through the ``routing._require_*`` checks; the inline test must never accept a value
-those checks refuse. A differential test sweeps each argument around every bound, the
-others valid, and compares the function with the check itself.
+transition; a completion against a failure, both ways round, is test_write_path's
+``test_loser_waits_for_the_row_lock_then_gets_55000``). Each function accepts its usual
+arguments with one inline test and sends any other through the ``routing._require_*``
+checks; the inline test must never accept a value those checks refuse. A differential test
+sweeps each argument around every bound, the others valid, and compares the function with
+the check itself.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from test_write_path import wait_until_blocked
 
 from conftest import connect
 
@@ -32,10 +34,6 @@ DECIDE = (
 COMPLETE = (
     "SELECT outcome_id, outcome_status, cost_actual_usd FROM routing.complete_decision("
     "%s::bigint, '{}'::jsonb, 1000::int, %s::int, 5::int)"
-)
-FAIL = (
-    "SELECT action, outcome_status FROM routing.fail_inference("
-    "%s::bigint, 'bad_request'::text, 'no'::text, 400::int)"
 )
 
 
@@ -62,85 +60,49 @@ def _second_waits_then(
     first_args: tuple[Any, ...],
     second_sql: str,
     second_args: tuple[Any, ...],
-) -> tuple[Any, BaseException | None, float]:
-    """Run first_sql in an open transaction, start second_sql on another connection, commit
-    the first after 0.5 s; return what the second got (its row or its error) and how long
-    it waited."""
+) -> tuple[Any, BaseException | None]:
+    """Run first_sql in an open transaction, start second_sql on another connection, wait
+    until it blocks on the first's row lock, commit the first; return what the second got
+    (its row or its error)."""
     holder = connect(db, autocommit=False)
     other = connect(db)
+    observer = connect(db)
     result: dict[str, Any] = {}
     try:
         holder.execute(first_sql, first_args).fetchall()
 
         def run() -> None:
-            start = time.monotonic()
             try:
                 result["row"] = other.execute(second_sql, second_args).fetchone()
             except psycopg.Error as exc:
                 result["error"] = exc
-            result["waited"] = time.monotonic() - start
 
         thread = threading.Thread(target=run)
         thread.start()
-        time.sleep(0.5)
-        assert thread.is_alive(), f"the second call did not wait for the first: {result}"
+        wait_until_blocked(observer, other.info.backend_pid)
         holder.commit()
         thread.join(timeout=30)
         assert not thread.is_alive(), "the second call never returned"
     finally:
         holder.close()
         other.close()
-    return result.get("row"), result.get("error"), result["waited"]
+        observer.close()
+    return result.get("row"), result.get("error")
 
 
 def test_two_completions_of_one_attempt_race_to_one_result(db: str) -> None:
     with connect(db) as conn:
         _setup(conn)
         outcome, inference = _decide(conn, "race-complete")
-        row, error, waited = _second_waits_then(
-            db, COMPLETE, (inference, 200), COMPLETE, (inference, 999)
-        )
+        row, error = _second_waits_then(db, COMPLETE, (inference, 200), COMPLETE, (inference, 999))
         assert error is None, error
         # The loser waited for the winner's row lock, then returned the winner's result.
-        assert waited >= 0.4
         assert row is not None and (row[0], row[1]) == (outcome, "succeeded")
         stored = conn.execute(
             "SELECT output_tokens, cost_usd FROM routing.inferences WHERE id = %s", (inference,)
         ).fetchone()
         assert stored is not None and stored[0] == 200, "the loser's counts overwrote the winner's"
         assert row[2] == stored[1]
-
-
-def test_a_completion_racing_a_failure_gets_55000_and_writes_nothing(db: str) -> None:
-    with connect(db) as conn:
-        _setup(conn)
-        outcome, inference = _decide(conn, "race-fail")
-        row, error, _ = _second_waits_then(db, FAIL, (inference,), COMPLETE, (inference, 10))
-        assert row is None
-        assert isinstance(error, psycopg.Error) and error.sqlstate == "55000", error
-        assert "already failed (bad_request)" in str(error)
-        stored = conn.execute(
-            "SELECT i.status, i.output_tokens, o.outcome_status FROM routing.inferences i"
-            " JOIN routing.routing_outcomes o ON o.id = i.outcome_id WHERE i.id = %s",
-            (inference,),
-        ).fetchone()
-        assert stored == ("failed", None, "failed_bad_request")
-
-
-def test_a_failure_racing_a_completion_gets_55000(db: str) -> None:
-    with connect(db) as conn:
-        _setup(conn)
-        _, inference = _decide(conn, "race-fail-late")
-        row, error, _ = _second_waits_then(db, COMPLETE, (inference, 10), FAIL, (inference,))
-        assert row is None
-        assert isinstance(error, psycopg.Error) and error.sqlstate == "55000", error
-        assert "already succeeded" in str(error)
-        attempts = conn.execute(
-            "SELECT count(*) FROM routing.inferences i JOIN routing.inferences j"
-            " ON j.outcome_id = i.outcome_id WHERE i.id = %s",
-            (inference,),
-        ).fetchone()
-        assert attempts == (1,), "the late failure added an attempt to a finished request"
 
 
 def test_a_completion_racing_the_reaper_gets_55000_with_its_hint(db: str) -> None:
@@ -150,7 +112,7 @@ def test_a_completion_racing_the_reaper_gets_55000_with_its_hint(db: str) -> Non
     with connect(db) as conn:
         _setup(conn)
         _, inference = _decide(conn, "race-reaper")
-        row, error, _ = _second_waits_then(db, reap, (), COMPLETE, (inference, 10))
+        row, error = _second_waits_then(db, reap, (), COMPLETE, (inference, 10))
         assert row is None
         assert isinstance(error, psycopg.Error) and error.sqlstate == "55000", error
         assert error.diag.message_hint and "reaper" in error.diag.message_hint
