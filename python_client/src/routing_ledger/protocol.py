@@ -25,6 +25,7 @@ reaper's. ``client_error`` is only ever recorded for the client's own failures.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -97,12 +98,14 @@ _DB_BACKOFF_MAX_S = 2.0
 # --------------------------------------------------------------------------- rows
 
 
+@functools.cache
 def known_row(cls: type[Any]) -> Any:
     """A psycopg row factory like ``class_row(cls)`` that keeps only the columns ``cls``
     declares. A release may add a result column to a function (v0.2 gave insert_decision
     ``not_before``); a client that maps every column strictly then fails on every call
     against the newer database, which is what the v0.1.0 client does against v0.2. This
-    one reads what it knows and leaves the rest."""
+    one reads what it knows and leaves the rest. One factory per class (cached); it maps a
+    cursor's columns once per result."""
     declared = {f.name for f in fields(cls)}
 
     def factory(cursor: Any) -> Any:
