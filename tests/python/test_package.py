@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -167,9 +168,13 @@ def _run(*argv: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    built = _run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, REPO / "python_client"
+    # From a clean copy: a build/ left in the checkout could carry modules since removed.
+    source = shutil.copytree(
+        REPO / "python_client",
+        out / "python_client",
+        ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"),
     )
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", out, source)
     assert built.returncode == 0, built.stderr
     (found,) = out.glob("routing_ledger-*.whl")
     return found
