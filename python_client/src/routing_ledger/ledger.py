@@ -11,7 +11,9 @@ no retry policy and never reads a table: every decision is the database's.
 What to do is written once, without I/O, in :mod:`routing_ledger.protocol`; the two classes
 here are its drivers: each performs the effects the protocol yields (a write on a pooled
 connection, a provider request, a stream read, a sleep, a heartbeat) and hands back the
-result or the exception.
+result or the exception. The public methods are written once too: each is the builder of
+its protocol generator (its signature and docstring are the method's), which :class:`Ledger`
+runs on the calling thread and :class:`AsyncLedger` on the event loop.
 
 Each function is one statement, one round trip and one transaction on the server. A pool the
 ledger creates is in autocommit mode and never prepares statements server-side, so the
