@@ -230,6 +230,9 @@ def test_wheel_without_extras_imports_with_the_base_dependencies_only(
     assert imported.returncode == 0, imported.stderr
     assert str(env_dir) in imported.stdout  # the installed wheel, not the checkout
 
+    fault_server = _run(python, "-m", "routing_ledger.testing", "--help", cwd=tmp_path)
+    assert fault_server.returncode == 0 and "--mix" in fault_server.stdout, fault_server.stderr
+
     command = _run(env_dir / "bin" / "routing-ledger", "doctor", cwd=tmp_path)
     assert command.returncode == 3, command.stderr
     assert "pip install 'routing-ledger[ops]'" in command.stderr
