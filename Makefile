@@ -37,7 +37,7 @@ setup: setup-system $(VENV_STAMP)
 # A quick no-op when everything is installed: apt is touched only for what is missing.
 # Debian starts a package's service on install (pgbouncer's on port 6432); a temporary
 # policy-rc.d answering 101 keeps it from starting. The tests never use a system service:
-# they start their own pgbouncer (routing_ledger.pooler) on a free port.
+# they start their own pgbouncer (routing_ledger.testing.pooler) on a free port.
 setup-system:
 	@if command -v dpkg-query >/dev/null 2>&1; then \
 	  missing=""; \
@@ -116,8 +116,8 @@ soak: setup
 # Both run even when the first one fails, and either failure fails the target (and CI).
 lint: setup
 	@status=0; \
-	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests"; \
-	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests || status=1; \
+	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools"; \
+	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools || status=1; \
 	echo "$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql"; \
 	$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql || status=1; \
 	echo "$(VENV)/bin/python tests/lint/plpgsql_lint.py"; \
@@ -129,13 +129,14 @@ demo: setup
 
 # Regenerates tests/fixtures/schema.sql: the plan deployed into a throwaway cluster, then
 # pg_dump --schema-only, normalised. test_migrations.py fails when a deploy drifts from it.
+# tools/ is the checkout's, not the wheel's: it runs from the repository root.
 schema-dump: setup
-	$(VENV)/bin/python -m routing_ledger.schema_dump
+	$(VENV)/bin/python -m tools.schema_dump
 
 # Regenerates docs/sql-reference.md: the plan deployed into a throwaway cluster, then every
 # function, table, view and column with its COMMENT ON text. test_docs.py fails on drift.
 docs: setup
-	$(VENV)/bin/python -m routing_ledger.sql_reference
+	$(VENV)/bin/python -m tools.sql_reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build

@@ -51,7 +51,7 @@ from routing_ledger import (
     ProviderFailed,
     StreamInterrupted,
 )
-from routing_ledger.cli import (
+from routing_ledger.console import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_VIOLATION,
@@ -60,7 +60,7 @@ from routing_ledger.cli import (
     report_table,
     violation_metrics,
 )
-from routing_ledger.cli import connect as _connect
+from routing_ledger.console import connect as _connect
 from routing_ledger.ops import AsyncJudge, AsyncOperator
 
 if TYPE_CHECKING:
@@ -936,7 +936,7 @@ def _demo_background_summary(
 
 
 def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir, sqitch_deploy
+    from routing_ledger.testing.cluster import find_project_dir, sqitch_deploy
 
     row = conn.execute(_DEMO_IS_DEPLOYED).fetchone()
     if row is not None and row[0]:
@@ -949,7 +949,7 @@ def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Con
 
 
 def _seed_demo(conn: psycopg.Connection[Any], console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir
+    from routing_ledger.testing.cluster import find_project_dir
 
     foreign = conn.execute(_DEMO_CATALOG_FOREIGN).fetchone()
     if foreign is not None and foreign[0]:
@@ -978,8 +978,8 @@ def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, st
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from routing_ledger.cluster import ClusterError, LocalCluster, SqitchError
     from routing_ledger.testing import FaultInjectingProvider
+    from routing_ledger.testing.cluster import ClusterError, LocalCluster, SqitchError
 
     # The CLI logs at INFO; a line per provider request would bury the progress bar.
     logging.getLogger("httpx").setLevel(logging.WARNING)
