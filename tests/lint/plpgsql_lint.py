@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch
 
 ALLOW_FILE = Path(__file__).with_name("plpgsql_check_allow.txt")
 

@@ -27,7 +27,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from conftest import connect
-from routing_ledger.cluster import LocalCluster, run_sqitch, sqitch
+from routing_ledger.testing.cluster import LocalCluster, run_sqitch, sqitch
 
 DEPLOYER = "rl_deployer"
 GATEWAY = "rl_gateway"
