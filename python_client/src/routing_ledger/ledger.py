@@ -181,7 +181,7 @@ class _Base:
         *,
         streamed: bool = False,
     ) -> Flow:
-        return Flow.chat(
+        flow = Flow.chat(
             agent_id,
             task_type,
             messages,
@@ -192,6 +192,12 @@ class _Base:
             self._scrub,
             streamed=streamed,
         )
+        # The router may pick any configured provider: a request one of them cannot take
+        # (an option the Messages API has no counterpart for) is refused before any write.
+        for provider in self._providers.values():
+            if callable(check := getattr(provider, "check_request", None)):
+                check(flow.messages, flow.max_tokens, flow.options)
+        return flow
 
 
 # --------------------------------------------------------------------------- sync

@@ -97,6 +97,10 @@ class ProviderResponse:
     latency_ms: int
     payload: dict[str, Any]
     http_status: int
+    #: The usage beyond the two totals, as routing.complete_decision's p_usage: any of
+    #: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens (int)
+    #: and provider_cost_usd (Decimal). None when the provider reported none of them.
+    usage_details: dict[str, Any] | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]] | None:
@@ -771,11 +775,14 @@ class StreamAssembly:
         if data.strip() == "[DONE]":
             self.done = True
             return None
-        chunk = _parse_json(data.encode("utf-8"))
+        return self.take(_parse_json(data.encode("utf-8")))
+
+    def take(self, chunk: Any) -> dict[str, Any]:
+        """Take one parsed chunk (another API's event translated to a chunk, too)."""
         if not isinstance(chunk, dict):
             raise ValueError("stream event is not a JSON object")
         if chunk.get("error") is not None:
-            raise ValueError(f"error event: {_error_detail(data.encode('utf-8'))}")
+            raise ValueError(f"error event: {_error_detail(_dumps(chunk))}")
         self.chunks += 1
         for key in ("id", "model", "created", "system_fingerprint"):
             if key in chunk and key not in self.ids:
