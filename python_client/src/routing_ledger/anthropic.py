@@ -255,8 +255,9 @@ def _tools(value: Any) -> list[dict[str, Any]]:
     tools = []
     for tool in value:
         function = tool.get("function") if isinstance(tool, Mapping) else None
-        if tool.get("type") != "function" or not isinstance(function, Mapping):
-            raise _refuse("tools", f"a tool of type {tool.get('type')!r} (only function tools)")
+        if not isinstance(function, Mapping) or tool.get("type") != "function":
+            kind = tool.get("type") if isinstance(tool, Mapping) else tool
+            raise _refuse("tools", f"a tool of type {kind!r} (only function tools)")
         out: dict[str, Any] = {
             "name": function.get("name"),
             "input_schema": function.get("parameters") or {"type": "object", "properties": {}},
@@ -275,7 +276,7 @@ def _tool_choice(value: Any) -> dict[str, Any]:
     if isinstance(value, str) and value in TOOL_CHOICES:
         return dict(TOOL_CHOICES[value])
     function = value.get("function") if isinstance(value, Mapping) else None
-    if value.get("type") == "function" and isinstance(function, Mapping) and function.get("name"):
+    if isinstance(function, Mapping) and value.get("type") == "function" and function.get("name"):
         return {"type": "tool", "name": function["name"]}
     raise _refuse("tool_choice", f"{value!r} is not auto, none, required or a function")
 
