@@ -1,5 +1,6 @@
 """routing-ledger: a thin client for the routing ledger's PostgreSQL functions."""
 
+from routing_ledger.anthropic import AnthropicProvider
 from routing_ledger.errors import (
     AttemptClosed,
     InvalidOption,
@@ -19,6 +20,7 @@ from routing_ledger.providers import OpenAICompatibleProvider, ProviderResponse,
 __version__ = "0.2.1"
 
 __all__ = [
+    "AnthropicProvider",
     "AsyncLedger",
     "AsyncStream",
     "AttemptClosed",
