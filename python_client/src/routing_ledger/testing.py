@@ -6,7 +6,10 @@ Point a gateway (or :class:`routing_ledger.providers.OpenAICompatibleProvider`) 
 connections, malformed bodies, 400s and 401s, tool calls, and — for ``"stream": true``
 requests, answered as OpenAI server-sent events — streams that are cut, stall, lose their
 usage chunk or carry a malformed event. It is real HTTP over a real socket, so the error
-paths the ledger records are exercised exactly as they happen in production.
+paths the ledger records are exercised exactly as they happen in production. Anthropic's
+Messages API is served beside it (``POST /v1/messages``, base URL
+:attr:`FaultInjectingProvider.root_url`) with the same faults in its own shapes (529
+``overloaded_error``, an ``error`` event mid-stream), tool use and cache usage.
 
     with FaultInjectingProvider() as server:
         server.script("small-model", Fault.rate_limited(2), Fault.stream_cut(3), Fault.ok())
@@ -1610,7 +1613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m routing_ledger.testing",
         description=(
             "Serve a fault-injecting OpenAI-compatible API (chat completions, streamed or not,"
-            " and embeddings) on loopback."
+            " and embeddings) and Anthropic's Messages API (/v1/messages) on loopback."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1")
