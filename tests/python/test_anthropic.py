@@ -606,6 +606,17 @@ USAGE = [
         1,
         {"cache_write_tokens": 1000},
     ),
+    (
+        "thinking tokens are output tokens, reported as reasoning",
+        {
+            "input_tokens": 10,
+            "output_tokens": 300,
+            "output_tokens_details": {"thinking_tokens": 250},
+        },
+        10,
+        300,
+        {"reasoning_tokens": 250},
+    ),
     ("no usage", {}, None, None, {}),
 ]
 
@@ -926,7 +937,10 @@ def test_stream_faults_after_two_chunks(server, fault, code):
         stream.close()
     assert info.value.error_code == code
     # The two chunks read, as sent (a malformed event is followed by the rest, unread).
-    assert text_of(read) == "".join(server.last_answer("claude").pieces[:2]) and len(read) == 2
+    assert (
+        text_of(read) == "".join(server.last_answer("claude").pieces[:2])
+        and len(read) == 2
+    )
 
 
 def test_stream_with_cache_usage_and_a_tool_call_async(server):
@@ -1129,29 +1143,34 @@ def test_a_claude_stream_yields_chat_chunks_and_records_its_usage(catalog, serve
     assert_classes_recorded(catalog, attempt["id"], result.response.usage_details)
 
 
+# (fault, error_code, http_status, retry_after_ms) of the failed first attempt
+BEFORE_FIRST_CHUNK = {
+    "429": (Fault.rate_limited(0.05), "rate_limited", 429, 50),
+    "529": (Fault.server_error(529), "server_error", 529, None),
+    "502": (Fault.server_error(502), "server_error", 502, None),
+    "error-event-before-any-delta": (Fault.stream_error(0), "server_error", 200, None),
+    "no-message_stop-no-delta": (
+        Fault.stream_cut(0, clean=True),
+        "server_error",
+        200,
+        None,
+    ),
+}
+SHAPED = [
+    pytest.param(shape, *case, id=f"{shape}-{name}")
+    for shape in ("call", "stream")
+    for name, case in BEFORE_FIRST_CHUNK.items()
+    if shape == "stream"
+    or not case[0].kind.startswith("stream")  # stream faults: streams
+]
+
+
 @pytest.mark.parametrize(
-    ("fault", "code", "http_status"),
-    [
-        (Fault.rate_limited(0.05), "rate_limited", 429),
-        (Fault.server_error(529), "server_error", 529),
-        (Fault.server_error(502), "server_error", 502),
-        (Fault.stream_error(0), "server_error", 200),
-        (Fault.stream_cut(0, clean=True), "server_error", 200),
-    ],
-    ids=[
-        "429",
-        "529",
-        "502",
-        "error-event-before-any-delta",
-        "no-message_stop-no-delta",
-    ],
+    ("shape", "fault", "code", "http_status", "retry_after_ms"), SHAPED
 )
-@pytest.mark.parametrize("shape", ["call", "stream"])
 def test_failures_before_the_first_chunk_are_retried_unseen(
-    catalog, server, fault, code, http_status, shape
+    catalog, server, shape, fault, code, http_status, retry_after_ms
 ):
-    if shape == "call" and fault.kind.startswith("stream"):
-        pytest.skip("a stream fault needs a stream")
     server.script(CHEAP, fault)
     with Ledger(catalog.db, providers(server)) as ledger:
         if shape == "call":
@@ -1163,9 +1182,57 @@ def test_failures_before_the_first_chunk_are_retried_unseen(
             result = s.result
     assert result.outcome_status == "succeeded" and result.attempts == 2
     first, last = catalog.attempts(result.outcome_id)
-    assert (first["error_code"], first["http_status"]) == (code, http_status)
+    assert (first["error_code"], first["http_status"], first["retry_after_ms"]) == (
+        code,
+        http_status,
+        retry_after_ms,
+    )
     assert first["first_token_at"] is None and last["status"] == "succeeded"
     assert text == server.answers[-1].text  # only the good answer reached the consumer
+    # The failure was Claude's; retried on it, or failed over (the database's policy).
+    assert server.answers[0].endpoint == "messages"
+
+
+@pytest.mark.parametrize("after", [0, 2], ids=["before-any-chunk", "after-two-chunks"])
+def test_the_chat_apis_error_chunk_is_the_same_fault(catalog, server, after):
+    # The fault server's stream_error strikes chat streams too (a chunk carrying "error").
+    server.script(CHEAP, Fault.stream_error(after))
+    with Ledger(catalog.db, test_client.providers_for(server)) as ledger:
+        if after == 0:
+            with ledger.stream(AGENT, TASK, MESSAGES, 64, "chat-error") as s:
+                text = text_of(list(s))
+            assert s.result.attempts == 2 and text == server.answers[-1].text
+            first = catalog.attempts(s.result.outcome_id)[0]
+            assert (first["error_code"], first["first_token_at"]) == (
+                "server_error",
+                None,
+            )
+        else:
+            with pytest.raises(StreamInterrupted) as info:
+                with ledger.stream(AGENT, TASK, MESSAGES, 64, "chat-error") as s:
+                    list(s)
+            assert info.value.error_code == "stream_interrupted"
+            assert (
+                "error event"
+                in catalog.attempts(info.value.outcome_id)[0]["error_message"]
+            )
+    assert {a.endpoint for a in server.answers} == {"chat"}
+
+
+def test_the_messages_api_wants_its_version_header(server):
+    import httpx
+
+    answer = httpx.post(
+        f"{server.root_url}/v1/messages",
+        json={
+            "model": "m",
+            "max_tokens": 8,
+            "messages": [{"role": "user", "content": "Hi"}],
+        },
+    )
+    assert answer.status_code == 400
+    assert answer.json()["error"]["type"] == "invalid_request_error"
+    assert "anthropic-version" in answer.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
@@ -1225,7 +1292,9 @@ def test_a_claude_stream_broken_after_its_first_chunk_is_an_interruption(
                 for chunk in s:
                     received.append(chunk)
     exc = info.value
-    sent = "".join(server.last_answer(CHEAP).pieces[:3])  # the 3 chunks before the fault
+    sent = "".join(
+        server.last_answer(CHEAP).pieces[:3]
+    )  # the 3 chunks before the fault
     assert exc.partial_text == text_of(received) == sent
     (attempt,) = catalog.attempts(exc.outcome_id)
     assert (attempt["status"], attempt["error_code"]) == ("failed", code)

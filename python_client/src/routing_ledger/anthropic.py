@@ -354,8 +354,9 @@ def usage_classes(usage: Mapping[str, Any]) -> tuple[int | None, int | None, dic
 
     The total counts uncached input, cache reads and cache writes; the classes are those
     reported (``cache_read_tokens``, ``cache_write_tokens`` for 5-minute writes,
-    ``cache_write_1h_tokens``), zeros included, for ``routing.complete_decision``'s
-    ``p_usage``.
+    ``cache_write_1h_tokens``, and ``reasoning_tokens`` from
+    ``output_tokens_details.thinking_tokens``), zeros included, for
+    ``routing.complete_decision``'s ``p_usage``.
     """
     uncached = _non_negative_int(usage.get("input_tokens"))
     reads = _non_negative_int(usage.get("cache_read_input_tokens"))
@@ -375,6 +376,12 @@ def usage_classes(usage: Mapping[str, Any]) -> tuple[int | None, int | None, dic
         classes["cache_write_1h_tokens"] = writes_1h or 0
         # The split is the detail of the total: never count fewer writes than either says.
         writes = max(writes or 0, classes["cache_write_tokens"] + classes["cache_write_1h_tokens"])
+    # Thinking is part of output_tokens (which stays the inclusive total), as reasoning.
+    details = usage.get("output_tokens_details")
+    if isinstance(details, Mapping):
+        thinking = _non_negative_int(details.get("thinking_tokens"))
+        if thinking is not None:
+            classes["reasoning_tokens"] = thinking
     total = None if uncached is None else uncached + (reads or 0) + (writes or 0)
     return total, _non_negative_int(usage.get("output_tokens")), classes
 
