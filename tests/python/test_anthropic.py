@@ -15,6 +15,7 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
 import pytest
 import test_client
 from test_client import AGENT, CHEAP, KEY, MESSAGES, MID, TASK
@@ -936,6 +937,8 @@ def test_stream_faults_after_two_chunks(server, fault, code):
                 read.append(chunk)
         stream.close()
     assert info.value.error_code == code
+    # No httpx exception (whose request holds the key) rides along as the context.
+    assert not isinstance(info.value.__context__, httpx.HTTPError)
     # The two chunks read, as sent (a malformed event is followed by the rest, unread).
     assert (
         text_of(read) == "".join(server.last_answer("claude").pieces[:2])
@@ -1220,8 +1223,6 @@ def test_the_chat_apis_error_chunk_is_the_same_fault(catalog, server, after):
 
 
 def test_the_messages_api_wants_its_version_header(server):
-    import httpx
-
     answer = httpx.post(
         f"{server.root_url}/v1/messages",
         json={

@@ -674,12 +674,14 @@ class MessagesSyncStream(_MessagesStream, SyncProviderStream):
                 error = self._failed(exc)
                 if error is None:
                     raise
-                raise error from None
+                break
             if event is None:
                 self._ended()
             elif event.data and (chunk := self._take(event.data)) is not None:
                 return chunk
-        return None
+        else:
+            return None
+        raise error  # outside the handler: no __context__ holding the request's headers
 
 
 class MessagesAsyncStream(_MessagesStream, AsyncProviderStream):
@@ -697,12 +699,14 @@ class MessagesAsyncStream(_MessagesStream, AsyncProviderStream):
                 error = self._failed(exc)
                 if error is None:
                     raise
-                raise error from None
+                break
             if event is None:
                 self._ended()
             elif event.data and (chunk := self._take(event.data)) is not None:
                 return chunk
-        return None
+        else:
+            return None
+        raise error  # outside the handler: no __context__ holding the request's headers
 
 
 # --------------------------------------------------------------------------- the provider
