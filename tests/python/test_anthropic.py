@@ -419,6 +419,13 @@ def test_chat_requests_translate_to_the_messages_api(messages, options, expected
 
 # (case, messages, options, the option InvalidOption names)
 REFUSED = [
+    ("user not a string", None, {"user": 5}, "user"),
+    (
+        "parallel_tool_calls not a boolean",
+        None,
+        {"parallel_tool_calls": "yes"},
+        "parallel_tool_calls",
+    ),
     ("temperature above the Messages range", None, {"temperature": 1.5}, "temperature"),
     ("top_p not a number", None, {"top_p": "high"}, "top_p"),
     (

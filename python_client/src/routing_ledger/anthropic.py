@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -55,6 +55,7 @@ __all__ = [
     "ERROR_TYPE_STATUS",
     "FINISH_REASONS",
     "NO_OP_OPTIONS",
+    "OPTION_TRANSLATIONS",
     "TOOL_CHOICES",
     "AnthropicProvider",
     "MessagesStreamAssembly",
@@ -281,11 +282,35 @@ def _tool_choice(value: Any) -> dict[str, Any]:
     raise _refuse("tool_choice", f"{value!r} is not auto, none, required or a function")
 
 
-def _stop(value: Any) -> list[str]:
+def _stop(value: Any) -> dict[str, Any]:
     stops = [value] if isinstance(value, str) else value
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise _refuse("stop", "not a string or a list of strings")
-    return stops
+    return {"stop_sequences": stops} if stops else {}
+
+
+def _user(value: Any) -> dict[str, Any]:
+    if not isinstance(value, str):
+        raise _refuse("user", "not a string")
+    return {"metadata": {"user_id": value}}
+
+
+def _parallel_tool_calls(value: Any) -> dict[str, Any]:
+    if not isinstance(value, bool):
+        raise _refuse("parallel_tool_calls", "not a boolean")
+    return {}  # false is applied to tool_choice, once every option is known
+
+
+#: A chat option → the Messages API fields it becomes.
+OPTION_TRANSLATIONS: Mapping[str, Callable[[Any], dict[str, Any]]] = {
+    "temperature": lambda v: {"temperature": _number_within("temperature", v, 0.0, 1.0)},
+    "top_p": lambda v: {"top_p": _number_within("top_p", v, 0.0, 1.0)},
+    "stop": _stop,
+    "tools": lambda v: {"tools": _tools(v)},
+    "tool_choice": lambda v: {"tool_choice": _tool_choice(v)},
+    "parallel_tool_calls": _parallel_tool_calls,
+    "user": _user,
+}
 
 
 def _translate_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -293,21 +318,8 @@ def _translate_options(options: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in options.items():
         if key in DROPPED_OPTIONS or (key in NO_OP_OPTIONS and value in NO_OP_OPTIONS[key]):
             continue
-        if key == "temperature":
-            body["temperature"] = _number_within(key, value, 0.0, 1.0)
-        elif key == "top_p":
-            body["top_p"] = _number_within(key, value, 0.0, 1.0)
-        elif key == "stop":
-            if stops := _stop(value):
-                body["stop_sequences"] = stops
-        elif key == "tools":
-            body["tools"] = _tools(value)
-        elif key == "tool_choice":
-            body["tool_choice"] = _tool_choice(value)
-        elif key == "parallel_tool_calls" and isinstance(value, bool):
-            pass  # applied to tool_choice below
-        elif key == "user" and isinstance(value, str):
-            body["metadata"] = {"user_id": value}
+        if key in OPTION_TRANSLATIONS:
+            body.update(OPTION_TRANSLATIONS[key](value))
         elif key in NO_OP_OPTIONS:
             raise _refuse(key, f"{value!r} asks for what the Messages API does not do")
         else:
