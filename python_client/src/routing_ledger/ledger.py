@@ -283,6 +283,11 @@ def _chat(run: Callable[[Flow, Mapping[str, Any], Config], protocol.Protocol]) -
             ledger._scrub,
             streamed=streamed,
         )
+        # The router may pick any configured provider: a request one of them cannot take
+        # (an option the Messages API has no counterpart for) is refused before any write.
+        for provider in ledger._providers.values():
+            if callable(check := getattr(provider, "check_request", None)):
+                check(flow.messages, flow.max_tokens, flow.options)
         return run(flow, ledger._providers, ledger._config)
 
     return build

@@ -43,6 +43,7 @@ from rich.progress import (
 from rich.table import Table
 
 from routing_ledger import (
+    AnthropicProvider,
     AsyncLedger,
     CallResult,
     NoCandidate,
@@ -82,6 +83,10 @@ DEMO_AGENTS = {  # sql/demo_seed.sql
     "demo-suspended": "00000000-0000-4000-8000-00000000d004",
 }
 DEMO_PROVIDERS = ("mistral", "openai", "together")
+#: Providers served by Anthropic's Messages API (the fault server's /v1/messages), and the
+#: models there (sql/demo_seed.sql), which also see its own faults: 529 and error events.
+DEMO_MESSAGES_PROVIDERS = ("anthropic",)
+DEMO_MESSAGES_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-5")
 DEMO_AGENT_MIX = {
     "demo-gateway": 0.70,
     "demo-batch": 0.16,
@@ -226,6 +231,40 @@ SELECT i.model_slug, count(*),
  WHERE o.request_id LIKE %s AND i.first_token_at IS NOT NULL
  GROUP BY 1 ORDER BY 1
 """
+# Every chat attempt by the API that served it: the requests that ended there and how,
+# the failures before a first token (retried or failed over), and time to first token.
+_SUMMARY_APIS = """
+SELECT CASE WHEN m.provider = ANY (%s) THEN 'Anthropic Messages' ELSE 'chat completions' END,
+       count(*) FILTER (WHERE o.inference_id = i.id),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status = 'succeeded'),
+       count(*) FILTER (WHERE o.inference_id = i.id
+                          AND o.outcome_status = 'failed_stream_interrupted'),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status = 'cancelled'),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status NOT IN
+                          ('succeeded', 'failed_stream_interrupted', 'cancelled')),
+       count(*),
+       count(*) FILTER (WHERE i.status = 'failed' AND i.first_token_at IS NULL),
+       count(*) FILTER (WHERE i.first_token_at IS NOT NULL),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY i.ttft_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY i.ttft_ms)
+  FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+  JOIN routing.models m ON m.slug = i.model_slug
+ WHERE o.request_id LIKE %s AND m.endpoint = 'chat'
+ GROUP BY 1 ORDER BY 1 DESC
+"""
+_SUMMARY_API_ROWS = (
+    "requests that ended on it",
+    "  succeeded",
+    "  interrupted",
+    "  cancelled",
+    "  failed otherwise",
+    "attempts",
+    "  failed before a first token",
+    "streams (first token forwarded)",
+    "  TTFT p50",
+    "  TTFT p95",
+)
 # Partial answers: what the interrupted and cancelled requests produced and cost.
 _SUMMARY_PARTIAL = """
 SELECT o.outcome_status, i.error_code, count(*),
@@ -452,6 +491,18 @@ def _demo_fault_mix() -> dict[Any, float]:
     }
 
 
+def _demo_messages_fault_mix() -> dict[Any, float]:
+    """The Messages API's own faults, beside the common ones: overloaded (529), and an
+    ``error`` event before the first delta (failed over) or after two (interrupted)."""
+    from routing_ledger.testing import Fault
+
+    return _demo_fault_mix() | {
+        Fault.server_error(529): 0.03,
+        Fault.stream_error(0): 0.01,
+        Fault.stream_error(2): 0.02,
+    }
+
+
 #: What the stand-in judge "thinks" of each demo model, on the q_prior scale. Some differ
 #: from the catalog's priors on purpose: once a (model, task) has enough judged samples
 #: the router uses the learned quality, so the demo shows routing move with the labels
@@ -464,6 +515,8 @@ DEMO_JUDGED_QUALITY = {
     "demo-mistral-medium": 0.84,
     "demo-mistral-large": 0.92,
     "demo-openai-4o": 0.95,
+    "demo-claude-haiku": 0.80,
+    "demo-claude-sonnet": 0.93,
 }
 
 
@@ -618,10 +671,13 @@ async def _run_burst(
         background.append(asyncio.create_task(_reaper_task(ops_conninfo, burst, done)))
     if judge_conninfo is not None:
         background.append(asyncio.create_task(_judge_task(judge_conninfo, burst, done)))
-    providers = {
+    providers: dict[str, OpenAICompatibleProvider] = {
         name: OpenAICompatibleProvider(base_url, api_key, timeout_s=DEMO_TIMEOUT_S)
         for name in DEMO_PROVIDERS
     }
+    root_url = base_url.removesuffix("/v1")  # the Messages API adds /v1/messages itself
+    for name in DEMO_MESSAGES_PROVIDERS:
+        providers[name] = AnthropicProvider(root_url, api_key, timeout_s=DEMO_TIMEOUT_S)
     queue: asyncio.Queue[_DemoRequest] = asyncio.Queue()
     for request in requests:
         queue.put_nowait(request)
@@ -828,6 +884,19 @@ def _demo_traffic_summary(
         f"ended first simply succeeded)"
     )
 
+    rows = conn.execute(_SUMMARY_APIS, (list(DEMO_MESSAGES_PROVIDERS), like)).fetchall()
+    apis = Table(title="chat traffic by provider API", title_justify="left")
+    apis.add_column("")
+    for row in rows:
+        apis.add_column(str(row[0]), justify="right")
+    for i, name in enumerate(_SUMMARY_API_ROWS, start=1):
+        cells = [row[i] for row in rows]
+        if name.startswith("  TTFT"):
+            apis.add_row(name, *(f"{v:.0f} ms" if v is not None else "-" for v in cells))
+        else:
+            apis.add_row(name, *(str(v) for v in cells))
+    console.print(apis)
+
     ttft = Table(title="time to first token (streamed attempts)", title_justify="left")
     for column in ("model", "streams", "p50", "p95"):
         ttft.add_column(column, justify="left" if column == "model" else "right")
@@ -1013,8 +1082,12 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         requests = _demo_requests(args.calls, args.seed)
         fault.start()
         fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
+        for model in DEMO_MESSAGES_MODELS:
+            fault.set_mix(model, _demo_messages_fault_mix(), seed=args.seed)
         console.print(
-            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} "
+            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} (chat "
+            f"completions) and {', '.join(DEMO_MESSAGES_PROVIDERS)} (Anthropic Messages API: "
+            f"also 529 and error events) "
             f"(~75% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400 "
             f"before the first byte; streams cut, stalled or garbled after their first chunks; "
             f"tool calls; answers without usage)"

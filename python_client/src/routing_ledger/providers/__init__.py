@@ -4,11 +4,14 @@ carrying one of the contract's client error codes.
 
 - :mod:`routing_ledger.providers.openai`: OpenAI-compatible chat completions and embeddings
   (Mistral, OpenAI and most others).
+- :mod:`routing_ledger.providers.anthropic`: Anthropic's Messages API, translated to and from
+  the chat-completion shapes, so a caller never sees which API answered.
 - :mod:`routing_ledger.providers.common`: what every adapter shares (the answer's shape,
   redaction, token estimates, reading an HTTP error).
 """
 
 from routing_ledger.errors import ProviderError
+from routing_ledger.providers.anthropic import AnthropicProvider
 from routing_ledger.providers.common import (
     MAX_MESSAGE_CHARS,
     ProviderResponse,
@@ -27,6 +30,7 @@ from routing_ledger.providers.openai import (
 
 __all__ = [
     "MAX_MESSAGE_CHARS",
+    "AnthropicProvider",
     "AsyncProviderStream",
     "OpenAICompatibleProvider",
     "ProviderError",

@@ -61,6 +61,10 @@ class ProviderResponse:
     latency_ms: int
     payload: dict[str, Any]
     http_status: int
+    #: The usage beyond the two totals, as routing.complete_decision's p_usage: any of
+    #: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens (int)
+    #: and provider_cost_usd (Decimal). None when the provider reported none of them.
+    usage_details: dict[str, Any] | None = None
 
     @property
     def tool_calls(self) -> list[dict[str, Any]] | None:

@@ -559,11 +559,14 @@ class StreamAssembly:
         if data.strip() == "[DONE]":
             self.done = True
             return None
-        chunk = _parse_json(data.encode("utf-8"))
+        return self.take(_parse_json(data.encode("utf-8")))
+
+    def take(self, chunk: Any) -> dict[str, Any]:
+        """Take one parsed chunk (another API's event translated to a chunk, too)."""
         if not isinstance(chunk, dict):
             raise ValueError("stream event is not a JSON object")
         if chunk.get("error") is not None:
-            raise ValueError(f"error event: {_error_detail(data.encode('utf-8'))}")
+            raise ValueError(f"error event: {_error_detail(_dumps(chunk))}")
         self.chunks += 1
         for key in ("id", "model", "created", "system_fingerprint"):
             if key in chunk and key not in self.ids:
