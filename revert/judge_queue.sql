@@ -1,27 +1,7 @@
--- Deploy routing_ledger:judge_queue to pg
--- requires: judge_queue@v0.1.0
--- requires: argument_checks
+-- Revert routing_ledger:judge_queue from pg
 --
--- v0.2 rework: every argument is checked first through the routing._require_* helpers
--- (change argument_checks), with 22023: p_worker and p_judge_model non-empty and at most
--- 255 characters, p_rationale at most 10000 characters (NULL or '' allowed), p_limit 1..10000,
--- the claim's p_as_of a finite timestamp between 1970 and 9999, p_status one of the
--- verdicts, p_score a finite number 1..5 for a label and NULL otherwise. v0.1.0 stored a
--- worker or judge model of any length and let p_as_of = infinity reach the lease
--- arithmetic. Nothing else changes.
---
--- How outcomes become the router's training data. A succeeded outcome enters the
--- queue as judge_status 'unlabeled' (complete_decision, or repair_orphans for history);
--- judge workers claim batches under FOR UPDATE SKIP LOCKED, so two workers never get the
--- same outcome, with a lease (routing.settings.judge_lease) after which an unfinished
--- claim is taken back by the next claim; a recorded label (score 1..5) is added to
--- routing.model_task_quality for the model that actually answered (the final attempt's
--- model, which after a failover is not the chosen one) and the task type. The router
--- uses that learned quality instead of q_prior once judged_samples reaches
--- routing.settings.min_judged_samples (30 by default).
---
--- Lock order: the outcome row, then its model_task_quality row; nothing locks them the
--- other way round.
+-- Back to the judge queue as released at @v0.2.1: the body of deploy/judge_queue@v0.2.1.sql
+-- (record_judgement adds to the cumulative count and sum only). Signatures are unchanged.
 
 BEGIN;
 

@@ -1,49 +1,23 @@
--- Deploy routing_ledger:route_plans to pg
--- requires: router
--- requires: route_snapshots
+-- Revert routing_ledger:route_plans from pg
 --
--- The router's catalog work done once, not on every request. Everything the router
--- decides from the catalog (gates, ranking, the snapshot and its key, the drop counts)
--- depends on the catalog tables, not on the request: of a request, only the token
--- counts (projected costs), the agent's per-call cap (a gate) and the instant (which
--- cooldowns are still running) enter it. So the write path keeps, per task type, a
--- route plan: the compact explanation routing._route_document builds for that task
--- with no cap and no tokens, the prices of its top candidates, and the interval of
--- instants over which no cooldown starts or ends. A request whose plan is current pays
--- for one index lookup and for its own few projected costs, whatever the catalog's size.
--- Measured in one run (20 models, fsync off): the compact router 248 us a request, the
--- plan 54 us; insert_decision over 1,000 models 1.4x its cost over 10 (it was ~30x).
---
--- - Current means: built at the present routing.route_epochs, in the session's TimeZone
---   (the lists render their timestamps in it), for an instant inside [valid_from,
---   valid_until). The epochs are three counters, each bumped by a statement trigger on
---   the tables the router reads: catalog (models, task_floors, settings; a deleted route
---   snapshot too), quality (model_task_quality, the judge's) and cooldowns
---   (model_cooldowns, a 429's). Three rows, so that an operator's open catalog edit never
---   holds up a gateway's 429 or a judge, and a 429 storm never holds up the judge. The
---   trigger runs BEFORE the statement, so a writer takes its counter's row lock first and
---   holds no router row another writer of that counter could want; readers never lock
---   them. A plan is built in one statement from one snapshot, the epochs it is labelled
---   with included, so it can never be labelled newer than what it was built from.
--- - A per-call cap: the plan is used only when even the dearest model of the task's
---   endpoint would fit under the cap at this request's token counts (then the cap gate
---   drops nothing and the router's answer is the plan's); otherwise the request is
---   routed exactly as before (routing._route_explanation).
--- - Plans are a cache: routing.route_plans is UNLOGGED (empty after a crash or on a
---   promoted standby, and rebuilt on the next request), written only when a request
---   finds no current plan (an upsert that does not put back a plan of older epochs), by
---   one request at a time under a transaction-level advisory lock it only tries (class
---   hashtext('routing.route_plans')): the others use the plan they built and wait for
---   nothing.
--- - Cost of the counters: statements that change one of the router's inputs queue on its
---   counter's row until they commit (catalog edits; record_judgement; a 429's cooldown),
---   and each change makes every task's next request rebuild its plan (about one
---   choose_route).
+-- Back to route plans as released at @v0.2.1: the body of deploy/route_plans@v0.2.1.sql
+-- (the global quality counter on every model_task_quality write, the 5-argument
+-- _planned_explanation routing with no request), after dropping v0.3's additions.
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
+
+-- v0.3's objects first: the request-taking plan reader, the request's full route and the
+-- plan's quality columns (a cache: emptied, then the columns dropped).
+DROP FUNCTION IF EXISTS routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text);
+DROP FUNCTION IF EXISTS routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text);
+TRUNCATE routing.route_plans;
+ALTER TABLE routing.route_plans
+    DROP COLUMN IF EXISTS quality_epoch,
+    DROP COLUMN IF EXISTS explorable,
+    DROP COLUMN IF EXISTS explore_share;
 
 CREATE TABLE IF NOT EXISTS routing.route_epochs (
     source text   PRIMARY KEY CHECK (source IN ('catalog', 'cooldowns', 'quality')),
