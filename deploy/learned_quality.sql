@@ -116,7 +116,8 @@ DROP TRIGGER IF EXISTS bump_quality_epoch ON routing.model_task_quality;
 CREATE TRIGGER bump_quality_epoch AFTER INSERT OR UPDATE OR DELETE ON routing.model_task_quality
     FOR EACH ROW EXECUTE FUNCTION routing._bump_quality_epoch();
 
--- 2^-((p_to - p_from) / p_half_life), the exponent clamped at 1000 half-lives either way.
+-- 2^-((p_to - p_from) / p_half_life), the exponent clamped to 0..1000 half-lives: a label
+-- never weighs more than 1 (one given after the quality tick counts as at the tick).
 CREATE OR REPLACE FUNCTION routing._quality_decay(p_from timestamptz, p_to timestamptz, p_half_life interval)
 RETURNS double precision
 LANGUAGE sql
@@ -124,7 +125,7 @@ IMMUTABLE PARALLEL SAFE
 AS $$
     SELECT power(2::double precision,
                  -least(greatest(extract(epoch FROM p_to - p_from)::double precision
-                                 / extract(epoch FROM p_half_life)::double precision, -1000), 1000))
+                                 / extract(epoch FROM p_half_life)::double precision, 0), 1000))
 $$;
 
 -- The instant the router evaluates estimates at for a decision at p_as_of: p_as_of
