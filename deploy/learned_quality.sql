@@ -49,7 +49,7 @@ ALTER TABLE routing.settings
         CONSTRAINT settings_quality_prior_weight_check CHECK (quality_prior_weight > 0 AND quality_prior_weight <= 1000000),
     ADD COLUMN IF NOT EXISTS quality_half_life interval NOT NULL DEFAULT '14 days'
         CONSTRAINT settings_quality_half_life_check CHECK (quality_half_life >= '1 second' AND quality_half_life <= '100 years'),
-    ADD COLUMN IF NOT EXISTS quality_explore_share numeric NOT NULL DEFAULT 0.05
+    ADD COLUMN IF NOT EXISTS quality_explore_share numeric NOT NULL DEFAULT 0.03
         CONSTRAINT settings_quality_explore_share_check CHECK (quality_explore_share >= 0 AND quality_explore_share <= 1);
 COMMENT ON COLUMN routing.settings.quality_prior_weight IS
     'k: how many labels q_prior counts as in the estimate (k q_prior + sum w x) / (k + sum w).';
