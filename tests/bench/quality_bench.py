@@ -104,6 +104,7 @@ class Run:
     seed: int
     chosen: list[str] = field(default_factory=list)
     explored: list[bool] = field(default_factory=list)
+    seconds: float = 0.0
 
 
 @dataclass
@@ -114,6 +115,7 @@ class Figures:
     violations_after: float
     routed_again: int | None
     recovered: int | None
+    interval_ms: float
 
 
 def seed_catalog(conn: psycopg.Connection[Any]) -> None:
@@ -150,6 +152,7 @@ def simulate(conn: psycopg.Connection[Any], rule: str, seed: int, sc: Scenario, 
             q = true_quality(slug, drifted)
             score = 1 + sum(rng.random() < q for _ in range(4))
             conn.execute(RECORD_JUDGEMENT, (outcome_id, "labeled", score, "", "bench-judge"))
+    run.seconds = time.perf_counter() - start
     for slug, explored in conn.execute(
         "SELECT chosen_model_slug, coalesce((explanation ->> 'exploration')::boolean, false)"
         "  FROM routing.routing_outcomes WHERE id > %s ORDER BY id",
@@ -185,7 +188,7 @@ def figures(run: Run, sc: Scenario) -> Figures:
         if inside >= 0.9 * sc.window:
             recovered = i - sc.before
             break
-    return Figures(cb, ca, vb, va, routed_again, recovered)
+    return Figures(cb, ca, vb, va, routed_again, recovered, 1000 * run.seconds / n)
 
 
 def prepare(cluster: LocalCluster, project: Path, db: str, to: str | None, sc: Scenario) -> str:
@@ -225,6 +228,7 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f"{reqs([f.routed_again for f in figs])}",
         f"  requests until >= 90 % of a {sc.window}-request window goes to the new oracle: "
         f"{reqs([f.recovered for f in figs])}",
+        f"  (a request every {statistics.median([f.interval_ms for f in figs]):.2f} ms, median over the seeds)",
     ]
 
 
