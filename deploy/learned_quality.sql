@@ -261,7 +261,7 @@ BEGIN
        SET label_weight   = q.label_weight * routing._quality_decay(q.weights_at, now(), OLD.quality_half_life),
            weighted_score = q.weighted_score * routing._quality_decay(q.weights_at, now(), OLD.quality_half_life),
            weights_at     = now()
-     WHERE q.weights_at IS NOT NULL;
+     WHERE q.weights_at < now();
     RETURN NULL;
 END
 $$;
