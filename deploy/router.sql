@@ -382,6 +382,7 @@ END
 $$;
 
 -- v0.3: p_request_id (the old signature is replaced, so a v0.2 call resolves to this one).
+-- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing.choose_route(uuid, text, int, int, timestamptz);
 CREATE OR REPLACE FUNCTION routing.choose_route(
     p_agent_id     uuid,

@@ -122,7 +122,8 @@ def seed_catalog(conn: psycopg.Connection[Any]) -> None:
     for slug, (p_in, p_out, prior, _, _) in MODELS.items():
         conn.execute(
             "INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,"
-            " price_out_per_mtok_usd, q_prior, m_allowed) VALUES (%s, 'bench', %s, %s, %s, %s, true)",
+            " price_out_per_mtok_usd, q_prior, m_allowed)"
+            " VALUES (%s, 'bench', %s, %s, %s, %s, true)",
             (slug, slug, p_in, p_out, prior),
         )
     conn.execute(
@@ -135,7 +136,9 @@ def simulate(conn: psycopg.Connection[Any], rule: str, seed: int, sc: Scenario, 
     """One seed's requests through the write path and the judge; returns what was chosen."""
     rng = random.Random(seed)
     run = Run(rule, seed)
-    first_id = conn.execute("SELECT coalesce(max(id), 0) FROM routing.routing_outcomes").fetchone()[0]  # type: ignore[index]
+    first_id = conn.execute("SELECT coalesce(max(id), 0) FROM routing.routing_outcomes").fetchone()[
+        0
+    ]  # type: ignore[index]
     interval = sc.interval_ms / 1000
     start = time.perf_counter()
     for i in range(sc.before + sc.after):
@@ -175,13 +178,16 @@ def figures(run: Run, sc: Scenario) -> Figures:
     ca, va = window_cost(n - sc.window, n, True)
     new_oracle = oracle(True)
     routed_again = next(
-        (i - sc.before for i in range(sc.before, n)
-         if run.chosen[i] == new_oracle and not run.explored[i]),
+        (
+            i - sc.before
+            for i in range(sc.before, n)
+            if run.chosen[i] == new_oracle and not run.explored[i]
+        ),
         None,
     )
     recovered = None
     hits = [s == new_oracle for s in run.chosen]
-    inside = sum(hits[sc.before:sc.before + sc.window])
+    inside = sum(hits[sc.before : sc.before + sc.window])
     for i in range(sc.before, n - sc.window + 1):
         if i > sc.before:
             inside += hits[i + sc.window - 1] - hits[i - 1]
@@ -215,8 +221,11 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         got = [x for x in xs if x is not None]
         if not got:
             return f"never (0 of {len(xs)} seeds)"
-        return (f"median {statistics.median(got):.0f}, worst {max(got)}"
-                f" ({len(got)} of {len(xs)} seeds; {statistics.median(got) / sc.half_life:.1f} half-lives)")
+        return (
+            f"median {statistics.median(got):.0f}, worst {max(got)}"
+            f" ({len(got)} of {len(xs)} seeds;"
+            f" {statistics.median(got) / sc.half_life:.1f} half-lives)"
+        )
 
     return [
         f"[{rule}]",
@@ -228,12 +237,18 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f"{reqs([f.routed_again for f in figs])}",
         f"  requests until >= 90 % of a {sc.window}-request window goes to the new oracle: "
         f"{reqs([f.recovered for f in figs])}",
-        f"  (a request every {statistics.median([f.interval_ms for f in figs]):.2f} ms, median over the seeds)",
+        f"  (a request every {statistics.median([f.interval_ms for f in figs]):.2f} ms,"
+        " median over the seeds)",
     ]
 
 
-def run_bench(cluster: LocalCluster, project: Path, sc: Scenario, seeds: list[int],
-              rules: tuple[str, ...] = ("v0.3", "v0.2.1")) -> dict[str, list[Figures]]:
+def run_bench(
+    cluster: LocalCluster,
+    project: Path,
+    sc: Scenario,
+    seeds: list[int],
+    rules: tuple[str, ...] = ("v0.3", "v0.2.1"),
+) -> dict[str, list[Figures]]:
     out: dict[str, list[Figures]] = {}
     for rule in rules:
         out[rule] = []
@@ -248,20 +263,30 @@ def run_bench(cluster: LocalCluster, project: Path, sc: Scenario, seeds: list[in
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--before", type=int, default=3000, help="requests before the drift")
     ap.add_argument("--after", type=int, default=5000, help="requests after the drift")
     ap.add_argument("--half-life", type=int, default=1000, help="the half-life, in requests")
     ap.add_argument("--judged-share", type=float, default=0.5)
     ap.add_argument("--window", type=int, default=500)
-    ap.add_argument("--interval-ms", type=float, default=4.0, help="pace of the new rule's requests")
+    ap.add_argument(
+        "--interval-ms", type=float, default=4.0, help="pace of the new rule's requests"
+    )
     args = ap.parse_args(argv)
-    sc = Scenario(args.before, args.after, args.half_life, args.judged_share, args.window, args.interval_ms)
+    sc = Scenario(
+        args.before, args.after, args.half_life, args.judged_share, args.window, args.interval_ms
+    )
     project = find_project_dir(Path(__file__).resolve().parent)
-    print(f"quality bench: {len(MODELS)} models, floor {FLOOR}, {sc.before} requests, drift, {sc.after} more;"
-          f" half-life {sc.half_life} requests ({sc.interval_ms} ms apart), judged share {sc.judged_share},"
-          f" seeds 1..{args.seeds}", flush=True)
+    print(
+        f"quality bench: {len(MODELS)} models, floor {FLOOR}, {sc.before} requests, drift,"
+        f" {sc.after} more; half-life {sc.half_life} requests ({sc.interval_ms} ms apart),"
+        f" judged share {sc.judged_share},"
+        f" seeds 1..{args.seeds}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     with LocalCluster() as cluster:
         results = run_bench(cluster, project, sc, list(range(1, args.seeds + 1)))

@@ -124,7 +124,9 @@ def test_scrape_shows_what_the_router_learned_per_model_and_task(
             "SELECT * FROM routing.record_judgement(%s::bigint, 'labeled', %s::numeric, NULL, 'j')",
             (row[0], score),
         )
-    (prior,) = conn.execute("SELECT q_prior FROM routing.models WHERE slug = %s", (row[2],)).fetchone()  # type: ignore[misc]
+    (prior,) = conn.execute(
+        "SELECT q_prior FROM routing.models WHERE slug = %s", (row[2],)
+    ).fetchone()  # type: ignore[misc]
     proc, url = start_exporter(db)
     try:
         families = scrape(url)

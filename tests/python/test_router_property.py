@@ -2,7 +2,8 @@
 
 Hypothesis draws catalogs (prices missing, zero or negative; q_prior missing; m_allowed
 true, false or NULL; disabled models; learned quality from 0 to 40 labels, v0.3's
-posterior-mean estimate with no min_judged_samples switch; cooldowns), an agent's per-call cap and a task type, and checks that
+posterior-mean estimate with no min_judged_samples switch; cooldowns), an agent's
+per-call cap and a task type, and checks that
 ``routing.choose_route`` agrees with the oracle on the decision rule, the winner, the
 ranked survivors (the failover order) and the reason every other model was dropped.
 v0.2: models serve chat or embeddings, task ``embed`` needs embeddings and every other
@@ -89,9 +90,13 @@ def effective_quality(m: Model) -> tuple[Decimal | None, str]:
     if m.q_prior is None:
         return None, "prior"
     if not m.samples:
-        return Decimal(f"{float(m.q_prior):.15g}").quantize(Decimal("0.0001"), ROUND_HALF_UP), "prior"
+        return Decimal(f"{float(m.q_prior):.15g}").quantize(
+            Decimal("0.0001"), ROUND_HALF_UP
+        ), "prior"
     x_sum = max(m.score_sum - m.samples, 0) / 4
-    mean = min(max((PRIOR_WEIGHT * float(m.q_prior) + x_sum) / (PRIOR_WEIGHT + m.samples), 0.0), 1.0)
+    mean = min(
+        max((PRIOR_WEIGHT * float(m.q_prior) + x_sum) / (PRIOR_WEIGHT + m.samples), 0.0), 1.0
+    )
     return Decimal(f"{mean:.15g}").quantize(Decimal("0.0001"), ROUND_HALF_UP), "learned"
 
 
@@ -192,8 +197,14 @@ def load(conn: psycopg.Connection[Any], catalog: list[Model], cap: Decimal | Non
                 "INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples,"
                 " score_sum, label_weight, weighted_score, weights_at)"
                 " SELECT %s, t, %s, %s, %s, %s, now() FROM unnest(%s::text[]) t",
-                (m.slug, m.samples, m.score_sum, m.samples, max(m.score_sum - m.samples, 0) / 4,
-                 [*FLOORS, "unlisted"]),
+                (
+                    m.slug,
+                    m.samples,
+                    m.score_sum,
+                    m.samples,
+                    max(m.score_sum - m.samples, 0) / 4,
+                    [*FLOORS, "unlisted"],
+                ),
             )
 
 
