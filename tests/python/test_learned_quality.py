@@ -10,6 +10,7 @@ estimate, and keep the traffic sent below the floor small.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import sys
@@ -90,10 +91,8 @@ def test_short_simulation_recovers_after_a_drift(db: str) -> None:
     )
     with connect(db) as conn:
         quality_bench.seed_catalog(conn)
-        conn.execute(
-            "UPDATE routing.settings SET quality_half_life = %s::interval",
-            (f"{sc.half_life * sc.interval_ms / 1000} seconds",),
-        )
+        sc = dataclasses.replace(sc, interval_ms=quality_bench.calibrate(conn, sc))
+        quality_bench.set_half_life(conn, sc)
         run = quality_bench.simulate(conn, "v0.3", 7, sc, paced=True)
     fig = quality_bench.figures(run, sc)
     # The improved model is found again by its estimate, and takes the traffic, within a few
