@@ -46,11 +46,14 @@
 --   only inside the quality tick it was evaluated at (the decision's instant rounded down
 --   to half-life / 1024): valid_from and valid_until are narrowed to that tick.
 -- - Draws: the plan lists its explorable models (learned, estimate below the floor,
---   ranked before the cheapest model the floor admits) with the exploration share. A
---   request computes its draw for those few only; when none falls in the share (the usual
---   case) the plan's explanation is the request's, exactly; when one does, the request is
---   routed in full with its draws (routing._route_request_explanation). So a request's
---   routing cost stays flat in the catalog's size.
+--   ranked before the cheapest model the floor admits: their mean and sd at the tick)
+--   with the exploration share. A request computes its draw for those few only; when no
+--   draw admits a model (the usual case) the plan's explanation is the request's, exactly;
+--   when one does (an exploration: at most the share times the explorable models of the
+--   requests), the request is routed in full with its draws
+--   (routing._route_request_explanation) and writes its own route snapshot, its Thompson
+--   figure being in it. So a request's routing cost stays flat in the catalog's size but
+--   on an exploring request.
 -- - _planned_explanation takes the request (p_agent_id, p_request_id); the v0.2
 --   signature stays, with no request (no draw).
 
@@ -295,7 +298,11 @@ BEGIN
             > p_agent_cap_usd)
        OR (p_request_id IS NOT NULL AND v_plan.explorable <> '[]'::jsonb
            AND EXISTS (SELECT FROM jsonb_array_elements(v_plan.explorable) x (m)
-                        WHERE routing._quality_draw(p_agent_id, p_request_id, x.m ->> 'slug') < v_plan.explore_share)) THEN
+                        CROSS JOIN LATERAL (SELECT routing._quality_draw(p_agent_id, p_request_id, x.m ->> 'slug')) d (u)
+                        WHERE d.u < v_plan.explore_share
+                          AND round(((x.m ->> 'mean')::double precision
+                                     + (x.m ->> 'sd')::double precision * routing._normal_quantile(1 - d.u))::numeric, 4)
+                              >= (v_plan.explanation ->> 'min_quality')::numeric)) THEN
         RETURN routing._route_request_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
                                                   p_agent_id, p_request_id);
     END IF;

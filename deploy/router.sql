@@ -29,8 +29,10 @@
 --   P(quality >= floor))); labels decay, so the estimate's sd grows back and a model that
 --   improved is found again. Without a request: no draw (choose_route's default).
 -- - Each candidate and each model dropped at the floor gate carries quality_source,
---   label_weight, effective_quality (the estimate) and gate_quality (the figure compared
---   with the floor: theta when a draw was taken, else the estimate); a candidate carries
+--   label_weight, effective_quality (the estimate) and gate_quality (the figure that
+--   cleared or missed the floor: theta for a model its draw admitted, else the estimate;
+--   a draw that misses leaves the document as it was, so such a request keeps its route
+--   plan's explanation); a candidate carries
 --   explored (admitted by its draw); the document, exploration (rank 0 was explored) and
 --   quality_as_of (the tick).
 
@@ -183,7 +185,7 @@ admitted AS (
     -- An explored model passes the floor by its draw and meets the cap gate after it.
     SELECT d.*,
            coalesce(d.theta >= d.min_quality, false) AS explored,
-           coalesce(d.theta, d.effective_quality) AS gate_quality,
+           CASE WHEN d.theta >= d.min_quality THEN d.theta ELSE d.effective_quality END AS gate_quality,
            CASE WHEN d.theta >= d.min_quality
                 THEN CASE WHEN d.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap' END
                 ELSE d.exploit_reason END AS gate_reason
