@@ -135,8 +135,9 @@ class JudgeTask:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A row of ``routing.record_judgement``: the verdict as recorded, and the learned
-    quality of the (model, task type) it fed."""
+    """A row of ``routing.record_judgement``: the verdict as recorded, and the cumulative
+    record of the (model, task type) it fed (``judged_samples``; ``learned_quality`` is the
+    plain mean; the router's decayed estimate is :meth:`Operator.model_quality`'s)."""
 
     outcome_id: int
     judge_status: str
