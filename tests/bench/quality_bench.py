@@ -260,6 +260,8 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f"[{rule}]",
         f"  steady cost / oracle, before the drift : {med([f.cost_before for f in figs])}",
         f"  steady cost / oracle, after the drift  : {med([f.cost_after for f in figs])}",
+        "  per seed, cost before / after: "
+        + ", ".join(f"{f.cost_before:.2f}x / {f.cost_after:.2f}x" for f in figs),
         f"  steady floor violations, before        : {pct([f.violations_before for f in figs])}",
         f"  steady floor violations, after         : {pct([f.violations_after for f in figs])}",
         f"  requests until the improved model is routed to again (by its estimate): "
