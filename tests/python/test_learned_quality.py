@@ -21,6 +21,7 @@ import pytest
 from test_migrations import _sqitch
 
 from conftest import connect
+from routing_ledger import Ledger
 from routing_ledger.cluster import LocalCluster
 from routing_ledger.schema_dump import diff, dump_schema, normalise
 
@@ -103,3 +104,33 @@ def test_short_simulation_recovers_after_a_drift(db: str) -> None:
     assert fig.violations_after <= 0.08, fig
     assert fig.cost_after <= 1.15, fig
     assert any(run.explored), "the model below the floor was re-measured by exploration"
+
+
+def test_client_choose_route_with_a_request_id_is_the_recorded_decision(db: str) -> None:
+    """Ledger.choose_route(..., request_id) is choose_route(..., p_request_id): with a model
+    below the floor re-measured on every request, some requests explore and the document
+    says so; without a request id none does."""
+    with connect(db) as conn:
+        quality_bench.seed_catalog(conn)
+        conn.execute("UPDATE routing.settings SET quality_explore_share = 1")
+        conn.execute(
+            "INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples,"
+            " score_sum, label_weight, weighted_score, weights_at)"
+            " VALUES ('q-cheap', 'code', 20, 68, 20, 12, now())"
+        )
+        with Ledger(db, {}) as ledger:
+            docs = {
+                f"c-{i}": ledger.choose_route(quality_bench.AGENT, "code", 500, 500, f"c-{i}")
+                for i in range(120)
+            }
+            plain = ledger.choose_route(quality_bench.AGENT, "code", 500, 500)
+        explored = [r for r, d in docs.items() if d["exploration"]]
+        assert 0 < len(explored) < len(docs)
+        assert plain["exploration"] is False and plain["chosen_model_slug"] == "q-mid"
+        for r in explored[:5]:
+            (slug,) = conn.execute(
+                "SELECT model_slug FROM routing.insert_decision("
+                "%s::text, %s::uuid, 'code', 500, 500)",
+                (r, quality_bench.AGENT),
+            ).fetchone()  # type: ignore[misc]
+            assert slug == docs[r]["chosen_model_slug"] == "q-cheap"

@@ -348,12 +348,19 @@ class Ledger(_Base):
         return Stream(self, protocol.stream(flow, self._providers, self._config))
 
     def choose_route(
-        self, agent_id: uuid.UUID | str, task_type: str, input_tokens: int, max_tokens: int
+        self,
+        agent_id: uuid.UUID | str,
+        task_type: str,
+        input_tokens: int,
+        max_tokens: int,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        """The router's decision document for a request, without recording anything."""
+        """The router's decision document for a request, without recording anything: with
+        ``request_id``, what recording that request now would decide (its exploration draws
+        included); without, the decision with no draw."""
         with self._pool.connection() as conn:
             row = conn.execute(
-                CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens)
+                CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens, request_id)
             ).fetchone()
         assert row is not None
         return dict(row[0])
@@ -643,13 +650,21 @@ class AsyncLedger(_Base):
         return AsyncStream(self, _AsyncDriver(self, gen))
 
     async def choose_route(
-        self, agent_id: uuid.UUID | str, task_type: str, input_tokens: int, max_tokens: int
+        self,
+        agent_id: uuid.UUID | str,
+        task_type: str,
+        input_tokens: int,
+        max_tokens: int,
+        request_id: str | None = None,
     ) -> dict[str, Any]:
-        """The router's decision document for a request, without recording anything."""
+        """The router's decision document for a request, without recording anything (see
+        :meth:`Ledger.choose_route`)."""
         if not self._opened:
             await self.open()
         async with self._pool.connection() as conn:
-            cur = await conn.execute(CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens))
+            cur = await conn.execute(
+                CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens, request_id)
+            )
             row = await cur.fetchone()
         assert row is not None
         return dict(row[0])

@@ -76,7 +76,11 @@ FAIL_INFERENCE = (
 )
 MARK_FIRST_TOKEN = "SELECT * FROM routing.mark_first_token(%s::bigint, %s::int)"
 HEARTBEAT_INFERENCE = "SELECT * FROM routing.heartbeat_inference(%s::bigint, %s::int)"
-CHOOSE_ROUTE = "SELECT * FROM routing.choose_route(%s::uuid, %s::text, %s::int, %s::int)"
+# p_request_id NULL: the decision with no exploration draw (v0.3, issue 20).
+CHOOSE_ROUTE = (
+    "SELECT * FROM routing.choose_route(%s::uuid, %s::text, %s::int, %s::int,"
+    " p_request_id => %s::text)"
+)
 
 CLIENT_ERROR = "client_error"
 CANCELLED = "cancelled"
