@@ -37,7 +37,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, LiteralString, Protocol
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
@@ -56,6 +56,7 @@ from routing_ledger.errors import (
 )
 from routing_ledger.protocol import (
     CHOOSE_ROUTE,
+    CHOOSE_ROUTE_FOR_REQUEST,
     COMPLETE_DECISION,
     FAIL_INFERENCE,
     INSERT_DECISION,
@@ -139,6 +140,20 @@ class _Done:
 
     def __init__(self, value: Any) -> None:
         self.value = value
+
+
+def _choose_route(
+    agent_id: uuid.UUID | str,
+    task_type: str,
+    input_tokens: int,
+    max_tokens: int,
+    request_id: str | None,
+) -> tuple[LiteralString, tuple[Any, ...]]:
+    """choose_route's statement and arguments: p_request_id only when there is one."""
+    args = (agent_id, task_type, input_tokens, max_tokens)
+    if request_id is None:
+        return CHOOSE_ROUTE, args
+    return CHOOSE_ROUTE_FOR_REQUEST, (*args, request_id)
 
 
 def _needs_fresh_connection(exc: BaseException) -> bool:
@@ -360,7 +375,7 @@ class Ledger(_Base):
         included); without, the decision with no draw."""
         with self._pool.connection() as conn:
             row = conn.execute(
-                CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens, request_id)
+                *_choose_route(agent_id, task_type, input_tokens, max_tokens, request_id)
             ).fetchone()
         assert row is not None
         return dict(row[0])
@@ -663,7 +678,7 @@ class AsyncLedger(_Base):
             await self.open()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                CHOOSE_ROUTE, (agent_id, task_type, input_tokens, max_tokens, request_id)
+                *_choose_route(agent_id, task_type, input_tokens, max_tokens, request_id)
             )
             row = await cur.fetchone()
         assert row is not None
