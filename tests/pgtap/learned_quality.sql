@@ -148,11 +148,17 @@ SELECT ok((SELECT bool_and(e ->> 'reason' = 'below_quality_floor' AND (e ->> 'ef
     'dropped at the floor gate: source, label weight, estimate and the figure compared with the floor');
 
 -- insert_decision decides each request as choose_route(..., p_request_id) did, at the same
--- instant (now() inside this transaction), and explain_outcome gives the document back.
+-- instant (now() inside this transaction), and explain_outcome gives the document back:
+-- six exploring requests and four others (few rows: a later file expects index-only scans
+-- on a ledger whose pages are all visible).
 CREATE TEMP TABLE decided AS
 SELECT d.r, d.doc, i.*
-  FROM draws d, LATERAL routing.insert_decision(d.r, 'b0000000-0000-4000-8000-000000000001', 'code', 100, 100) i;
-SELECT is((SELECT count(*) FROM decided WHERE model_slug IS DISTINCT FROM doc ->> 'chosen_model_slug'), 0::bigint,
+  FROM draws d, LATERAL routing.insert_decision(d.r, 'b0000000-0000-4000-8000-000000000001', 'code', 100, 100) i
+ WHERE d.r IN ((SELECT x.r FROM draws x WHERE (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 6)
+                UNION ALL
+                (SELECT x.r FROM draws x WHERE NOT (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 4));
+SELECT is((SELECT count(*) FROM decided WHERE model_slug IS DISTINCT FROM doc ->> 'chosen_model_slug'
+                                         OR (doc ->> 'exploration')::boolean <> (model_slug = 'lq-cheap')), 0::bigint,
     'insert_decision routes every request to choose_route(..., p_request_id)''s choice');
 SELECT is((SELECT count(*) FROM decided d WHERE routing.explain_outcome(d.outcome_id) <> d.doc), 0::bigint,
     'explain_outcome returns choose_route''s document for the request, exploration flag and figures included');
