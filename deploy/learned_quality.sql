@@ -157,32 +157,32 @@ LANGUAGE plpgsql
 IMMUTABLE PARALLEL SAFE
 AS $$
 DECLARE
-    a1 CONSTANT double precision := -3.969683028665376e+01;
-    a2 CONSTANT double precision :=  2.209460984245205e+02;
-    a3 CONSTANT double precision := -2.759285104469687e+02;
-    a4 CONSTANT double precision :=  1.383577518672690e+02;
-    a5 CONSTANT double precision := -3.066479806614716e+01;
-    a6 CONSTANT double precision :=  2.506628277459239e+00;
-    b1 CONSTANT double precision := -5.447609879822406e+01;
-    b2 CONSTANT double precision :=  1.615858368580409e+02;
-    b3 CONSTANT double precision := -1.556989798598866e+02;
-    b4 CONSTANT double precision :=  6.680131188771972e+01;
-    b5 CONSTANT double precision := -1.328068155288572e+01;
-    c1 CONSTANT double precision := -7.784894002430293e-03;
-    c2 CONSTANT double precision := -3.223964580411365e-01;
-    c3 CONSTANT double precision := -2.400758277161838e+00;
-    c4 CONSTANT double precision := -2.549732539343734e+00;
-    c5 CONSTANT double precision :=  4.374664141464968e+00;
-    c6 CONSTANT double precision :=  2.938163982698783e+00;
-    d1 CONSTANT double precision :=  7.784695709041462e-03;
-    d2 CONSTANT double precision :=  3.224671290700398e-01;
-    d3 CONSTANT double precision :=  2.445134137142996e+00;
-    d4 CONSTANT double precision :=  3.754408661907416e+00;
+    a1 CONSTANT double precision := -3.969683028665376e+01::double precision;
+    a2 CONSTANT double precision :=  2.209460984245205e+02::double precision;
+    a3 CONSTANT double precision := -2.759285104469687e+02::double precision;
+    a4 CONSTANT double precision :=  1.383577518672690e+02::double precision;
+    a5 CONSTANT double precision := -3.066479806614716e+01::double precision;
+    a6 CONSTANT double precision :=  2.506628277459239e+00::double precision;
+    b1 CONSTANT double precision := -5.447609879822406e+01::double precision;
+    b2 CONSTANT double precision :=  1.615858368580409e+02::double precision;
+    b3 CONSTANT double precision := -1.556989798598866e+02::double precision;
+    b4 CONSTANT double precision :=  6.680131188771972e+01::double precision;
+    b5 CONSTANT double precision := -1.328068155288572e+01::double precision;
+    c1 CONSTANT double precision := -7.784894002430293e-03::double precision;
+    c2 CONSTANT double precision := -3.223964580411365e-01::double precision;
+    c3 CONSTANT double precision := -2.400758277161838e+00::double precision;
+    c4 CONSTANT double precision := -2.549732539343734e+00::double precision;
+    c5 CONSTANT double precision :=  4.374664141464968e+00::double precision;
+    c6 CONSTANT double precision :=  2.938163982698783e+00::double precision;
+    d1 CONSTANT double precision :=  7.784695709041462e-03::double precision;
+    d2 CONSTANT double precision :=  3.224671290700398e-01::double precision;
+    d3 CONSTANT double precision :=  2.445134137142996e+00::double precision;
+    d4 CONSTANT double precision :=  3.754408661907416e+00::double precision;
     q double precision;
     r double precision;
 BEGIN
     -- The draw's extremes are clamped: no infinite quality from a 0 or 1.
-    p := least(greatest(p, 1e-12), 1 - 1e-12);
+    p := least(greatest(p, 1e-12::double precision), 1 - 1e-12::double precision);
     IF p < 0.02425 THEN
         q := sqrt(-2 * ln(p));
         RETURN (((((c1 * q + c2) * q + c3) * q + c4) * q + c5) * q + c6) / ((((d1 * q + d2) * q + d3) * q + d4) * q + 1);

@@ -188,7 +188,8 @@ BEGIN
     v_plan.explanation := v_doc - 'snapshot_candidates' - 'snapshot_dropped' - 'explorable';
     v_plan.built_at    := clock_timestamp();
     -- The quality tick the figures were evaluated at bounds the plan too.
-    SELECT s.quality_half_life / 1024, s.quality_explore_share INTO v_tick, v_plan.explore_share FROM routing.settings s;
+    SELECT s.quality_half_life / 1024, s.quality_explore_share::double precision INTO v_tick, v_plan.explore_share
+      FROM routing.settings s;
     v_plan.explorable  := v_doc -> 'explorable';
     v_plan.valid_from  := greatest(v_plan.valid_from, (v_doc ->> 'quality_as_of')::timestamptz);
     v_plan.valid_until := least(v_plan.valid_until, (v_doc ->> 'quality_as_of')::timestamptz + v_tick);
