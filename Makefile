@@ -193,3 +193,13 @@ LIFECYCLE_BENCH_ARGS ?=
 .PHONY: bench-lifecycle
 bench-lifecycle: setup
 	$(VENV)/bin/python tests/bench/lifecycle_bench.py $(LIFECYCLE_BENCH_ARGS)
+
+# What the router learns (tests/bench/quality_bench.py): a simulated gateway's requests through
+# insert_decision -> complete_decision -> record_judgement, scores drawn from hidden true
+# qualities, one drift; the plan as checked out beside @v0.2.1 in a second database; steady
+# cost / oracle, floor violations and recovery after the drift, over several seeds (~3 min).
+# QUALITY_BENCH_ARGS="--seeds 8" for more seeds.
+QUALITY_BENCH_ARGS ?=
+.PHONY: bench-quality
+bench-quality: setup
+	$(VENV)/bin/python tests/bench/quality_bench.py $(QUALITY_BENCH_ARGS)

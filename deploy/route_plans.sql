@@ -39,6 +39,23 @@
 --   counter's row until they commit (catalog edits; record_judgement; a 429's cooldown),
 --   and each change makes every task's next request rebuild its plan (about one
 --   choose_route).
+--
+-- v0.3 (issue 20, change learned_quality):
+-- - A plan also holds its task's learned quality: it is current only at the task's
+--   routing.quality_epochs counter (a label rebuilds its own task's plan, no other) and
+--   only inside the quality tick it was evaluated at (the decision's instant rounded down
+--   to half-life / 1024): valid_from and valid_until are narrowed to that tick.
+-- - Draws: the plan lists its explorable models (learned, estimate below the floor,
+--   ranked before the cheapest model the floor admits: their mean and sd at the tick)
+--   with the exploration share. A request computes its draw for those few only; when no
+--   draw admits a model (the usual case) the plan's explanation is the request's, exactly;
+--   when one does (an exploration: at most the share times the explorable models of the
+--   requests), the request is routed in full with its draws
+--   (routing._route_request_explanation) and writes its own route snapshot, its Thompson
+--   figure being in it. So a request's routing cost stays flat in the catalog's size but
+--   on an exploring request.
+-- - _planned_explanation takes the request (p_agent_id, p_request_id); the v0.2
+--   signature stays, with no request (no draw).
 
 BEGIN;
 
@@ -72,6 +89,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS routing.route_plans (
     built_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (task_type, time_zone)
 );
+-- A cache: emptied rather than migrated (rebuilt by the next request of each task).
+TRUNCATE routing.route_plans;
+ALTER TABLE routing.route_plans
+    ADD COLUMN IF NOT EXISTS quality_epoch bigint NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS explorable    jsonb  NOT NULL DEFAULT '[]',
+    ADD COLUMN IF NOT EXISTS explore_share double precision NOT NULL DEFAULT 0;
+
 COMMENT ON TABLE routing.route_plans IS
     'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid while routing.route_epochs holds its epochs, for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
 
@@ -104,14 +128,19 @@ DO $$
 DECLARE
     t text[];
 BEGIN
+    -- v0.3: model_task_quality's row changes bump its task's counter (learned_quality's
+    -- row trigger); its global counter is bumped on TRUNCATE only, below.
     FOREACH t SLICE 1 IN ARRAY ARRAY[['models', 'catalog'], ['task_floors', 'catalog'], ['settings', 'catalog'],
-                                     ['model_task_quality', 'quality'], ['model_cooldowns', 'cooldowns']] LOOP
+                                     ['model_cooldowns', 'cooldowns']] LOOP
         EXECUTE format('DROP TRIGGER IF EXISTS bump_route_epoch ON routing.%I', t[1]);
         EXECUTE format('CREATE TRIGGER bump_route_epoch BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON routing.%I '
                        'FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch(%L)', t[1], t[2]);
     END LOOP;
 END
 $$;
+DROP TRIGGER IF EXISTS bump_route_epoch ON routing.model_task_quality;
+CREATE TRIGGER bump_route_epoch BEFORE TRUNCATE ON routing.model_task_quality
+    FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch('quality');
 DROP TRIGGER IF EXISTS bump_route_epoch ON routing.route_snapshots;
 CREATE TRIGGER bump_route_epoch BEFORE DELETE OR TRUNCATE ON routing.route_snapshots
     FOR EACH STATEMENT EXECUTE FUNCTION routing._bump_route_epoch('catalog');
@@ -127,18 +156,20 @@ AS $$
 DECLARE
     v_plan routing.route_plans;
     v_doc  jsonb;
+    v_tick interval;
 BEGIN
     SELECT p_task_type, current_setting('TimeZone'), routing._route_epochs(),
            coalesce((SELECT max(c.cooling_until) FROM routing.model_cooldowns c WHERE c.cooling_until <= p_as_of),
                     '-infinity'),
            coalesce((SELECT min(c.cooling_until) FROM routing.model_cooldowns c WHERE c.cooling_until > p_as_of),
                     'infinity'),
+           coalesce((SELECT e.epoch FROM routing.quality_epochs e WHERE e.task_type = p_task_type), 0),
            d.doc,
            b.max_in, b.max_out
       INTO v_plan.task_type, v_plan.time_zone, v_plan.epochs, v_plan.valid_from, v_plan.valid_until,
-           v_doc, v_plan.max_price_in, v_plan.max_price_out
+           v_plan.quality_epoch, v_doc, v_plan.max_price_in, v_plan.max_price_out
       -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
-      FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot') AS doc
+      FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot', NULL, NULL) AS doc
             OFFSET 0) d
      CROSS JOIN LATERAL (SELECT max(m.price_in_per_mtok_usd) AS max_in, max(m.price_out_per_mtok_usd) AS max_out
                            FROM routing.models m
@@ -154,8 +185,14 @@ BEGIN
       INTO v_plan.top_price_in, v_plan.top_price_out
       FROM jsonb_array_elements(v_doc -> 'snapshot_candidates') WITH ORDINALITY s (item, ord)
      WHERE s.ord <= jsonb_array_length(v_doc -> 'candidates');
-    v_plan.explanation := v_doc - 'snapshot_candidates' - 'snapshot_dropped';
+    v_plan.explanation := v_doc - 'snapshot_candidates' - 'snapshot_dropped' - 'explorable';
     v_plan.built_at    := clock_timestamp();
+    -- The quality tick the figures were evaluated at bounds the plan too.
+    SELECT s.quality_half_life / 1024, s.quality_explore_share::double precision INTO v_tick, v_plan.explore_share
+      FROM routing.settings s;
+    v_plan.explorable  := v_doc -> 'explorable';
+    v_plan.valid_from  := greatest(v_plan.valid_from, (v_doc ->> 'quality_as_of')::timestamptz);
+    v_plan.valid_until := least(v_plan.valid_until, (v_doc ->> 'quality_as_of')::timestamptz + v_tick);
 
     -- One writer per plan at a time, and no one waits for it: a request that finds the
     -- plan's writer busy (another request rebuilding it, until that one commits) keeps
@@ -170,21 +207,76 @@ BEGIN
        SET epochs = excluded.epochs, valid_from = excluded.valid_from, valid_until = excluded.valid_until,
            explanation = excluded.explanation, top_price_in = excluded.top_price_in,
            top_price_out = excluded.top_price_out, max_price_in = excluded.max_price_in,
-           max_price_out = excluded.max_price_out, built_at = excluded.built_at
+           max_price_out = excluded.max_price_out, built_at = excluded.built_at,
+           quality_epoch = excluded.quality_epoch, explorable = excluded.explorable,
+           explore_share = excluded.explore_share
      WHERE p.epochs <= excluded.epochs;
     RETURN v_plan;
 END
 $$;
 
--- The outcome's compact explanation for a request, equal (jsonb =) to what
--- routing._route_explanation returns for it: from the task's current plan with this
--- request's figures put in, or routed in full when the per-call cap could drop a model.
+-- routing._route_explanation for a request: its draws taken (the compact form, its
+-- snapshot written first if no row has that key yet).
+CREATE OR REPLACE FUNCTION routing._route_request_explanation(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz,
+    p_agent_id      uuid,
+    p_request_id    text
+) RETURNS jsonb
+LANGUAGE plpgsql
+-- No SET clauses: its one caller runs under insert_decision's settings, and every name
+-- here is qualified.
+AS $$
+DECLARE
+    v_explanation jsonb;
+BEGIN
+    v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                             p_as_of, 'compact', p_agent_id, p_request_id);
+    IF NOT EXISTS (SELECT FROM routing.route_snapshots s
+                    WHERE s.snapshot_key = decode(v_explanation ->> 'snapshot', 'hex')) THEN
+        v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                                 p_as_of, 'snapshot', p_agent_id, p_request_id);
+        INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
+        VALUES (decode(v_explanation ->> 'snapshot', 'hex'),
+                v_explanation -> 'snapshot_candidates', v_explanation -> 'snapshot_dropped')
+        ON CONFLICT (snapshot_key) DO NOTHING;
+        v_explanation := v_explanation - 'snapshot_candidates' - 'snapshot_dropped' - 'explorable';
+    END IF;
+    RETURN v_explanation;
+END
+$$;
+
+-- The v0.2 signature: a decision with no request, so no draw.
 CREATE OR REPLACE FUNCTION routing._planned_explanation(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
     p_max_tokens    int,
     p_as_of         timestamptz
+) RETURNS jsonb
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    RETURN routing._planned_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
+                                        NULL, NULL);
+END
+$$;
+
+-- The outcome's compact explanation for a request, equal (jsonb =) to what
+-- routing._route_request_explanation returns for it: from the task's current plan with
+-- this request's figures put in, or routed in full when the per-call cap could drop a
+-- model or one of the request's draws falls in the exploration share.
+CREATE OR REPLACE FUNCTION routing._planned_explanation(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz,
+    p_agent_id      uuid,
+    p_request_id    text
 ) RETURNS jsonb
 LANGUAGE plpgsql
 -- No SET clauses: its one caller, insert_decision, pins search_path, the generic plan
@@ -197,14 +289,23 @@ BEGIN
       FROM routing.route_plans p
      WHERE p.task_type = p_task_type AND p.time_zone = current_setting('TimeZone')
        AND p_as_of >= p.valid_from AND p_as_of < p.valid_until
-       AND p.epochs = routing._route_epochs();
+       AND p.epochs = routing._route_epochs()
+       AND p.quality_epoch = coalesce((SELECT e.epoch FROM routing.quality_epochs e WHERE e.task_type = p_task_type), 0);
     IF NOT FOUND THEN
         v_plan := routing._build_route_plan(p_task_type, p_as_of);
     END IF;
-    IF p_agent_cap_usd IS NOT NULL
-       AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
-           > p_agent_cap_usd THEN
-        RETURN routing._route_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of);
+    IF (p_agent_cap_usd IS NOT NULL
+        AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
+            > p_agent_cap_usd)
+       OR (p_request_id IS NOT NULL AND v_plan.explorable <> '[]'::jsonb
+           AND EXISTS (SELECT FROM jsonb_array_elements(v_plan.explorable) x (m)
+                        CROSS JOIN LATERAL (SELECT routing._quality_draw(p_agent_id, p_request_id, x.m ->> 'slug')) d (u)
+                        WHERE d.u < v_plan.explore_share
+                          AND round(((x.m ->> 'mean')::double precision
+                                     + (x.m ->> 'sd')::double precision * routing._normal_quantile(1 - d.u))::numeric, 4)
+                              >= (v_plan.explanation ->> 'min_quality')::numeric)) THEN
+        RETURN routing._route_request_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
+                                                  p_agent_id, p_request_id);
     END IF;
     RETURN v_plan.explanation || jsonb_build_object(
         'input_tokens',       p_input_tokens,
@@ -228,5 +329,7 @@ REVOKE ALL ON FUNCTION routing._bump_route_epoch() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_epochs() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._build_route_plan(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
 
 COMMIT;

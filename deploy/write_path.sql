@@ -1,5 +1,6 @@
 -- Deploy routing_ledger:write_path to pg
 -- requires: write_path@v0.2.1
+-- requires: route_plans
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -167,7 +168,9 @@ BEGIN
 
     -- >>> route_snapshots, route_plans: the compact explanation (routing.explain_outcome
     -- gives the whole document back), from the task's route plan while it is current.
-    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- v0.3 (issue 20): the request is passed in for its deterministic quality draws.
+    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
+                                                p_agent_id, p_request_id);
     -- <<< route_snapshots, route_plans
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';

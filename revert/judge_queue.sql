@@ -1,22 +1,7 @@
--- Revert routing_ledger:judge_queue from pg (the v0.2 rework): back to v0.1.0's functions.
+-- Revert routing_ledger:judge_queue from pg
 --
--- This is deploy/judge_queue@v0.1.0.sql: CREATE OR REPLACE of the same view and
--- signatures with v0.1.0's bodies and comments; labels already recorded stay.
---
--- (v0.1.0's header follows.)
---
--- How outcomes become the router's training data. A succeeded outcome enters the
--- queue as judge_status 'unlabeled' (complete_decision, or repair_orphans for history);
--- judge workers claim batches under FOR UPDATE SKIP LOCKED, so two workers never get the
--- same outcome, with a lease (routing.settings.judge_lease) after which an unfinished
--- claim is taken back by the next claim; a recorded label (score 1..5) is added to
--- routing.model_task_quality for the model that actually answered (the final attempt's
--- model, which after a failover is not the chosen one) and the task type. The router
--- uses that learned quality instead of q_prior once judged_samples reaches
--- routing.settings.min_judged_samples (30 by default).
---
--- Lock order: the outcome row, then its model_task_quality row; nothing locks them the
--- other way round.
+-- Back to the judge queue as released at @v0.2.1: the body of deploy/judge_queue@v0.2.1.sql
+-- (record_judgement adds to the cumulative count and sum only). Signatures are unchanged.
 
 BEGIN;
 
@@ -53,16 +38,9 @@ DECLARE
     v_ids     bigint[];
     v_more    bigint[];
 BEGIN
-    IF p_worker IS NULL OR btrim(p_worker) = '' THEN
-        RAISE EXCEPTION 'claim_judge_batch: p_worker must be a non-empty string' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 10000 THEN
-        RAISE EXCEPTION 'claim_judge_batch: p_limit must be between 1 and 10000, got %', coalesce(p_limit::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'claim_judge_batch: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_text('claim_judge_batch', 'p_worker', p_worker, 255);
+    PERFORM routing._require_int('claim_judge_batch', 'p_limit', p_limit, 1, 10000);
+    PERFORM routing._require_timestamp('claim_judge_batch', 'p_as_of', p_as_of);
 
     SELECT p_as_of + s.judge_lease INTO v_expires FROM routing.settings s;
 
@@ -134,25 +112,22 @@ DECLARE
     v_out   routing.routing_outcomes;
     v_model text;
 BEGIN
-    IF p_outcome_id IS NULL THEN
-        RAISE EXCEPTION 'record_judgement: p_outcome_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_status IS NULL OR p_status NOT IN ('labeled', 'error', 'cannot_evaluate') THEN
-        RAISE EXCEPTION 'record_judgement: p_status must be labeled, error or cannot_evaluate, got %',
-                        coalesce(quote_literal(p_status), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_status = 'labeled' AND (p_score IS NULL OR p_score NOT BETWEEN 1 AND 5) THEN
-        RAISE EXCEPTION 'record_judgement: p_score must be between 1 and 5 for a label, got %', coalesce(p_score::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_status <> 'labeled' AND p_score IS NOT NULL THEN
+    PERFORM routing._require_not_null('record_judgement', 'p_outcome_id', p_outcome_id);
+    -- The verdicts a judge records (judge_status minus the queue's own unlabeled/claimed).
+    PERFORM routing._require_member('record_judgement', 'p_status', p_status,
+                                    ARRAY['labeled', 'error', 'cannot_evaluate']);
+    IF p_status = 'labeled' THEN
+        PERFORM routing._require_numeric('record_judgement', 'p_score', p_score, 1, 5);
+    ELSIF p_score IS NOT NULL THEN
         RAISE EXCEPTION 'record_judgement: p_score must be NULL when p_status is %', p_status
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_judge_model IS NULL OR btrim(p_judge_model) = '' THEN
-        RAISE EXCEPTION 'record_judgement: p_judge_model must be a non-empty string' USING ERRCODE = 'invalid_parameter_value';
+    -- Free text, NULL and '' allowed as in v0.1.0: only its length is bounded.
+    IF pg_catalog.length(p_rationale) > 10000 THEN
+        RAISE EXCEPTION 'record_judgement: p_rationale must be at most 10000 characters, got %', pg_catalog.length(p_rationale)
+            USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    PERFORM routing._require_text('record_judgement', 'p_judge_model', p_judge_model, 255);
 
     SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = p_outcome_id FOR UPDATE;
     IF NOT FOUND THEN
@@ -209,9 +184,9 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.claim_judge_batch(text, int) IS
-    'Claims up to p_limit outcomes for judge worker p_worker until now() + routing.settings.judge_lease: first claims whose lease has ended (their worker died), then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 on an empty p_worker or a p_limit outside 1..10000.';
+    'Claims up to p_limit outcomes for judge worker p_worker until now() + routing.settings.judge_lease: first claims whose lease has ended (their worker died), then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 (checked first) on a p_worker that is empty or over 255 characters, or a p_limit outside 1..10000.';
 COMMENT ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) IS
-    'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label adds one sample to routing.model_task_quality for the final attempt''s model and the task type, which the router uses once judged_samples >= routing.settings.min_judged_samples. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 on a bad argument, P0002 on an unknown outcome.';
+    'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label adds one sample to routing.model_task_quality for the final attempt''s model and the task type, which the router uses once judged_samples >= routing.settings.min_judged_samples. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 (checked first) on a bad argument: p_status not a verdict, p_score not finite 1..5 for a label (NULL otherwise), p_rationale over 10000 characters, p_judge_model empty or over 255; P0002 on an unknown outcome.';
 
 REVOKE ALL ON routing.judge_queue FROM PUBLIC;
 GRANT SELECT ON routing.judge_queue TO routing_judge, routing_readonly;

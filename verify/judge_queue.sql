@@ -18,6 +18,9 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT pg_catalog.has_function_privilege('routing_judge', f, 'EXECUTE'), 'routing_judge must be able to run ' || f;
     END LOOP;
+    ASSERT (SELECT prosrc LIKE '%weights_at%' FROM pg_catalog.pg_proc
+             WHERE oid = 'routing.record_judgement(bigint, text, numeric, text, text)'::regprocedure),
+           'record_judgement does not feed the decayed sums (judge_queue v0.3)';
     BEGIN
         PERFORM routing.claim_judge_batch(repeat('w', 256), 1);
         RAISE EXCEPTION 'claim_judge_batch accepted a 256-character p_worker: the v0.2 bounds are missing';

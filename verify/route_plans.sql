@@ -4,7 +4,7 @@ BEGIN;
 
 SELECT source, epoch FROM routing.route_epochs WHERE false;
 SELECT task_type, time_zone, epochs, valid_from, valid_until, explanation, top_price_in, top_price_out,
-       max_price_in, max_price_out, built_at
+       max_price_in, max_price_out, built_at, quality_epoch, explorable, explore_share
   FROM routing.route_plans WHERE false;
 
 DO $$
@@ -17,7 +17,9 @@ BEGIN
         'routing._bump_route_epoch()',
         'routing._route_epochs()',
         'routing._build_route_plan(text, timestamptz)',
-        'routing._planned_explanation(numeric, text, int, int, timestamptz)'] LOOP
+        'routing._planned_explanation(numeric, text, int, int, timestamptz)',
+        'routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text)',
+        'routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
         ASSERT NOT pg_catalog.has_function_privilege('routing_app', to_regprocedure(f), 'EXECUTE'),
                f || ' must be private';

@@ -7,14 +7,16 @@ SELECT model_slug, task_type, judged_samples, learned_quality FROM routing.model
 
 DO $$
 BEGIN
-    ASSERT to_regprocedure('routing.choose_route(uuid, text, int, int, timestamptz)') IS NOT NULL,
-           'routing.choose_route is missing';
+    ASSERT to_regprocedure('routing.choose_route(uuid, text, int, int, timestamptz, text)') IS NOT NULL,
+           'routing.choose_route(..., p_request_id) is missing';
+    ASSERT to_regprocedure('routing.choose_route(uuid, text, int, int, timestamptz)') IS NULL,
+           'routing.choose_route''s v0.2 signature must be replaced, not overloaded';
     ASSERT (SELECT prosecdef AND proconfig IS NOT NULL FROM pg_catalog.pg_proc
-             WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz)'::regprocedure),
+             WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz, text)'::regprocedure),
            'routing.choose_route must be SECURITY DEFINER with a pinned search_path';
-    ASSERT (SELECT prosrc LIKE '%wrong_endpoint%' FROM pg_catalog.pg_proc
-             WHERE oid = 'routing._route_document(numeric, text, int, int, timestamptz, text)'::regprocedure),
-           'routing._route_document has no wrong_endpoint gate (router v0.2)';
+    ASSERT (SELECT prosrc LIKE '%_quality_draw%' FROM pg_catalog.pg_proc
+             WHERE oid = 'routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text)'::regprocedure),
+           'routing._route_document has no draw at the floor gate (router v0.3)';
 END
 $$;
 

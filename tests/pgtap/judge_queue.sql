@@ -162,17 +162,18 @@ SELECT results_eq(
 SELECT is((SELECT judged_samples FROM routing.model_task_quality WHERE model_slug = 'tap-small' AND task_type = 'chat'),
           3::bigint, 'model_task_quality holds the samples of each (model, task type)');
 
--- The router learns: with enough samples, tap-small's learned quality ((4+2+1)/3-1)/4 = 0.33
--- falls under the chat floor (0.58) and tap-large wins.
-UPDATE routing.settings SET min_judged_samples = 3;
+-- The router learns from every label (v0.3: no min_judged_samples switch). tap-small's three
+-- labels (4, 2, 1: x = 0.75, 0.25, 0) weigh 1 each; with the prior counting as one label
+-- its estimate is (0.8 + 1.0) / 4 = 0.45, under the chat floor (0.58), and tap-large wins.
+UPDATE routing.settings SET quality_prior_weight = 1;
 SELECT results_eq(
-    $$SELECT r ->> 'chosen_model_slug', r -> 'dropped' @> '[{"slug": "tap-small", "reason": "below_quality_floor"}]'
+    $$SELECT r ->> 'chosen_model_slug', r -> 'dropped' @> '[{"slug": "tap-small", "reason": "below_quality_floor", "effective_quality": 0.4500}]'
         FROM routing.choose_route('a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) r$$,
     $$VALUES ('tap-large'::text, true)$$,
-    'choose_route uses the learned quality once judged_samples >= min_judged_samples');
-UPDATE routing.settings SET min_judged_samples = 4;
-SELECT is((routing.choose_route('a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) ->> 'chosen_model_slug'),
-          'tap-small', 'below the threshold the router keeps q_prior');
+    'choose_route uses the labels at once: with quality_prior_weight 1 tap-small''s estimate is 0.45');
+UPDATE routing.settings SET quality_prior_weight = 10;
+SELECT is((routing.choose_route('a0000000-0000-4000-8000-000000000001', 'chat', 100, 20) -> 'candidates' -> 0 ->> 'effective_quality'),
+          '0.6923', 'with the default prior weight 10 the same labels give (8 + 1) / 13 = 0.6923: tap-small stays');
 
 -- Errors: state -------------------------------------------------------------------------
 

@@ -65,33 +65,33 @@ INSERT INTO routing.agents (id, tenant_id, name, per_call_cap_usd) VALUES
 ----------------------------------------------------- structure, security, privileges
 
 SELECT has_function('routing', 'choose_route',
-    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone'],
-    'routing.choose_route(uuid, text, int, int, timestamptz) exists');
+    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone', 'text'],
+    'routing.choose_route(uuid, text, int, int, timestamptz, text) exists');
 SELECT function_returns('routing', 'choose_route',
-    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone'], 'jsonb',
+    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone', 'text'], 'jsonb',
     'choose_route returns jsonb');
 SELECT is(
-    pg_get_function_arguments('routing.choose_route(uuid, text, int, int, timestamptz)'::regprocedure),
-    'p_agent_id uuid, p_task_type text, p_input_tokens integer, p_max_tokens integer, p_as_of timestamp with time zone DEFAULT now()',
-    'choose_route''s argument names and the p_as_of DEFAULT now() are the contract''s'
+    pg_get_function_arguments('routing.choose_route(uuid, text, int, int, timestamptz, text)'::regprocedure),
+    'p_agent_id uuid, p_task_type text, p_input_tokens integer, p_max_tokens integer, p_as_of timestamp with time zone DEFAULT now(), p_request_id text DEFAULT NULL::text',
+    'choose_route''s argument names, p_as_of DEFAULT now() and (v0.3) p_request_id DEFAULT NULL are the contract''s'
 );
 SELECT volatility_is('routing', 'choose_route',
-    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone'], 'stable',
+    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone', 'text'], 'stable',
     'choose_route is STABLE: it cannot write');
 SELECT is_definer('routing', 'choose_route',
-    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone'],
+    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone', 'text'],
     'choose_route is SECURITY DEFINER (it reads private tables)');
 SELECT ok(
     (SELECT EXISTS (SELECT FROM unnest(proconfig) c WHERE c LIKE 'search_path=%')
        FROM pg_catalog.pg_proc
-      WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz)'::regprocedure),
+      WHERE oid = 'routing.choose_route(uuid, text, int, int, timestamptz, text)'::regprocedure),
     'choose_route pins its search_path'
 );
 SELECT function_privs_are('routing', 'choose_route',
-    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone'],
+    ARRAY['uuid', 'text', 'integer', 'integer', 'timestamp with time zone', 'text'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute choose_route');
 SELECT ok(
-    NOT has_function_privilege('public', 'routing.choose_route(uuid, text, int, int, timestamptz)', 'EXECUTE'),
+    NOT has_function_privilege('public', 'routing.choose_route(uuid, text, int, int, timestamptz, text)', 'EXECUTE'),
     'PUBLIC may not execute choose_route'
 );
 
@@ -393,48 +393,52 @@ SELECT ok(
 
 --------------------------------------------------------------------- learned quality
 
--- L1 has a strong prior but the judge scores it 2/5 on general: (2 - 1) / 4 = 0.25.
+-- v0.3: the estimate (k q_prior + sum w x) / (k + sum w), k = 10, moves with every label
+-- (tests/pgtap/learned_quality.sql covers the decay and the draws). L1 has a strong prior
+-- but the judge scores it 2/5 on general: x = (2 - 1) / 4 = 0.25. The labels are given at
+-- pg_temp.route's instant, so they weigh 1.
 SELECT pg_temp.reset_catalog();
 SELECT pg_temp.model('l1', 1, 1, 0.9);
 SELECT pg_temp.model('l2', 2, 2, 0.8);
-INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum)
-VALUES ('l1', 'general', 29, 58);
+INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum, label_weight, weighted_score, weights_at)
+VALUES ('l1', 'general', 1, 2, 1, 0.25, '2030-01-01 12:00:00+00');
 SELECT results_eq(
-    $$SELECT r ->> 'chosen_model_slug', (r -> 'candidates' -> 0 ->> 'effective_quality')::numeric
+    $$SELECT r ->> 'chosen_model_slug', (r -> 'candidates' -> 0 ->> 'effective_quality')::numeric,
+             r -> 'candidates' -> 0 ->> 'quality_source'
         FROM pg_temp.route('uncapped', 'general', 100, 100) r$$,
-    $$VALUES ('l1', 0.9)$$,
-    'below settings.min_judged_samples (29 < 30) the prior is used'
+    $$VALUES ('l1', 0.8409, 'learned')$$,
+    'one label moves the estimate at once, no cliff: (10 * 0.9 + 0.25) / 11 = 0.8409'
 );
-UPDATE routing.model_task_quality SET judged_samples = 30, score_sum = 60 WHERE model_slug = 'l1';
+UPDATE routing.model_task_quality SET judged_samples = 29, score_sum = 58, label_weight = 29, weighted_score = 29 * 0.25
+ WHERE model_slug = 'l1';
 SELECT results_eq(
     $$SELECT r ->> 'chosen_model_slug', (SELECT (d ->> 'effective_quality')::numeric
                                             FROM jsonb_array_elements(r -> 'dropped') d
                                            WHERE d ->> 'slug' = 'l1')
         FROM pg_temp.route('uncapped', 'general', 100, 100) r$$,
-    $$VALUES ('l2', 0.25)$$,
-    'at min_judged_samples the learned quality (0.25) replaces the prior: l1 falls below the floor'
+    $$VALUES ('l2', 0.4167)$$,
+    '29 labels at 0.25 pull l1 to (9 + 7.25) / 39 = 0.4167: it falls below the floor before any min_judged_samples'
 );
 SELECT is(
     pg_temp.route('uncapped', 'code', 100, 100) ->> 'chosen_model_slug', 'l1',
     'learned quality is per task type: l1''s general labels do not touch code'
 );
-UPDATE routing.model_task_quality SET judged_samples = 29, score_sum = 58 WHERE model_slug = 'l1';
-UPDATE routing.settings SET min_judged_samples = 10;
+UPDATE routing.settings SET min_judged_samples = 1000;
 SELECT is(
     pg_temp.route('uncapped', 'general', 100, 100) ->> 'chosen_model_slug', 'l2',
-    'the threshold is read from routing.settings.min_judged_samples (10: 29 samples now count)'
+    'routing.settings.min_judged_samples switches nothing any more (1000: the 29 labels still count)'
 );
 UPDATE routing.settings SET min_judged_samples = 30;
--- A weak prior lifted by good labels: 5/5 on 30 samples = 1.0.
+-- A weak prior lifted by good labels: 90 labels at 5/5, (10 * 0.3 + 90) / 100 = 0.93.
 UPDATE routing.models SET q_prior = 0.3 WHERE slug = 'l2';
-INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum)
-VALUES ('l2', 'reasoning', 30, 150);
+INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum, label_weight, weighted_score, weights_at)
+VALUES ('l2', 'reasoning', 90, 450, 90, 90, '2030-01-01 12:00:00+00');
 SELECT results_eq(
     $$SELECT c ->> 'slug', (c ->> 'effective_quality')::numeric
         FROM jsonb_array_elements(pg_temp.route('uncapped', 'reasoning', 100, 100) -> 'candidates') c
        ORDER BY (c ->> 'rank')::int$$,
-    $$VALUES ('l1', 0.9), ('l2', 1.0)$$,
-    'learned quality (1.0) also admits a model whose prior (0.3) is below the floor (reasoning 0.88)'
+    $$VALUES ('l1', 0.9), ('l2', 0.93)$$,
+    'learned quality (0.93) also admits a model whose prior (0.3) is below the floor (reasoning 0.88)'
 );
 
 ------------------------------------------------------------------------ bad arguments

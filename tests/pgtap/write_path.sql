@@ -88,7 +88,7 @@ SELECT is_empty(
     'every SECURITY DEFINER function in routing pins its search_path'
 );
 SELECT is_empty(
-    $$SELECT f FROM unnest(ARRAY['routing.choose_route(uuid, text, int, int, timestamptz)',
+    $$SELECT f FROM unnest(ARRAY['routing.choose_route(uuid, text, int, int, timestamptz, text)',
                                  'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)',
                                  'routing.complete_decision(bigint, jsonb, int, int, int, text)',
                                  'routing.fail_inference(bigint, text, text, int, int, int, text)']) f

@@ -164,6 +164,9 @@ KNOWN_V02: dict[str, tuple[str, ...]] = {
         "p_as_of timestamp with time zone",
     ),
     "purge_request_keys": ("p_batch integer",),
+    # v0.3, learned quality (issue 20): the request's draws, and what the router learned.
+    "choose_route": (*KNOWN_V01["choose_route"], "p_request_id text"),
+    "model_quality": ("p_as_of timestamp with time zone",),
 }
 
 CATALOG = """

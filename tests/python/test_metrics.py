@@ -103,6 +103,45 @@ def test_scrape_shows_every_integrity_metric_and_the_write_path(
     assert "stopped" in out
 
 
+def test_scrape_shows_what_the_router_learned_per_model_and_task(
+    db: str, conn: psycopg.Connection[Any]
+) -> None:
+    """v0.3 (issue 20): per (model, task type) with labels, the effective quality and the
+    label weight the router uses, from routing.model_quality."""
+    seed_catalog(conn)
+    for i, score in enumerate((5, 1)):
+        row = conn.execute(
+            "SELECT outcome_id, inference_id, model_slug FROM routing.insert_decision("
+            "%s::text, %s::uuid, 'chat', 100, 20)",
+            (f"learn-{i}", AGENT_A),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "SELECT * FROM routing.complete_decision(%s::bigint, '{}'::jsonb, 100, 20, 300)",
+            (row[1],),
+        )
+        conn.execute(
+            "SELECT * FROM routing.record_judgement(%s::bigint, 'labeled', %s::numeric, NULL, 'j')",
+            (row[0], score),
+        )
+    (prior,) = conn.execute(
+        "SELECT q_prior FROM routing.models WHERE slug = %s", (row[2],)
+    ).fetchone()  # type: ignore[misc]
+    proc, url = start_exporter(db)
+    try:
+        families = scrape(url)
+        key = (("model", row[2]), ("task_type", "chat"))
+        weight = samples(families["routing_ledger_model_label_weight"])
+        quality = samples(families["routing_ledger_model_effective_quality"])
+        assert set(weight) == set(quality) == {key}
+        assert 1.99 < weight[key] <= 2.0  # two labels, decayed by at most a few seconds
+        # (10 q_prior + 1 + 0) / (10 + 2), to the 4 places the router rounds to
+        assert abs(quality[key] - (10 * float(prior) + 1) / 12) < 1e-3
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
 def test_unreachable_database_scrapes_as_down(conn: psycopg.Connection[Any]) -> None:
     # A port nothing listens on: the scrape itself succeeds and says the ledger is unseen.
     server, operator = serve("host=127.0.0.1 port=1 dbname=x connect_timeout=2", "127.0.0.1", 0)

@@ -1,8 +1,9 @@
 """The router against an independent oracle: the contract's rules, written again in Python.
 
 Hypothesis draws catalogs (prices missing, zero or negative; q_prior missing; m_allowed
-true, false or NULL; disabled models; learned quality with too few or enough judged
-samples; cooldowns), an agent's per-call cap and a task type, and checks that
+true, false or NULL; disabled models; learned quality from 0 to 40 labels, v0.3's
+posterior-mean estimate with no min_judged_samples switch; cooldowns), an agent's
+per-call cap and a task type, and checks that
 ``routing.choose_route`` agrees with the oracle on the decision rule, the winner, the
 ranked survivors (the failover order) and the reason every other model was dropped.
 v0.2: models serve chat or embeddings, task ``embed`` needs embeddings and every other
@@ -31,6 +32,7 @@ FLOORS = {
 EMBEDDINGS_TASKS = {"embed"}
 DEFAULT_FLOOR = Decimal("0.5")
 MIN_SAMPLES = 30
+PRIOR_WEIGHT = 10.0
 INPUT_TOKENS, MAX_TOKENS = 1200, 400
 
 
@@ -82,10 +84,20 @@ models = st.lists(
 
 
 def effective_quality(m: Model) -> tuple[Decimal | None, str]:
-    if m.samples >= MIN_SAMPLES:
-        mean = Decimal(m.score_sum) / Decimal(m.samples)
-        return ((mean - 1) / 4).quantize(Decimal("0.0001"), ROUND_HALF_UP), "learned"
-    return m.q_prior, "q_prior"
+    """v0.3: the posterior mean (k q_prior + sum x) / (k + n), k = 10, labels given at the
+    decision's instant (weight 1 each), computed in double precision as the router does
+    and rounded half away from zero to 4 places."""
+    if m.q_prior is None:
+        return None, "prior"
+    if not m.samples:
+        return Decimal(f"{float(m.q_prior):.15g}").quantize(
+            Decimal("0.0001"), ROUND_HALF_UP
+        ), "prior"
+    x_sum = max(m.score_sum - m.samples, 0) / 4
+    mean = min(
+        max((PRIOR_WEIGHT * float(m.q_prior) + x_sum) / (PRIOR_WEIGHT + m.samples), 0.0), 1.0
+    )
+    return Decimal(f"{mean:.15g}").quantize(Decimal("0.0001"), ROUND_HALF_UP), "learned"
 
 
 def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, Any]:
@@ -183,8 +195,16 @@ def load(conn: psycopg.Connection[Any], catalog: list[Model], cap: Decimal | Non
         if m.samples:
             conn.execute(
                 "INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples,"
-                " score_sum) SELECT %s, t, %s, %s FROM unnest(%s::text[]) t",
-                (m.slug, m.samples, m.score_sum, [*FLOORS, "unlisted"]),
+                " score_sum, label_weight, weighted_score, weights_at)"
+                " SELECT %s, t, %s, %s, %s, %s, now() FROM unnest(%s::text[]) t",
+                (
+                    m.slug,
+                    m.samples,
+                    m.score_sum,
+                    m.samples,
+                    max(m.score_sum - m.samples, 0) / 4,
+                    [*FLOORS, "unlisted"],
+                ),
             )
 
 

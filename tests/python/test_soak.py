@@ -102,8 +102,8 @@ def _seed(conn: Conn) -> None:
         (GATEWAY, TENANT, CAPPED, TENANT, SUSPENDED, TENANT),
     )
     conn.execute("UPDATE routing.retry_policy SET base_backoff_ms = 20, max_backoff_ms = 100")
-    # Learned quality takes over after 10 labels, so the router reads what the judges write
-    # while they write it.
+    # Every label moves the router's estimate (v0.3; min_judged_samples is no longer read),
+    # so the router reads what the judges write while they write it.
     conn.execute(
         "UPDATE routing.settings SET rate_limit_cooldown_ms = 200, min_judged_samples = 10"
     )

@@ -68,6 +68,7 @@ from routing_ledger.errors import (
 )
 from routing_ledger.protocol import (
     CHOOSE_ROUTE,
+    CHOOSE_ROUTE_FOR_REQUEST,
     COMPLETE_DECISION,
     FAIL_INFERENCE,
     INSERT_DECISION,
@@ -359,10 +360,17 @@ def _choose_route(
     task_type: str,
     input_tokens: int,
     max_tokens: int,
+    request_id: str | None = None,
 ) -> Generator[Any, Any, dict[str, Any]]:
-    """The router's decision document for a request, without recording anything."""
-    params = (agent_id, task_type, input_tokens, max_tokens)
-    document = yield Run(Write("choose_route", CHOOSE_ROUTE, params, None), ledger._pool.timeout)
+    """The router's decision document for a request, without recording anything: with
+    ``request_id``, what recording that request now would decide (its exploration draws
+    included); without, the decision with no draw."""
+    params: tuple[Any, ...] = (agent_id, task_type, input_tokens, max_tokens)
+    # p_request_id only when there is one, so the client still works against a v0.2 database.
+    statement = CHOOSE_ROUTE if request_id is None else CHOOSE_ROUTE_FOR_REQUEST
+    if request_id is not None:
+        params = (*params, request_id)
+    document = yield Run(Write("choose_route", statement, params, None), ledger._pool.timeout)
     return dict(document)
 
 

@@ -7,6 +7,11 @@ help texts): nothing is cached, so a scrape shows the ledger as it is, and the m
 the database's, not this module's. Every sample is a gauge named
 ``routing_ledger_<metric>`` (``_seconds`` appended where the unit is seconds).
 
+Besides, per (model, task type) with judge labels, ``routing_ledger_model_effective_quality``
+and ``routing_ledger_model_label_weight`` from ``routing.model_quality``: what the router has
+learned, as it uses it at scrape time (a degrading model shows there before it falls below
+its floor).
+
 When the database cannot answer, the scrape still succeeds with ``routing_ledger_up 0`` and
 nothing else, so an alert can tell "the ledger is broken" from "we cannot see it".
 """
@@ -56,6 +61,7 @@ class LedgerCollector(Collector):
                 d for d in self._operator.describe_metrics() if d.source == "ops_metrics"
             ]
             samples = self._operator.ops_metrics(self._window)
+            learned = self._operator.model_quality()
         except psycopg.Error as exc:
             log.warning("metrics scrape: the database did not answer: %s", exc)
             yield _gauge("up", "1 when the last scrape read the database, else 0.", 0.0)
@@ -74,6 +80,23 @@ class LedgerCollector(Collector):
                 sample.value,
             )
         yield from families.values()
+        quality = GaugeMetricFamily(
+            f"{PREFIX}model_effective_quality",
+            "The router's estimate of a model's quality for a task type (routing.model_quality:"
+            " the posterior mean of q_prior and the decayed judge labels), 0..1.",
+            labels=["model", "task_type"],
+        )
+        weight = GaugeMetricFamily(
+            f"{PREFIX}model_label_weight",
+            "The decayed weight of a model's judge labels for a task type (each label 1 at its"
+            " outcome's time, halving every routing.settings.quality_half_life).",
+            labels=["model", "task_type"],
+        )
+        for row in learned:
+            quality.add_metric([row.model_slug, row.task_type], float(row.effective_quality))
+            weight.add_metric([row.model_slug, row.task_type], float(row.label_weight))
+        yield quality
+        yield weight
         yield _gauge("up", "1 when the last scrape read the database, else 0.", 1.0)
         yield _gauge(
             "scrape_duration_seconds",

@@ -39,6 +39,7 @@ __all__ = [
     "JudgeTask",
     "Judgement",
     "MetricDescription",
+    "ModelQuality",
     "OpsMetric",
     "Operator",
     "RepairAction",
@@ -90,6 +91,21 @@ class OpsMetric:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelQuality:
+    """A row of ``routing.model_quality``: what the router has learned of a model for a
+    task at an instant (its posterior-mean estimate, the decayed label weight behind it)."""
+
+    model_slug: str
+    task_type: str
+    q_prior: Decimal | None
+    label_weight: Decimal
+    effective_quality: Decimal
+    quality_sd: Decimal
+    judged_samples: int
+    weights_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class RepairAction:
     """A row of ``routing.repair_orphans`` or ``routing.close_unmatched_orphans``."""
 
@@ -119,8 +135,9 @@ class JudgeTask:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """A row of ``routing.record_judgement``: the verdict as recorded, and the learned
-    quality of the (model, task type) it fed."""
+    """A row of ``routing.record_judgement``: the verdict as recorded, and the cumulative
+    record of the (model, task type) it fed (``judged_samples``; ``learned_quality`` is the
+    plain mean; the router's decayed estimate is :meth:`Operator.model_quality`'s)."""
 
     outcome_id: int
     judge_status: str
@@ -226,6 +243,12 @@ def _ops_metrics(
         _ops_metric_rows,
         optional={"p_window": ("interval", window), "p_as_of": ("timestamptz", as_of)},
     )
+
+
+def _model_quality(*, as_of: datetime | None = None) -> _Call[list[ModelQuality]]:
+    """``routing.model_quality``: per (model, task type) with labels, the estimate and label
+    weight the router uses at ``as_of``."""
+    return _call("model_quality", _rows(ModelQuality), optional={"p_as_of": ("timestamptz", as_of)})
 
 
 def _reap(older_than: Interval | None = None, *, as_of: datetime | None = None) -> _Call[int]:
@@ -543,6 +566,7 @@ class Operator(_Client):
     integrity_report = _sync(_integrity_report)
     describe_metrics = _sync(_describe_metrics)
     ops_metrics = _sync(_ops_metrics)
+    model_quality = _sync(_model_quality)
     reap = _sync(_reap)
     check_budget_drift = _sync(_check_budget_drift)
     repair_orphans = _sync(_repair_orphans)
@@ -564,6 +588,7 @@ class AsyncOperator(_AsyncClient):
     integrity_report = _async(_integrity_report)
     describe_metrics = _async(_describe_metrics)
     ops_metrics = _async(_ops_metrics)
+    model_quality = _async(_model_quality)
     reap = _async(_reap)
     check_budget_drift = _async(_check_budget_drift)
     repair_orphans = _async(_repair_orphans)

@@ -77,6 +77,12 @@ FAIL_INFERENCE = (
 MARK_FIRST_TOKEN = "SELECT * FROM routing.mark_first_token(%s::bigint, %s::int)"
 HEARTBEAT_INFERENCE = "SELECT * FROM routing.heartbeat_inference(%s::bigint, %s::int)"
 CHOOSE_ROUTE = "SELECT * FROM routing.choose_route(%s::uuid, %s::text, %s::int, %s::int)"
+# v0.3 (issue 20): for one request, its exploration draws included; sent only when a request
+# id is given, so the client keeps working against a database still at v0.2.
+CHOOSE_ROUTE_FOR_REQUEST = (
+    "SELECT * FROM routing.choose_route(%s::uuid, %s::text, %s::int, %s::int,"
+    " p_request_id => %s::text)"
+)
 
 CLIENT_ERROR = "client_error"
 CANCELLED = "cancelled"

@@ -195,9 +195,8 @@ SELECT judge_status, count(*), avg(judge_score) FROM routing.routing_outcomes
  GROUP BY 1 ORDER BY 2 DESC, 1
 """
 _SUMMARY_LEARNED = """
-SELECT q.model_slug, q.task_type, q.judged_samples, q.learned_quality,
-       q.judged_samples >= s.min_judged_samples
-  FROM routing.model_task_quality q CROSS JOIN routing.settings s
+SELECT q.model_slug, q.task_type, q.judged_samples, q.label_weight, q.effective_quality
+  FROM routing.model_quality() q
  ORDER BY q.judged_samples DESC, q.model_slug, q.task_type
  LIMIT 12
 """
@@ -504,8 +503,8 @@ def _demo_messages_fault_mix() -> dict[Any, float]:
 
 
 #: What the stand-in judge "thinks" of each demo model, on the q_prior scale. Some differ
-#: from the catalog's priors on purpose: once a (model, task) has enough judged samples
-#: the router uses the learned quality, so the demo shows routing move with the labels
+#: from the catalog's priors on purpose: every label moves the router's estimate (v0.3, the
+#: posterior mean of q_prior and the decayed labels), so the demo shows routing move with them
 #: (demo-mistral-tiny is judged worse than its prior and drops under the chat floor).
 DEMO_JUDGED_QUALITY = {
     "demo-mistral-tiny": 0.50,
@@ -988,19 +987,14 @@ def _demo_background_summary(
     console.print(table)
 
     learned = Table(
-        title="learned quality (routing.model_task_quality, fed by the judge)",
+        title="learned quality (routing.model_quality: the router's estimate, fed by the judge)",
         title_justify="left",
     )
-    for column in ("model", "task_type", "judged", "learned quality", "router uses it"):
+    for column in ("model", "task_type", "judged", "label weight", "effective quality"):
         learned.add_column(column, justify="left" if column in ("model", "task_type") else "right")
-    for slug, task, samples, quality, in_use in conn.execute(_SUMMARY_LEARNED):
-        learned.add_row(
-            str(slug),
-            str(task),
-            str(samples),
-            f"{Decimal(quality):.3f}" if quality is not None else "-",
-            "yes" if in_use else "not yet",
-        )
+    for slug, task, samples, weight, quality in conn.execute(_SUMMARY_LEARNED):
+        learned.add_row(str(slug), str(task), str(samples), f"{Decimal(weight):.1f}",
+                        f"{Decimal(quality):.3f}")  # fmt: skip
     console.print(learned)
 
 
