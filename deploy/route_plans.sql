@@ -72,6 +72,13 @@ CREATE UNLOGGED TABLE IF NOT EXISTS routing.route_plans (
     built_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (task_type, time_zone)
 );
+-- >>> model_prices: the smallest min_input_tokens of a long-context tier among the
+-- endpoint's input and output prices (NULL: none); a request with at least that many
+-- input tokens is routed in full, at its tier's rates.
+ALTER TABLE routing.route_plans ADD COLUMN IF NOT EXISTS tier_from_tokens int;
+-- Plans built before prices were versioned are not current any more.
+UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
+-- <<< model_prices
 COMMENT ON TABLE routing.route_plans IS
     'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid while routing.route_epochs holds its epochs, for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
 
@@ -134,15 +141,26 @@ BEGIN
            coalesce((SELECT min(c.cooling_until) FROM routing.model_cooldowns c WHERE c.cooling_until > p_as_of),
                     'infinity'),
            d.doc,
-           b.max_in, b.max_out
+           b.max_in, b.max_out, b.tier_from
       INTO v_plan.task_type, v_plan.time_zone, v_plan.epochs, v_plan.valid_from, v_plan.valid_until,
-           v_doc, v_plan.max_price_in, v_plan.max_price_out
+           v_doc, v_plan.max_price_in, v_plan.max_price_out, v_plan.tier_from_tokens
       -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
       FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot') AS doc
             OFFSET 0) d
-     CROSS JOIN LATERAL (SELECT max(m.price_in_per_mtok_usd) AS max_in, max(m.price_out_per_mtok_usd) AS max_out
+     -- >>> model_prices: the rates in force, and the first long-context tier
+     CROSS JOIN LATERAL (SELECT max(r.input) AS max_in, max(r.output) AS max_out,
+                                (SELECT min(p.min_input_tokens) FROM routing.model_prices p
+                                   JOIN routing.models t ON t.slug = p.model_slug
+                                  WHERE p.min_input_tokens > 0 AND p.token_class IN ('input', 'output')
+                                    AND t.endpoint::text = d.doc ->> 'endpoint') AS tier_from
                            FROM routing.models m
+                           JOIN routing._catalog_rates(p_as_of, 0) r ON r.model_slug = m.slug
                           WHERE m.endpoint::text = d.doc ->> 'endpoint') b;
+    -- Valid only until the next price takes effect.
+    SELECT greatest(v_plan.valid_from, v.valid_from), least(v_plan.valid_until, v.valid_until)
+      INTO v_plan.valid_from, v_plan.valid_until
+      FROM routing._price_validity(p_as_of) v;
+    -- <<< model_prices
 
     INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
     VALUES (decode(v_doc ->> 'snapshot', 'hex'), v_doc -> 'snapshot_candidates', v_doc -> 'snapshot_dropped')
@@ -170,7 +188,8 @@ BEGIN
        SET epochs = excluded.epochs, valid_from = excluded.valid_from, valid_until = excluded.valid_until,
            explanation = excluded.explanation, top_price_in = excluded.top_price_in,
            top_price_out = excluded.top_price_out, max_price_in = excluded.max_price_in,
-           max_price_out = excluded.max_price_out, built_at = excluded.built_at
+           max_price_out = excluded.max_price_out, built_at = excluded.built_at,
+           tier_from_tokens = excluded.tier_from_tokens
      WHERE p.epochs <= excluded.epochs;
     RETURN v_plan;
 END
@@ -203,7 +222,11 @@ BEGIN
     END IF;
     IF p_agent_cap_usd IS NOT NULL
        AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
-           > p_agent_cap_usd THEN
+           > p_agent_cap_usd
+       -- >>> model_prices: a long-context request, at its tier's rates
+       OR p_input_tokens >= v_plan.tier_from_tokens
+       -- <<< model_prices
+    THEN
         RETURN routing._route_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of);
     END IF;
     RETURN v_plan.explanation || jsonb_build_object(
