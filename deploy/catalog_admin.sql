@@ -1,4 +1,5 @@
 -- Deploy routing_ledger:catalog_admin to pg
+-- requires: catalog_admin@v0.2.1
 -- requires: catalog
 -- requires: argument_checks
 -- requires: endpoints
@@ -109,9 +110,11 @@ CREATE OR REPLACE TRIGGER catalog_audit
     AFTER INSERT OR UPDATE OR DELETE ON routing.task_floors
     FOR EACH ROW EXECUTE FUNCTION routing._audit_catalog_change('task_type');
 
--- Each function names itself to the trigger in its SET clause (routing.catalog_via),
--- which holds only for the call: a direct write after one in the same transaction is
--- still recorded as direct.
+-- Each function names itself to the trigger in routing.catalog_via, set with
+-- set_config(..., true) around its one write and restored right after it, so a direct
+-- write after a call in the same transaction is still recorded as direct. (Not a
+-- function SET clause: storing a placeholder parameter there is a superuser's privilege
+-- on PostgreSQL 15 and later, and the package deploys without one.)
 
 CREATE OR REPLACE FUNCTION routing.upsert_model(
     p_slug                   text,
@@ -129,10 +132,10 @@ CREATE OR REPLACE FUNCTION routing.upsert_model(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
-SET routing.catalog_via = 'upsert_model'
 AS $$
 DECLARE
     c_fn CONSTANT text := 'upsert_model';
+    v_via text;
     v_inserted boolean;
 BEGIN
     PERFORM routing._require_text(c_fn, 'p_slug', p_slug);
@@ -148,6 +151,8 @@ BEGIN
     PERFORM routing._require_int(c_fn, 'p_expected_latency_ms', p_expected_latency_ms, 0, 2147483647, true);
     PERFORM routing._require_numeric(c_fn, 'p_agentic_index', p_agentic_index, NULL, NULL, true);
 
+    v_via := pg_catalog.current_setting('routing.catalog_via', true);
+    PERFORM pg_catalog.set_config('routing.catalog_via', c_fn, true);
     INSERT INTO routing.models AS m
            (slug, provider, provider_model, price_in_per_mtok_usd, price_out_per_mtok_usd,
             q_prior, m_allowed, endpoint, enabled, expected_latency_ms, agentic_index)
@@ -168,6 +173,7 @@ BEGIN
             excluded.enabled, excluded.expected_latency_ms, excluded.agentic_index)
     -- xmax is 0 on a row this statement inserted, the locker's xid on one it updated.
     RETURNING m.xmax = 0 INTO v_inserted;
+    PERFORM pg_catalog.set_config('routing.catalog_via', coalesce(v_via, ''), true);
     RETURN CASE WHEN v_inserted IS NULL THEN 'unchanged' WHEN v_inserted THEN 'inserted' ELSE 'updated' END;
 END
 $$;
@@ -177,10 +183,10 @@ RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
-SET routing.catalog_via = 'set_model_enabled'
 AS $$
 DECLARE
     c_fn CONSTANT text := 'set_model_enabled';
+    v_via text;
     v_was boolean;
 BEGIN
     PERFORM routing._require_text(c_fn, 'p_slug', p_slug);
@@ -194,7 +200,10 @@ BEGIN
     IF v_was = p_enabled THEN
         RETURN 'unchanged';
     END IF;
+    v_via := pg_catalog.current_setting('routing.catalog_via', true);
+    PERFORM pg_catalog.set_config('routing.catalog_via', c_fn, true);
     UPDATE routing.models m SET enabled = p_enabled WHERE m.slug = p_slug;
+    PERFORM pg_catalog.set_config('routing.catalog_via', coalesce(v_via, ''), true);
     RETURN 'updated';
 END
 $$;
@@ -210,10 +219,10 @@ CREATE OR REPLACE FUNCTION routing.upsert_agent(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
-SET routing.catalog_via = 'upsert_agent'
 AS $$
 DECLARE
     c_fn CONSTANT text := 'upsert_agent';
+    v_via text;
     v_inserted boolean;
 BEGIN
     PERFORM routing._require_not_null(c_fn, 'p_id', p_id);
@@ -225,6 +234,8 @@ BEGIN
     PERFORM routing._require_numeric(c_fn, 'p_per_call_cap_usd', p_per_call_cap_usd, 0, NULL, true);
     PERFORM routing._require_numeric(c_fn, 'p_daily_cap_usd', p_daily_cap_usd, 0, NULL, true);
 
+    v_via := pg_catalog.current_setting('routing.catalog_via', true);
+    PERFORM pg_catalog.set_config('routing.catalog_via', c_fn, true);
     INSERT INTO routing.agents AS a (id, tenant_id, name, status, per_call_cap_usd, daily_cap_usd)
     VALUES (p_id, p_tenant_id, p_name, p_status, p_per_call_cap_usd, p_daily_cap_usd)
     ON CONFLICT (id) DO UPDATE
@@ -234,6 +245,7 @@ BEGIN
            IS DISTINCT FROM
            (excluded.tenant_id, excluded.name, excluded.status, excluded.per_call_cap_usd, excluded.daily_cap_usd)
     RETURNING a.xmax = 0 INTO v_inserted;
+    PERFORM pg_catalog.set_config('routing.catalog_via', coalesce(v_via, ''), true);
     RETURN CASE WHEN v_inserted IS NULL THEN 'unchanged' WHEN v_inserted THEN 'inserted' ELSE 'updated' END;
 END
 $$;
@@ -246,22 +258,25 @@ CREATE OR REPLACE FUNCTION routing.set_task_floor(
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
-SET routing.catalog_via = 'set_task_floor'
 AS $$
 DECLARE
     c_fn CONSTANT text := 'set_task_floor';
+    v_via text;
     v_inserted boolean;
 BEGIN
     PERFORM routing._require_text(c_fn, 'p_task_type', p_task_type, 64);
     PERFORM routing._require_numeric(c_fn, 'p_min_quality', p_min_quality, 0, 1);
     PERFORM routing._require_endpoint(c_fn, 'p_endpoint', p_endpoint);
 
+    v_via := pg_catalog.current_setting('routing.catalog_via', true);
+    PERFORM pg_catalog.set_config('routing.catalog_via', c_fn, true);
     INSERT INTO routing.task_floors AS f (task_type, min_quality, endpoint)
     VALUES (p_task_type, p_min_quality, p_endpoint)
     ON CONFLICT (task_type) DO UPDATE
        SET min_quality = excluded.min_quality, endpoint = excluded.endpoint
      WHERE (f.min_quality, f.endpoint) IS DISTINCT FROM (excluded.min_quality, excluded.endpoint)
     RETURNING f.xmax = 0 INTO v_inserted;
+    PERFORM pg_catalog.set_config('routing.catalog_via', coalesce(v_via, ''), true);
     RETURN CASE WHEN v_inserted IS NULL THEN 'unchanged' WHEN v_inserted THEN 'inserted' ELSE 'updated' END;
 END
 $$;

@@ -1,98 +1,49 @@
 -- Deploy routing_ledger:write_path to pg
--- requires: write_path@v0.2.0
+-- requires: write_path@v0.2.1
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
--- transaction. Each moves the attempt it changes with one UPDATE ... WHERE status =
--- 'routed', which locks it (then its outcome: always in that order, so two gateways,
--- the reaper and a late completion cannot deadlock); only when that finds no routed
--- attempt does it read why, and return the earlier result of a repeat or raise. An
--- error after the UPDATE undoes it: nothing is half-written. Arguments are checked
--- first, before any row is read: one inline test accepts the usual call, and any other
--- goes through the routing._require_* checks, which decide and name what is wrong
--- (22023). The inline test may refuse a value those checks accept (that costs their
--- calls), never accept one they refuse.
+-- transaction, and returns what the client needs to act without another query.
 --
--- Over write_path@v0.2.0 (same signatures, results and errors; cheaper per call):
--- - complete_decision and fail_inference no longer read the attempt (SELECT ... FOR
---   UPDATE) before updating it; the UPDATE's RETURNING gives what the rest needs, the
---   cost included (computed in the UPDATE from the row's own model and tokens).
---   fail_inference reads the outcome without a row lock (a lock is a write of the row):
---   its UPDATE locks it and checks that it is still open.
--- - The three return their row without a query (RETURN NEXT; fail_inference takes the
---   next model's provider from the failover query itself); insert_decision calls the
---   budget settlement only for an agent with a budget row (most agents have no cap);
---   fail_inference prices only a failure with known output.
--- - Arguments: the inline test above, instead of five to seven function calls per call
---   (insert_decision's went through routing._check_route_args, whose SET search_path
---   alone cost more than the checks).
--- - insert_decision keeps its probe for a repeat before routing: dropping it (the
---   INSERT's conflict finds a repeat too) saved one index lookup but made the attempt
---   sequence, the agent and the route plan the first relations a decision locks, and a
---   layout switch, which locks the ledger first, then deadlocked with decisions
---   (test_partitioned_ledger caught it).
--- - Measured by make bench-lifecycle (v0.1.0, v0.2.0 and this plan interleaved in one run):
---   docs/performance.md, "v0.2.1: the non-streamed lifecycle against v0.1.0".
+-- Guarantees and why:
+-- - insert_decision writes the outcome and, when a model is dispatched, its first attempt
+--   (routed) in one transaction: the outcome already carries the attempt's id (drawn
+--   from its sequence first) and the deferred foreign key is satisfied before commit, so
+--   the CHECK outcome_requires_inference_when_model_chosen holds on every statement.
+--   A repeat of (agent_id, request_id) returns the existing row and writes nothing; two
+--   racing calls end with one outcome, the loser reading the winner's.
+-- - Lock order: the ledger first (insert_decision's repeat probe is its first read of
+--   routing_outcomes, before the agent, the route plan and the attempt sequence), then,
+--   in complete_decision and fail_inference, the attempt (one UPDATE ... WHERE status =
+--   'routed') and then its outcome. Two gateways, the reaper, a late completion and a
+--   layout switch (which locks the ledger first) cannot deadlock.
+-- - A transition is one UPDATE ... RETURNING; only when it finds no routed attempt does
+--   the function read why, then return the earlier result of a repeat or raise (55000
+--   for a state that does not allow it, P0002 for an unknown id). An error after the
+--   UPDATE undoes it: nothing is half-written.
+-- - Arguments are checked before any row is read: one inline test accepts the usual
+--   call; any other goes through the routing._require_* checks, which decide and name
+--   what is wrong (22023). The inline test may refuse what those accept, never accept
+--   what they refuse. Bounds: p_request_id 1..255 characters, p_task_type at most 64,
+--   token counts and latencies 0..2^31-1, p_http_status 100..599.
+-- - Costs: an unknown usage is a NULL cost, never 0. A partial answer (a stream that
+--   broke or was cancelled after its first token) costs its input plus its partial
+--   output; a failed or cancelled outcome is never judged.
+-- - Never JIT-compiled (SET jit = off, inherited by what they call): a generic plan's
+--   estimate on a large ledger can pass jit_above_cost, and compiling costs ~100 ms per
+--   call for index lookups that take microseconds.
+-- - Nothing here needs a superuser. The partitioned ledger's request-key trigger learns
+--   that insert_decision's INSERT is its race branch from routing.request_key_conflict,
+--   set with set_config(..., true) around that one statement and restored before
+--   anything else runs (a function SET clause on a placeholder parameter is a
+--   superuser's privilege on PostgreSQL 15 and later).
 --
--- v0.2, over the released version (write_path@v0.1.0):
--- - insert_decision takes p_streamed and returns an eighth column, not_before, the open
---   attempt's, so a gateway resuming a request after a crash waits out a scheduled
---   retry. complete_decision takes p_usage_source; fail_inference p_output_tokens and
---   p_usage_source. A changed signature is a new function: the old one is dropped in
---   the same transaction and the new one, whose extra parameters have defaults, takes
---   every v0.1 call unchanged (no ambiguous overload), re-granted to routing_app.
--- - Streams. mark_first_token stamps first_token_at: the caller has seen output, so
---   from then on fail_inference gives up whatever the error (failed_stream_interrupted,
---   or cancelled for cancelled); cancelled gives up before the first token too.
---   heartbeat_inference stamps heartbeat_at and the partial output count with one
---   UPDATE by primary key that touches no indexed column.
--- - A partial answer's cost: the attempt's input_tokens (the request's input estimate,
---   recorded on the attempt when it is created) plus its partial output_tokens (from
---   fail_inference, else the last heartbeat), at the model's catalog prices, rounded to
---   6 decimals like every cost; NULL when the output is unknown, never 0. The outcome
---   of a request that gives up carries its final attempt's cost. A failed or cancelled
---   outcome never gets a judge_status: the judge never sees a partial answer.
--- - Never JIT-compiled (SET jit = off, inherited by everything they call): their queries
---   are index lookups, but a generic plan's estimate on a large ledger (the daily-spend
---   sum of a busy agent, say) can pass jit_above_cost, and compiling is then ~100 ms on
---   every call, since JIT code is not cached across executions.
--- - Bounds: p_request_id non-empty and at most 255 characters (a longer one would not
---   fit the unique index: 54000), p_task_type at most 64, token counts and latencies
---   0..2^31-1, p_http_status 100..599.
--- - Every attempt records its outcome's created_at (inferences.outcome_created_at), the
---   partition key of attempts on a time-partitioned ledger (change partitioned_ledger):
---   an outcome and its attempts share one partition range. On this layout it is just a
---   column. insert_decision's outcome INSERT names no conflict target (ON CONFLICT DO
---   NOTHING): here the arbiter is the unique key (request_id, agent_id); on the
---   partitioned layout, which cannot have that key, the request-key trigger skips the
---   row of a request already claimed when the writer declares, with the SET clause
---   routing.request_key_conflict = 'skip', that a conflict is its race branch. Either
---   way no row comes back, and the loser reads the winner's.
+-- History: docs/CHANGELOG.md. Measured: docs/performance.md.
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
-
--- The released signatures, and the helper whose result gains a column. Dropped and
--- recreated in this transaction, so no committed state lacks either; a v0.1 call resolves
--- to the new function through its defaults.
--- squawk-ignore ban-drop-function
-DROP FUNCTION IF EXISTS routing.insert_decision(text, uuid, text, int, int, jsonb);
--- squawk-ignore ban-drop-function
-DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int);
--- squawk-ignore ban-drop-function
-DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int);
--- squawk-ignore ban-drop-function
-DROP FUNCTION IF EXISTS routing._decision_row(uuid, text);
-
-ALTER TABLE routing.inferences ADD COLUMN IF NOT EXISTS outcome_created_at timestamptz;
--- Attempts are updated in place (heartbeats every few seconds, then completion): those
--- updates stay HOT only while the page has room for the new version, and the column makes
--- every attempt wider. New pages keep 10 % free (catalog-only; no rewrite).
-ALTER TABLE routing.inferences SET (fillfactor = 90);
-COMMENT ON COLUMN routing.inferences.outcome_created_at IS
-    'created_at of the owning outcome, written by the write path: the partition key of attempts on a partitioned ledger (NULL on history of an older write path).';
 
 -- The error codes a client may report: the CHECK on inferences.error_code less the
 -- reaper's own 'abandoned'. What each one does is routing.retry_policy's.
@@ -173,7 +124,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
-SET routing.request_key_conflict = 'skip'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -187,6 +137,7 @@ DECLARE
     v_spent        numeric;
     v_outcome_id   bigint;
     v_inference_id bigint;
+    v_key_conflict text;
 BEGIN
     -- Arguments (see the header): one inline test accepts the usual call.
     IF (p_request_id IS NOT NULL AND length(p_request_id) <= 255 AND p_request_id ~ '[^[:space:]]'
@@ -253,7 +204,12 @@ BEGIN
     END IF;
 
     -- The outcome already carries its first attempt's id; the deferred foreign key
-    -- is satisfied by the next statement, before commit.
+    -- is satisfied by the next statement, before commit. On a partitioned ledger the
+    -- request-key trigger reads routing.request_key_conflict: 'skip' makes a request
+    -- already claimed this INSERT's race branch (no row) instead of a 23505. Set for this
+    -- statement only, and the caller's value put back before anything else runs.
+    v_key_conflict := pg_catalog.current_setting('routing.request_key_conflict', true);
+    PERFORM pg_catalog.set_config('routing.request_key_conflict', 'skip', true);
     INSERT INTO routing.routing_outcomes AS o
            (request_id, agent_id, tenant_id, task_type, decision_rule, chosen_model_slug,
             min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
@@ -265,6 +221,7 @@ BEGIN
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
     ON CONFLICT DO NOTHING
     RETURNING o.id INTO v_outcome_id;
+    PERFORM pg_catalog.set_config('routing.request_key_conflict', coalesce(v_key_conflict, ''), true);
 
     IF v_outcome_id IS NULL THEN
         -- A concurrent call with the same request won the race; it has committed.

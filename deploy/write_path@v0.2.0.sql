@@ -154,7 +154,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
-SET routing.request_key_conflict = 'skip'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -273,6 +272,20 @@ BEGIN
            v_route ->> 'provider', v_route ->> 'provider_model', v_status, NULL::timestamptz;
 END
 $$;
+
+-- HOTFIX (docs/hotfixes.md): PostgreSQL 15+ lets only a superuser, or a role granted SET
+-- on it, store a placeholder parameter in a function's SET clause. The clause is added
+-- where the deployer may store it, so a superuser's database ends exactly as released;
+-- elsewhere the function runs without it (the request-key trigger of a partitioned
+-- ledger then raises 23505 on a lost race) until the next write_path change replaces it.
+DO $hotfix$
+BEGIN
+    IF pg_catalog.has_parameter_privilege('routing.request_key_conflict', 'SET') THEN
+        ALTER FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)
+            SET routing.request_key_conflict = 'skip';
+    END IF;
+END
+$hotfix$;
 
 CREATE OR REPLACE FUNCTION routing.complete_decision(
     p_inference_id     bigint,

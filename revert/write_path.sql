@@ -1,60 +1,10 @@
 -- Revert routing_ledger:write_path from pg
 --
--- Back to write_path@v0.2.0: its deploy script, unchanged below, re-creates the v0.2.0
--- bodies of the same functions (same signatures and results, so CREATE OR REPLACE
--- suffices; its table statements are no-ops on a deployed v0.2.0 ledger).
---
--- (deploy/write_path@v0.2.0.sql's header follows.)
--- requires: write_path@v0.1.0
--- requires: inference_streaming
--- requires: retry_policy_stream_codes
--- requires: router
--- requires: argument_checks
--- requires: budget_ledger
--- requires: route_snapshots
--- requires: route_plans
---
--- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
--- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
--- transaction; each locks the attempt it changes (then its outcome: always in that
--- order, so two gateways, the reaper and a late completion cannot deadlock), checks
--- that the current state allows the transition, and raises otherwise. Arguments are
--- checked first (routing._require_*, 22023), before any row is read.
---
--- v0.2, over the released version (write_path@v0.1.0):
--- - insert_decision takes p_streamed and returns an eighth column, not_before, the open
---   attempt's, so a gateway resuming a request after a crash waits out a scheduled
---   retry. complete_decision takes p_usage_source; fail_inference p_output_tokens and
---   p_usage_source. A changed signature is a new function: the old one is dropped in
---   the same transaction and the new one, whose extra parameters have defaults, takes
---   every v0.1 call unchanged (no ambiguous overload), re-granted to routing_app.
--- - Streams. mark_first_token stamps first_token_at: the caller has seen output, so
---   from then on fail_inference gives up whatever the error (failed_stream_interrupted,
---   or cancelled for cancelled); cancelled gives up before the first token too.
---   heartbeat_inference stamps heartbeat_at and the partial output count with one
---   UPDATE by primary key that touches no indexed column.
--- - A partial answer's cost: the attempt's input_tokens (the request's input estimate,
---   recorded on the attempt when it is created) plus its partial output_tokens (from
---   fail_inference, else the last heartbeat), at the model's catalog prices, rounded to
---   6 decimals like every cost; NULL when the output is unknown, never 0. The outcome
---   of a request that gives up carries its final attempt's cost. A failed or cancelled
---   outcome never gets a judge_status: the judge never sees a partial answer.
--- - Never JIT-compiled (SET jit = off, inherited by everything they call): their queries
---   are index lookups, but a generic plan's estimate on a large ledger (the daily-spend
---   sum of a busy agent, say) can pass jit_above_cost, and compiling is then ~100 ms on
---   every call, since JIT code is not cached across executions.
--- - Bounds: p_request_id non-empty and at most 255 characters (a longer one would not
---   fit the unique index: 54000), p_task_type at most 64, token counts and latencies
---   0..2^31-1, p_http_status 100..599.
--- - Every attempt records its outcome's created_at (inferences.outcome_created_at), the
---   partition key of attempts on a time-partitioned ledger (change partitioned_ledger):
---   an outcome and its attempts share one partition range. On this layout it is just a
---   column. insert_decision's outcome INSERT names no conflict target (ON CONFLICT DO
---   NOTHING): here the arbiter is the unique key (request_id, agent_id); on the
---   partitioned layout, which cannot have that key, the request-key trigger skips the
---   row of a request already claimed when the writer declares, with the SET clause
---   routing.request_key_conflict = 'skip', that a conflict is its race branch. Either
---   way no row comes back, and the loser reads the winner's.
+-- Back to write_path@v0.2.1: its functions as released (deploy/write_path@v0.2.1.sql),
+-- insert_decision's SET routing.request_key_conflict clause included where the deployer
+-- may store it (a superuser, or a role granted SET on the parameter), so a superuser's
+-- database returns exactly to @v0.2.1 and a non-superuser can revert at all.
+
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
@@ -159,7 +109,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 SET jit = off
-SET routing.request_key_conflict = 'skip'
 AS $$
 #variable_conflict use_column
 DECLARE
@@ -174,12 +123,22 @@ DECLARE
     v_outcome_id   bigint;
     v_inference_id bigint;
 BEGIN
-    PERFORM routing._require_text('insert_decision', 'p_request_id', p_request_id, 255);
-    PERFORM routing._check_route_args('insert_decision', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
-    PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
+    -- Arguments (see the header): one inline test accepts the usual call.
+    IF (p_request_id IS NOT NULL AND length(p_request_id) <= 255 AND p_request_id ~ '[^[:space:]]'
+        AND p_agent_id IS NOT NULL
+        AND p_task_type IS NOT NULL AND length(p_task_type) <= 64 AND p_task_type ~ '[^[:space:]]'
+        AND p_input_tokens >= 0 AND p_max_tokens >= 1 AND p_streamed IS NOT NULL) IS NOT TRUE THEN
+        PERFORM routing._require_text('insert_decision', 'p_request_id', p_request_id, 255);
+        PERFORM routing._check_route_args('insert_decision', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
+        PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
+    END IF;
 
     -- Idempotent repeat: the request was already decided; return it, write nothing.
-    -- (The probe is inline: a new request, the usual call, pays for one index lookup.)
+    -- The probe is one index lookup, and it is also the lock order: routing_outcomes is
+    -- the first ledger relation this call touches (before the agent, the route plan, the
+    -- attempt sequence), as for the other writers, so that a switch of the layout
+    -- (partition_ledger, migrate_ledger_switch), which locks the ledger first, never
+    -- deadlocks with it.
     IF EXISTS (SELECT FROM routing.routing_outcomes o WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id) THEN
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         RETURN;
@@ -213,7 +172,7 @@ BEGIN
                                             'projected_cost_usd', v_projected,
                                             'daily_cap_usd', v_agent.daily_cap_usd);
         END IF;
-    ELSIF v_slug IS NOT NULL THEN
+    ELSIF v_slug IS NOT NULL AND EXISTS (SELECT FROM routing.budget_spend b WHERE b.agent_id = p_agent_id) THEN
         PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
     END IF;
     -- <<< budget_ledger
@@ -272,12 +231,33 @@ BEGIN
                 coalesce(p_request_payload, '{}'::jsonb), p_input_tokens, p_streamed);
     END IF;
 
-    -- A first attempt is dispatched at once: not_before is NULL.
-    RETURN QUERY
-    SELECT v_outcome_id, v_inference_id, v_rule, v_slug,
-           v_route ->> 'provider', v_route ->> 'provider_model', v_status, NULL::timestamptz;
+    -- A first attempt is dispatched at once: not_before is NULL. The result row, without a
+    -- query.
+    outcome_id := v_outcome_id;
+    inference_id := v_inference_id;
+    decision_rule := v_rule;
+    model_slug := v_slug;
+    provider := v_route ->> 'provider';
+    provider_model := v_route ->> 'provider_model';
+    outcome_status := v_status;
+    not_before := NULL;
+    RETURN NEXT;
 END
 $$;
+
+-- PostgreSQL 15+ lets only a superuser, or a role granted SET
+-- on it, store a placeholder parameter in a function's SET clause. The clause is added
+-- where the deployer may store it, so a superuser's database ends exactly as released;
+-- elsewhere the function runs without it (the request-key trigger of a partitioned
+-- ledger then raises 23505 on a lost race) until write_path is deployed again.
+DO $hotfix$
+BEGIN
+    IF pg_catalog.has_parameter_privilege('routing.request_key_conflict', 'SET') THEN
+        ALTER FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)
+            SET routing.request_key_conflict = 'skip';
+    END IF;
+END
+$hotfix$;
 
 CREATE OR REPLACE FUNCTION routing.complete_decision(
     p_inference_id     bigint,
@@ -295,18 +275,54 @@ SET jit = off
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_inf  routing.inferences;
-    v_out  routing.routing_outcomes;
-    v_cost numeric;
-    v_now  timestamptz := clock_timestamp();
+    v_inf        routing.inferences;
+    v_outcome_id bigint;
+    v_cost       numeric;
+    v_now        timestamptz := clock_timestamp();
 BEGIN
-    PERFORM routing._require_not_null('complete_decision', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('complete_decision', 'p_input_tokens', p_input_tokens);
-    PERFORM routing._require_int('complete_decision', 'p_output_tokens', p_output_tokens);
-    PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
-    PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
+    IF (p_inference_id IS NOT NULL AND p_input_tokens >= 0 AND p_output_tokens >= 0
+        AND p_latency_ms >= 0 AND p_usage_source = ANY (routing._usage_sources())) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('complete_decision', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('complete_decision', 'p_input_tokens', p_input_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_output_tokens', p_output_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
+        PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
+    END IF;
 
-    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id FOR UPDATE;
+    -- The transition itself: the routed attempt, then its open outcome, one UPDATE each.
+    UPDATE routing.inferences i
+       SET status = 'succeeded', response_payload = p_response_payload,
+           input_tokens = p_input_tokens, output_tokens = p_output_tokens,
+           usage_source = p_usage_source,
+           cost_usd = routing._cost_usd(i.model_slug, p_input_tokens, p_output_tokens),
+           latency_ms = p_latency_ms, completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.outcome_id, i.cost_usd INTO v_outcome_id, v_cost;
+    IF FOUND THEN
+        UPDATE routing.routing_outcomes o
+           SET outcome_status = 'succeeded', inference_id = p_inference_id,
+               cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
+               judge_status = 'unlabeled', completed_at = v_now
+         WHERE o.id = v_outcome_id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Only history gets here: a terminal outcome whose attempt was left routed.
+            -- The error undoes the attempt's update.
+            RAISE EXCEPTION 'complete_decision: outcome % of inference % is already %',
+                            v_outcome_id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_outcome_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        -- The result row, without a query.
+        outcome_id := v_outcome_id;
+        outcome_status := 'succeeded';
+        cost_actual_usd := v_cost;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+    -- changes again, so this reads without a lock.)
+    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'complete_decision: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
     END IF;
@@ -329,30 +345,9 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
     END IF;
-
-    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id FOR UPDATE;
-    IF v_out.outcome_status IS NOT NULL THEN
-        RAISE EXCEPTION 'complete_decision: outcome % of inference % is already %',
-                        v_out.id, p_inference_id, v_out.outcome_status
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-
-    v_cost := routing._cost_usd(v_inf.model_slug, p_input_tokens, p_output_tokens);
-
-    UPDATE routing.inferences i
-       SET status = 'succeeded', response_payload = p_response_payload,
-           input_tokens = p_input_tokens, output_tokens = p_output_tokens,
-           usage_source = p_usage_source,
-           cost_usd = v_cost, latency_ms = p_latency_ms, completed_at = v_now
-     WHERE i.id = p_inference_id;
-
-    UPDATE routing.routing_outcomes o
-       SET outcome_status = 'succeeded', inference_id = p_inference_id,
-           cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
-           judge_status = 'unlabeled', completed_at = v_now
-     WHERE o.id = v_out.id;
-
-    RETURN QUERY SELECT v_out.id, 'succeeded'::text, v_cost;
+    -- Routed now, yet not when the UPDATE looked: it committed in between.
+    RAISE EXCEPTION 'complete_decision: inference % changed while it was being completed', p_inference_id
+        USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
 END
 $$;
 
@@ -410,56 +405,90 @@ DECLARE
     v_tried     text[];
     v_action    text;
     v_next_slug text;
+    v_next_provider text;
+    v_next_provider_model text;
     v_not_before timestamptz;
     v_delay_ms  numeric;
     v_next_id   bigint;
     v_status    text;
-    v_output    int;
-    v_usage     text;
     v_cost      numeric;
 BEGIN
-    PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
-    IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
-        RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
-                        coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
-            USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
-                         || ' (abandoned is set by the reaper only)';
-    END IF;
-    PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
-    PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
-    PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
-    PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
-    PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
-
-    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
-    END IF;
-    IF v_inf.status = 'succeeded' THEN
-        RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
-            USING ERRCODE = 'object_not_in_prerequisite_state';
-    END IF;
-    IF v_inf.status = 'failed' THEN
-        IF v_inf.error_code = p_error_code THEN
-            -- Repeating the call: return the decision the first one took.
-            RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
-            RETURN;
+    IF (p_inference_id IS NOT NULL AND p_error_code = ANY (routing._client_error_codes())
+        AND p_error_message ~ '[^[:space:]]'
+        AND (p_http_status IS NULL OR p_http_status BETWEEN 100 AND 599)
+        AND (p_retry_after_ms IS NULL OR p_retry_after_ms >= 0)
+        AND (p_output_tokens IS NULL OR p_output_tokens >= 0)
+        AND (p_usage_source IS NULL OR p_usage_source = ANY (routing._usage_sources()))) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
+        IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
+            RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
+                            coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
+                             || ' (abandoned is set by the reaper only)';
         END IF;
-        RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
-                        p_inference_id, v_inf.error_code, p_error_code
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = CASE WHEN v_inf.error_code = 'abandoned'
-                              THEN 'the reaper closed this attempt'
-                              ELSE 'an attempt reaches one terminal state' END;
-    END IF;
-    IF v_inf.outcome_id IS NULL THEN
-        RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+        PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
+        PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
+        PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
+        PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+        PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
     END IF;
 
-    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id FOR UPDATE;
+    -- The transition itself, one UPDATE of the routed attempt. The output produced before
+    -- the failure: this call's count, else the last heartbeat's. Known output makes a cost
+    -- (input + partial output); unknown stays NULL.
+    UPDATE routing.inferences i
+       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
+           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
+           output_tokens = coalesce(p_output_tokens, i.output_tokens),
+           usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                               THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
+           cost_usd = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                           THEN routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)) END,
+           completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.* INTO v_inf;
+    IF NOT FOUND THEN
+        -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+        -- changes again, so this reads without a lock.)
+        SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+        END IF;
+        IF v_inf.status = 'succeeded' THEN
+            RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF v_inf.status = 'failed' THEN
+            IF v_inf.error_code = p_error_code THEN
+                -- Repeating the call: return the decision the first one took.
+                RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
+                RETURN;
+            END IF;
+            RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
+                            p_inference_id, v_inf.error_code, p_error_code
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE WHEN v_inf.error_code = 'abandoned'
+                                  THEN 'the reaper closed this attempt'
+                                  ELSE 'an attempt reaches one terminal state' END;
+        END IF;
+        IF v_inf.outcome_id IS NULL THEN
+            RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+        END IF;
+        -- Routed now, yet not when the UPDATE looked: it committed in between.
+        RAISE EXCEPTION 'fail_inference: inference % changed while it was being failed', p_inference_id
+            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+    END IF;
+    v_cost := v_inf.cost_usd;
+
+    -- Every error below undoes the attempt's update. The outcome is read without a lock
+    -- (a row lock is a write): what this call needs of it, its explanation and created_at,
+    -- never changes, and every writer that could end it first takes its routed attempt,
+    -- whose lock this call holds. The outcome's own UPDATE below locks it and checks again
+    -- that it is still open.
+    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id;
     IF v_out.outcome_status IS NOT NULL THEN
         -- Only history can get here (a terminal outcome whose attempt was left routed):
         -- a new attempt on a finished request would be a second terminal state.
@@ -475,20 +504,6 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'restore the seeded row: the policy decides retry, failover or give-up';
     END IF;
-
-    -- The output produced before the failure: this call's count, else the last
-    -- heartbeat's. Known output makes a cost (input + partial output); unknown stays NULL.
-    v_output := coalesce(p_output_tokens, v_inf.output_tokens);
-    v_usage  := CASE WHEN v_output IS NOT NULL
-                     THEN coalesce(p_usage_source, v_inf.usage_source, 'estimated') END;
-    v_cost   := routing._cost_usd(v_inf.model_slug, v_inf.input_tokens, v_output);
-
-    UPDATE routing.inferences i
-       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
-           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
-           output_tokens = v_output, usage_source = v_usage, cost_usd = v_cost,
-           completed_at = v_now
-     WHERE i.id = p_inference_id;
 
     SELECT * INTO v_settings FROM routing.settings;
 
@@ -529,12 +544,15 @@ BEGIN
             v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2 ^ (v_on_model - 1));
             v_delay_ms  := greatest(v_delay_ms / 2 + random() * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
             v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
+            SELECT m.provider, m.provider_model INTO v_next_provider, v_next_provider_model
+              FROM routing.models m WHERE m.slug = v_next_slug;
         ELSIF v_policy.then_action = 'failover' THEN
             -- The next survivor in rank order that this request has not tried and that is
             -- still enabled; one not cooling down first, else the one whose cooldown ends
             -- soonest, dispatched when it ends.
-            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END
-              INTO v_next_slug, v_not_before
+            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END,
+                   m.provider, m.provider_model
+              INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
               -- >>> route_snapshots: every ranked candidate, from the shared snapshot
               FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
               -- <<< route_snapshots
@@ -557,9 +575,17 @@ BEGIN
         -- NULL when nothing is known). Never a judge_status: only a success is judged.
         UPDATE routing.routing_outcomes o
            SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
-         WHERE o.id = v_out.id;
-        RETURN QUERY SELECT 'give_up'::text, v_out.id, NULL::bigint, NULL::text, NULL::text,
-                            NULL::text, NULL::timestamptz, v_status;
+         WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Ended since it was read, by a write that did not go through its attempt.
+            RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        action := 'give_up';
+        outcome_id := v_out.id;
+        outcome_status := v_status;
+        RETURN NEXT;
         RETURN;
     END IF;
 
@@ -572,11 +598,23 @@ BEGIN
 
     UPDATE routing.routing_outcomes o
        SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
-     WHERE o.id = v_out.id;
+     WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+    IF NOT FOUND THEN
+        -- Ended since it was read, by a write that did not go through its attempt.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                        (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
 
-    RETURN QUERY
-    SELECT v_action, v_out.id, v_next_id, v_next_slug, m.provider, m.provider_model, v_not_before, NULL::text
-      FROM routing.models m WHERE m.slug = v_next_slug;
+    -- The result row, without a query.
+    action := v_action;
+    outcome_id := v_out.id;
+    next_inference_id := v_next_id;
+    model_slug := v_next_slug;
+    provider := v_next_provider;
+    provider_model := v_next_provider_model;
+    not_before := v_not_before;
+    RETURN NEXT;
 END
 $$;
 
@@ -595,8 +633,10 @@ DECLARE
     v_first      timestamptz;
     v_status     text;
 BEGIN
-    PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
+    IF (p_inference_id IS NOT NULL AND p_ttft_ms >= 0) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
+    END IF;
 
     -- Only the attempt's row: nothing else changes, so no outcome lock.
     UPDATE routing.inferences i
@@ -639,8 +679,10 @@ SET search_path = pg_catalog, routing, pg_temp
 SET plan_cache_mode = force_generic_plan
 AS $$
 BEGIN
-    PERFORM routing._require_not_null('heartbeat_inference', 'p_inference_id', p_inference_id);
-    PERFORM routing._require_int('heartbeat_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+    IF (p_inference_id IS NOT NULL AND (p_output_tokens IS NULL OR p_output_tokens >= 0)) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('heartbeat_inference', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('heartbeat_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+    END IF;
 
     -- One UPDATE by primary key; heartbeat_at and output_tokens are in no index, so it
     -- can be a HOT update.

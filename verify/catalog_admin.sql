@@ -21,6 +21,9 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT NOT has_function_privilege('public', to_regprocedure(f), 'EXECUTE'), f || ' must not be executable by PUBLIC';
         ASSERT has_function_privilege('routing_admin', to_regprocedure(f), 'EXECUTE'), 'routing_admin must execute ' || f;
+        ASSERT NOT EXISTS (SELECT FROM unnest((SELECT proconfig FROM pg_catalog.pg_proc WHERE oid = to_regprocedure(f))) c
+                            WHERE c LIKE 'routing.%'),
+               f || ' must carry no SET clause on a placeholder parameter (only a superuser may store one)';
     END LOOP;
     ASSERT (SELECT count(*) FROM pg_catalog.pg_trigger
              WHERE tgname = 'catalog_audit' AND NOT tgisinternal

@@ -25,6 +25,10 @@ BEGIN
     ASSERT to_regprocedure('routing.insert_decision(text, uuid, text, int, int, jsonb)') IS NULL,
            'the v0.1 signature of insert_decision must be gone (no ambiguous overload)';
     ASSERT (SELECT count(*) FROM routing.retry_policy) >= 8, 'the seeded retry policy is missing';
+    ASSERT NOT EXISTS (SELECT FROM unnest((SELECT proconfig FROM pg_catalog.pg_proc
+                                             WHERE oid = 'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure)) c
+                        WHERE c LIKE 'routing.%'),
+           'insert_decision must carry no SET clause on a placeholder parameter (only a superuser may store one)';
 END
 $$;
 
