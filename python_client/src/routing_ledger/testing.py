@@ -153,6 +153,13 @@ class Fault:
     stall_s: float = 0.0
     tool_name: str | None = None
     tool_arguments: str | None = None
+    #: Usage parts to report, OpenAI-shaped: ``prompt_tokens_details.cached_tokens``
+    #: (inside prompt_tokens), ``completion_tokens_details.reasoning_tokens`` (inside
+    #: completion_tokens) and ``cost`` (USD, as OpenRouter reports it; a decimal string here
+    #: so the fault stays hashable and the figure exact).
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -184,8 +191,16 @@ class Fault:
         content: str | None = None,
         chunks: int | None = None,
         chunk_delay_s: float = 0.0,
+        cached_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cost_usd: str | None = None,
     ) -> Fault:
         """A successful completion, optionally after ``delay_s`` and with fixed usage/content.
+
+        ``cached_tokens``, ``reasoning_tokens`` and ``cost_usd`` add the usage details an
+        OpenAI-compatible provider reports (``prompt_tokens_details.cached_tokens``,
+        ``completion_tokens_details.reasoning_tokens``, OpenRouter's ``cost``), whole and in
+        a stream's usage chunk.
 
         Streamed, it is ``chunks`` content chunks (default: one per word of the text; with
         ``content``, that text cut into ``chunks`` near-equal pieces; without, the answer's
@@ -203,6 +218,9 @@ class Fault:
             content=content,
             chunks=chunks,
             chunk_delay_s=chunk_delay_s,
+            cached_tokens=cached_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd,
         )
 
     @classmethod
@@ -416,7 +434,7 @@ class SentAnswer:
     streamed: bool
     pieces: tuple[str, ...] = ()
     tool_calls: tuple[Mapping[str, Any], ...] = ()
-    usage: Mapping[str, int] | None = None
+    usage: Mapping[str, Any] | None = None
     finished: bool = False
     embeddings: int = 0
 
@@ -442,7 +460,7 @@ class _AnswerLog:
     streamed: bool
     pieces: list[str] = field(default_factory=list)
     tool_calls: tuple[Mapping[str, Any], ...] = ()
-    usage: Mapping[str, int] | None = None
+    usage: Mapping[str, Any] | None = None
     finished: bool = False
     embeddings: int = 0
 
@@ -790,7 +808,7 @@ class _Plan:
 
     pieces: tuple[str, ...]
     finish_reason: str
-    usage: dict[str, int]
+    usage: dict[str, Any]
     tool_calls: tuple[dict[str, Any], ...] = ()
     argument_pieces: tuple[str, ...] = ()
 
@@ -871,17 +889,24 @@ def _plan(body: dict[str, Any], fault: Fault, seq: int) -> _Plan:
         fault.prompt_tokens if fault.prompt_tokens is not None else estimate_input_tokens(messages)
     )
 
-    def usage(completion_chars: int) -> dict[str, int]:
+    def usage(completion_chars: int) -> dict[str, Any]:
         completion = (
             fault.completion_tokens
             if fault.completion_tokens is not None
             else max(1, math.ceil(completion_chars / 4))
         )
-        return {
+        reported: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion,
         }
+        if fault.cached_tokens is not None:
+            reported["prompt_tokens_details"] = {"cached_tokens": fault.cached_tokens}
+        if fault.reasoning_tokens is not None:
+            reported["completion_tokens_details"] = {"reasoning_tokens": fault.reasoning_tokens}
+        if fault.cost_usd is not None:
+            reported["cost"] = float(fault.cost_usd)
+        return reported
 
     if fault.kind == "tool_call":
         name, arguments = fault.tool_name or _DEFAULT_TOOL, fault.tool_arguments or ""
@@ -1213,7 +1238,7 @@ class FaultInjectingProvider:
         *,
         piece: str | None = None,
         tool_calls: tuple[Mapping[str, Any], ...] | None = None,
-        usage: Mapping[str, int] | None = None,
+        usage: Mapping[str, Any] | None = None,
         finished: bool | None = None,
         embeddings: int | None = None,
     ) -> None:
