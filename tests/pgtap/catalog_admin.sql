@@ -119,7 +119,7 @@ SELECT results_eq(
         FROM routing.catalog_changes WHERE table_name = 'models' AND operation = 'UPDATE' AND via = 'upsert_model'$$,
     $$VALUES ('1.5', '2.0')$$,
     'a price change keeps the row before and after');
-SELECT ok((SELECT before IS NULL AND after->>'slug' = 'tap-a' FROM routing.catalog_changes WHERE operation = 'INSERT' AND row_key = 'tap-a'),
+SELECT ok((SELECT before IS NULL AND after->>'slug' = 'tap-a' FROM routing.catalog_changes WHERE operation = 'INSERT' AND row_key = 'tap-a' AND table_name = 'models'),
           'an insert has no before-image');
 
 -- A direct write by the owner is audited too, as direct, also right after a function call.
