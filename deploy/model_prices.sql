@@ -365,11 +365,18 @@ BEGIN
     v_via := current_setting('routing.catalog_via', true);
     PERFORM set_config('routing.catalog_via', c_fn, true);
 
-    SELECT p.usd_per_mtok, true INTO v_old, v_found
+    SELECT p.usd_per_mtok, p.effective_from = p_effective_from INTO v_old, v_found
       FROM routing.model_prices p
      WHERE p.model_slug = p_slug AND p.token_class = p_token_class AND p.min_input_tokens = p_min_input_tokens
-       AND p.effective_from = p_effective_from;
-    IF v_found AND v_old = p_usd_per_mtok THEN
+       AND p.effective_from <= p_effective_from
+     ORDER BY p.effective_from DESC
+     LIMIT 1;
+    v_found := coalesce(v_found, false);
+    -- The rate already in force then, and nothing announced after it: a repeat, no row.
+    IF v_old = p_usd_per_mtok
+       AND NOT EXISTS (SELECT FROM routing.model_prices p
+                        WHERE p.model_slug = p_slug AND p.token_class = p_token_class
+                          AND p.min_input_tokens = p_min_input_tokens AND p.effective_from > p_effective_from) THEN
         v_result := 'unchanged';
     ELSE
         -- Same key again: a price not yet in force (or set earlier in this transaction) is
@@ -395,7 +402,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.set_model_price(text, text, numeric, timestamptz, int) IS
-    'Adds a price: p_usd_per_mtok per million tokens of p_token_class (input, output, cache_read, cache_write, cache_write_1h) for requests of at least p_min_input_tokens input tokens (a long-context tier; 0: every request), in force from p_effective_from (default now; later is fine) until a later row of the same class and tier. Attempts are charged at the rates in force at their created_at, so nothing already charged changes. Audited in catalog_changes. Returns inserted, updated (a price not yet in force corrected) or unchanged. 22023 on a bad argument (an effective_from in the past included), P0002 on an unknown model.';
+    'Adds a price: p_usd_per_mtok per million tokens of p_token_class (input, output, cache_read, cache_write, cache_write_1h) for requests of at least p_min_input_tokens input tokens (a long-context tier; 0: every request), in force from p_effective_from (default now; later is fine) until a later row of the same class and tier. Attempts are charged at the rates in force at their created_at, so nothing already charged changes. Audited in catalog_changes. Returns inserted, updated (a price not yet in force corrected) or unchanged (that rate is already in force then, and nothing later is announced: no row). 22023 on a bad argument (an effective_from in the past included), P0002 on an unknown model.';
 COMMENT ON FUNCTION routing._attempt_cost(text, timestamptz, int, int, int, int, int) IS
     'An attempt''s cost: uncached input at the input rate, each cache class at its rate (else the input rate), output (reasoning included) at the output rate, at the rates in force at p_created_at for the tier of p_input_tokens, rounded to 10 decimals; NULL when a total or the input/output rate is unknown.';
 
