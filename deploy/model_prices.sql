@@ -133,10 +133,29 @@ CREATE TRIGGER sync_model_prices
     AFTER INSERT OR UPDATE OF price_in_per_mtok_usd, price_out_per_mtok_usd ON routing.models
     FOR EACH ROW EXECUTE FUNCTION routing._sync_model_prices();
 
--- The rates of one model in force at p_at for a request of p_input_tokens input tokens,
--- per class (NULL: no rate of that class).
+-- The rate of one class in force at p_at for a request of p_input_tokens input tokens:
+-- among the class's rows at or below that tier and in force by then, the largest tier,
+-- then the latest effective_from (the contract's rule, as one backward index probe on the
+-- primary key). NULL: no rate of that class (or a NULL rate: un-priced).
 -- PL/pgSQL (its plan is cached per session), no SET clause (the write path calls it per
--- attempt), every name qualified. One index range scan over the model's price rows.
+-- attempt), every name qualified.
+CREATE OR REPLACE FUNCTION routing._rate_in_force(
+    p_model_slug text, p_token_class text, p_at timestamptz, p_input_tokens int
+) RETURNS numeric
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN (SELECT p.usd_per_mtok
+              FROM routing.model_prices p
+             WHERE p.model_slug = p_model_slug AND p.token_class = p_token_class
+               AND p.min_input_tokens <= coalesce(p_input_tokens, 0) AND p.effective_from <= p_at
+             ORDER BY p.min_input_tokens DESC, p.effective_from DESC
+             LIMIT 1);
+END
+$$;
+
+-- Every class's rate at once (for reports: the demo's spend by class).
 CREATE OR REPLACE FUNCTION routing._rates_in_force(
     p_model_slug text, p_at timestamptz, p_input_tokens int,
     OUT input numeric, OUT output numeric, OUT cache_read numeric, OUT cache_write numeric,
@@ -146,21 +165,11 @@ LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
 BEGIN
-    SELECT max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'input'),
-           max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'output'),
-           max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'cache_read'),
-           max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'cache_write'),
-           max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'cache_write_1h')
-      INTO input, output, cache_read, cache_write, cache_write_1h
-      FROM (SELECT DISTINCT ON (v.token_class) v.token_class, v.usd_per_mtok
-              FROM (SELECT DISTINCT ON (p.token_class, p.min_input_tokens)
-                           p.token_class, p.min_input_tokens, p.usd_per_mtok
-                      FROM routing.model_prices p
-                     WHERE p.model_slug = p_model_slug AND p.effective_from <= p_at
-                       AND p.min_input_tokens <= coalesce(p_input_tokens, 0)
-                     ORDER BY p.token_class, p.min_input_tokens, p.effective_from DESC) v
-             WHERE v.usd_per_mtok IS NOT NULL
-             ORDER BY v.token_class, v.min_input_tokens DESC) t;
+    input          := routing._rate_in_force(p_model_slug, 'input', p_at, p_input_tokens);
+    output         := routing._rate_in_force(p_model_slug, 'output', p_at, p_input_tokens);
+    cache_read     := routing._rate_in_force(p_model_slug, 'cache_read', p_at, p_input_tokens);
+    cache_write    := routing._rate_in_force(p_model_slug, 'cache_write', p_at, p_input_tokens);
+    cache_write_1h := routing._rate_in_force(p_model_slug, 'cache_write_1h', p_at, p_input_tokens);
 END
 $$;
 
@@ -172,18 +181,15 @@ RETURNS TABLE (model_slug text, input numeric, output numeric)
 LANGUAGE sql
 STABLE PARALLEL SAFE
 AS $$
+    -- Per (model, class): the largest tier in force, then its latest row (routing._rate_in_force).
     SELECT t.model_slug,
            max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'input'),
            max(t.usd_per_mtok) FILTER (WHERE t.token_class = 'output')
       FROM (SELECT DISTINCT ON (v.model_slug, v.token_class) v.model_slug, v.token_class, v.usd_per_mtok
-              FROM (SELECT DISTINCT ON (p.model_slug, p.token_class, p.min_input_tokens)
-                           p.model_slug, p.token_class, p.min_input_tokens, p.usd_per_mtok
-                      FROM routing.model_prices p
-                     WHERE p.token_class IN ('input', 'output') AND p.effective_from <= p_at
-                       AND p.min_input_tokens <= coalesce(p_input_tokens, 0)
-                     ORDER BY p.model_slug, p.token_class, p.min_input_tokens, p.effective_from DESC) v
-             WHERE v.usd_per_mtok IS NOT NULL
-             ORDER BY v.model_slug, v.token_class, v.min_input_tokens DESC) t
+              FROM routing.model_prices v
+             WHERE v.token_class IN ('input', 'output') AND v.effective_from <= p_at
+               AND v.min_input_tokens <= coalesce(p_input_tokens, 0)
+             ORDER BY v.model_slug, v.token_class, v.min_input_tokens DESC, v.effective_from DESC) t
      GROUP BY t.model_slug
 $$;
 
@@ -217,20 +223,44 @@ LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
 DECLARE
-    r   record;
-    v_cr bigint := coalesce(p_cache_read_tokens, 0);
-    v_cw bigint := coalesce(p_cache_write_tokens, 0);
-    v_ch bigint := coalesce(p_cache_write_1h_tokens, 0);
+    v_cr  bigint := coalesce(p_cache_read_tokens, 0);
+    v_cw  bigint := coalesce(p_cache_write_tokens, 0);
+    v_ch  bigint := coalesce(p_cache_write_1h_tokens, 0);
 BEGIN
     IF p_input_tokens IS NULL OR p_output_tokens IS NULL THEN
         RETURN NULL;
     END IF;
-    r := routing._rates_in_force(p_model_slug, p_created_at, p_input_tokens);
-    RETURN pg_catalog.round(((p_input_tokens - v_cr - v_cw - v_ch) * r.input
-                             + v_cr * coalesce(r.cache_read, r.input)
-                             + v_cw * coalesce(r.cache_write, r.input)
-                             + v_ch * coalesce(r.cache_write_1h, r.input)
-                             + p_output_tokens::bigint * r.output) / 1e6, 10);
+    -- One statement (its plan cached), one index probe per class used: input and output
+    -- always, a cache class only when the attempt has tokens of it. The probes are
+    -- routing._rate_in_force's query, written out to save a function call each.
+    RETURN (
+        SELECT pg_catalog.round(
+                   ((p_input_tokens - v_cr - v_cw - v_ch) * r.input
+                    + CASE WHEN v_cr > 0 THEN v_cr * coalesce(
+                          (SELECT p.usd_per_mtok FROM routing.model_prices p
+                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_read'
+                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
+                    + CASE WHEN v_cw > 0 THEN v_cw * coalesce(
+                          (SELECT p.usd_per_mtok FROM routing.model_prices p
+                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_write'
+                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
+                    + CASE WHEN v_ch > 0 THEN v_ch * coalesce(
+                          (SELECT p.usd_per_mtok FROM routing.model_prices p
+                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_write_1h'
+                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
+                    + p_output_tokens::bigint * r.output) / 1e6,
+                   10)
+          FROM (SELECT (SELECT p.usd_per_mtok FROM routing.model_prices p
+                         WHERE p.model_slug = p_model_slug AND p.token_class = 'input'
+                           AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+                         ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1) AS input,
+                       (SELECT p.usd_per_mtok FROM routing.model_prices p
+                         WHERE p.model_slug = p_model_slug AND p.token_class = 'output'
+                           AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+                         ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1) AS output) r);
 END
 $$;
 
@@ -410,6 +440,7 @@ REVOKE ALL ON routing.model_prices FROM PUBLIC;
 GRANT SELECT ON routing.model_prices TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._token_classes() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._sync_model_prices() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._rate_in_force(text, text, timestamptz, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._rates_in_force(text, timestamptz, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._catalog_rates(timestamptz, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._price_validity(timestamptz) FROM PUBLIC;

@@ -15,6 +15,7 @@ DROP FUNCTION IF EXISTS routing._attempt_cost(text, timestamptz, int, int, int, 
 DROP FUNCTION IF EXISTS routing._price_validity(timestamptz);
 DROP FUNCTION IF EXISTS routing._catalog_rates(timestamptz, int);
 DROP FUNCTION IF EXISTS routing._rates_in_force(text, timestamptz, int);
+DROP FUNCTION IF EXISTS routing._rate_in_force(text, text, timestamptz, int);
 DROP TRIGGER IF EXISTS sync_model_prices ON routing.models;
 DROP FUNCTION IF EXISTS routing._sync_model_prices();
 DROP TABLE IF EXISTS routing.model_prices;
