@@ -226,41 +226,38 @@ DECLARE
     v_cr  bigint := coalesce(p_cache_read_tokens, 0);
     v_cw  bigint := coalesce(p_cache_write_tokens, 0);
     v_ch  bigint := coalesce(p_cache_write_1h_tokens, 0);
+    v_in  numeric;
+    v_out numeric;
+    v_rcr numeric;
+    v_rcw numeric;
+    v_rch numeric;
 BEGIN
     IF p_input_tokens IS NULL OR p_output_tokens IS NULL THEN
         RETURN NULL;
     END IF;
-    -- One statement (its plan cached), one index probe per class used: input and output
-    -- always, a cache class only when the attempt has tokens of it. The probes are
-    -- routing._rate_in_force's query, written out to save a function call each.
-    RETURN (
-        SELECT pg_catalog.round(
-                   ((p_input_tokens - v_cr - v_cw - v_ch) * r.input
-                    + CASE WHEN v_cr > 0 THEN v_cr * coalesce(
-                          (SELECT p.usd_per_mtok FROM routing.model_prices p
-                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_read'
-                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
-                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
-                    + CASE WHEN v_cw > 0 THEN v_cw * coalesce(
-                          (SELECT p.usd_per_mtok FROM routing.model_prices p
-                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_write'
-                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
-                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
-                    + CASE WHEN v_ch > 0 THEN v_ch * coalesce(
-                          (SELECT p.usd_per_mtok FROM routing.model_prices p
-                            WHERE p.model_slug = p_model_slug AND p.token_class = 'cache_write_1h'
-                              AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
-                            ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1), r.input) ELSE 0 END
-                    + p_output_tokens::bigint * r.output) / 1e6,
-                   10)
-          FROM (SELECT (SELECT p.usd_per_mtok FROM routing.model_prices p
-                         WHERE p.model_slug = p_model_slug AND p.token_class = 'input'
-                           AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
-                         ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1) AS input,
-                       (SELECT p.usd_per_mtok FROM routing.model_prices p
-                         WHERE p.model_slug = p_model_slug AND p.token_class = 'output'
-                           AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
-                         ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1) AS output) r);
+    -- One backward index probe per class used (routing._rate_in_force's query, written out
+    -- to save a call each; measured: a statement with the cache probes under CASE costs
+    -- twice this one): input and output always, in one statement ...
+    SELECT (SELECT p.usd_per_mtok FROM routing.model_prices p
+             WHERE p.model_slug = p_model_slug AND p.token_class = 'input'
+               AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+             ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1),
+           (SELECT p.usd_per_mtok FROM routing.model_prices p
+             WHERE p.model_slug = p_model_slug AND p.token_class = 'output'
+               AND p.min_input_tokens <= p_input_tokens AND p.effective_from <= p_created_at
+             ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1)
+      INTO v_in, v_out;
+    -- ... and the cache classes only for an attempt that has cache tokens.
+    IF v_cr + v_cw + v_ch > 0 THEN
+        v_rcr := routing._rate_in_force(p_model_slug, 'cache_read', p_created_at, p_input_tokens);
+        v_rcw := routing._rate_in_force(p_model_slug, 'cache_write', p_created_at, p_input_tokens);
+        v_rch := routing._rate_in_force(p_model_slug, 'cache_write_1h', p_created_at, p_input_tokens);
+    END IF;
+    RETURN pg_catalog.round(((p_input_tokens - v_cr - v_cw - v_ch) * v_in
+                             + v_cr * coalesce(v_rcr, v_in)
+                             + v_cw * coalesce(v_rcw, v_in)
+                             + v_ch * coalesce(v_rch, v_in)
+                             + p_output_tokens::bigint * v_out) / 1e6, 10);
 END
 $$;
 
