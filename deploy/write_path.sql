@@ -589,7 +589,7 @@ BEGIN
     ELSE
         -- Every attempt of this request, through (outcome_id, attempt_no): the one index a
         -- plan cached while the ledger was empty cannot get wrong.
-        SELECT count(*) FILTER (WHERE i.model_slug = v_inf.model_slug), array_agg(i.model_slug)
+        SELECT (count(*) FILTER (WHERE i.model_slug = v_inf.model_slug))::int, array_agg(i.model_slug)
           INTO v_on_model, v_tried
           FROM routing.inferences i
          WHERE i.outcome_id = v_inf.outcome_id;
@@ -600,8 +600,8 @@ BEGIN
             -- Exponential backoff with equal jitter, never earlier than Retry-After (the
             -- contract's rule). The request's own retries follow the policy; the shared
             -- cooldown steers every other request (with a Retry-After the two coincide).
-            v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2 ^ (v_on_model - 1));
-            v_delay_ms  := greatest(v_delay_ms / 2 + random() * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
+            v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2::numeric ^ (v_on_model - 1));
+            v_delay_ms  := greatest(v_delay_ms / 2 + random()::numeric * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
             v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
             SELECT m.provider, m.provider_model INTO v_next_provider, v_next_provider_model
               FROM routing.models m WHERE m.slug = v_next_slug;

@@ -30,6 +30,10 @@ SELECT routing.upsert_model(slug, provider, provider_model, price_in, price_out,
     ('demo-mistral-small',  'mistral',  'mistral-small-latest',   0.20,  0.60, 0.74, true,  'chat', true,  350, 0.45),
     ('demo-together-llama', 'together', 'llama-3.1-70b-instruct', 0.60,  0.60, 0.82, true,  'chat', true,  600, 0.60),
     ('demo-mistral-medium', 'mistral',  'mistral-medium-latest',  0.40,  2.00, 0.85, true,  'chat', true,  700, 0.70),
+    -- Claude models, served by the fault server's Anthropic Messages API (demo prices,
+    -- not Anthropic's list prices): the cheapest for code and tool_use, and for reasoning.
+    ('demo-claude-haiku',   'anthropic', 'claude-haiku-4-5',      0.12,  0.50, 0.79, true,  'chat', true,  350, 0.65),
+    ('demo-claude-sonnet',  'anthropic', 'claude-sonnet-4-5',     1.50,  5.00, 0.91, true,  'chat', true,  700, 0.90),
     -- Clear reasoning (0.88).
     ('demo-mistral-large',  'mistral',  'mistral-large-latest',   2.00,  6.00, 0.90, true,  'chat', true,  900, 0.80),
     ('demo-openai-4o',      'openai',   'gpt-4o',                 2.50, 10.00, 0.93, true,  'chat', true,  800, 0.85),

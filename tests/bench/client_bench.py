@@ -52,9 +52,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from psycopg_pool import ConnectionPool
 
-    from routing_ledger.cluster import LocalCluster, sqitch
     from routing_ledger.ledger import Ledger
     from routing_ledger.providers import ProviderResponse
+    from routing_ledger.testing.cluster import LocalCluster, sqitch
 
     class Instant:
         payload = {

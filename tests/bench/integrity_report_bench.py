@@ -35,7 +35,7 @@ import psycopg
 from ledger_load import PROPORTIONAL, load
 from paths import CATALOG
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
 PROPOSED_INDEX = (
     "CREATE INDEX IF NOT EXISTS routing_outcomes_succeeded_unjudged ON routing.routing_outcomes "

@@ -38,7 +38,7 @@ from typing import Any
 
 import psycopg
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
 TENANT = uuid.UUID("00000000-0000-4000-8000-0000000000d0")
 AGENT = uuid.UUID("00000000-0000-4000-8000-0000000000d1")

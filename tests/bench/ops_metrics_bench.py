@@ -23,7 +23,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from integrity_report_bench import load  # noqa: E402
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy  # noqa: E402
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy  # noqa: E402
 
 WINDOWS = ("5 minutes", "1 hour", "1 day")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
 DURABLE = {
     "fsync": "on",

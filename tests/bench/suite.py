@@ -5,7 +5,7 @@
     make bench BENCH_ARGS=--big         # P6 at 10 M outcomes (loading takes many minutes)
     .venv/bin/python tests/bench/suite.py --help
 
-It starts its own throwaway PostgreSQL (routing_ledger.cluster.LocalCluster) **with
+It starts its own throwaway PostgreSQL (routing_ledger.testing.cluster.LocalCluster) **with
 durability on** (fsync, synchronous_commit, full_page_writes: every commit waits for the
 disk, as in production), deploys the Sqitch plan as it is in this checkout into a template,
 and clones one database per section from it, so it measures whatever the plan deploys.
@@ -73,7 +73,7 @@ from paths import (
 from psycopg.conninfo import make_conninfo
 from psycopg.types.json import Jsonb
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
 DURABLE = {
     "fsync": "on",

@@ -2,7 +2,7 @@
 
     .venv/bin/python tests/bench/write_path_bench.py [--n 5000] [--warmup 200] [--durable]
 
-Starts its own throwaway PostgreSQL (routing_ledger.cluster.LocalCluster), deploys the
+Starts its own throwaway PostgreSQL (routing_ledger.testing.cluster.LocalCluster), deploys the
 Sqitch plan into a template, and measures, on one connection each (the unix socket), the
 per-request latency of the paths in tests/bench/paths.py: ``package`` (insert_decision +
 complete_decision), ``floor`` (the same row writes as two plain statements), ``bare_tx``
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from paths import CATALOG, LEGACY_CONSTRAINT, PATHS, Workload
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
 WHAT = {
     "package": "insert_decision + complete_decision (2 round trips)",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch
+
+# The checkout-only tools (tools/ at the repository root: schema dump, SQL reference) are
+# not in the wheel; the tests import them from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 TEMPLATE_DB = "rl_template"
 

@@ -12,8 +12,8 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from routing_ledger.cluster import LocalCluster
 from routing_ledger.ops import Admin, Operator
+from routing_ledger.testing.cluster import LocalCluster
 
 AGENT = uuid.UUID("00000000-0000-4000-8000-0000000000d1")
 TENANT = uuid.UUID("00000000-0000-4000-8000-0000000000d2")

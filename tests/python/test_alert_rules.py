@@ -17,9 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from routing_ledger.cluster import find_project_dir
 from routing_ledger.metrics import family_name
 from routing_ledger.ops import Operator
+from routing_ledger.testing.cluster import find_project_dir
 
 MONITORING = find_project_dir(Path(__file__).resolve().parent) / "monitoring"
 RULES = MONITORING / "routing-ledger.rules.yml"

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from routing_ledger.cluster import LocalCluster
+from routing_ledger.testing.cluster import LocalCluster
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 

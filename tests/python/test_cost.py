@@ -35,7 +35,7 @@ server = test_client.server
 #   500 x 0.10 + 1500 x 0.05 + 100 x 0.20 = 50 + 75 + 20 = 145 per 1e6 -> 0.000145
 CACHED_USAGE = Fault.ok(
     prompt_tokens=2000,
-    cached_tokens=1500,
+    cache_read_tokens=1500,
     completion_tokens=100,
     reasoning_tokens=40,
     cost_usd="0.000145",

@@ -7,9 +7,9 @@ from typing import Any
 
 import psycopg
 
-from routing_ledger.cluster import find_project_dir
-from routing_ledger.schema_dump import diff
-from routing_ledger.sql_reference import REFERENCE_RELPATH, render
+from routing_ledger.testing.cluster import find_project_dir
+from tools.schema_dump import diff
+from tools.sql_reference import REFERENCE_RELPATH, render
 
 REFERENCE = find_project_dir(Path(__file__).resolve().parent) / REFERENCE_RELPATH
 

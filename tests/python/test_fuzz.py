@@ -49,7 +49,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 
 from conftest import clone_template, connect
-from routing_ledger.cluster import LocalCluster
+from routing_ledger.testing.cluster import LocalCluster
 
 Conn = psycopg.Connection[Any]
 

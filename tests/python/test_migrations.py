@@ -40,8 +40,8 @@ import psycopg
 import pytest
 
 from conftest import connect
-from routing_ledger.cluster import LocalCluster, sqitch
-from routing_ledger.schema_dump import FIXTURE_RELPATH, diff, dump_schema, normalise
+from routing_ledger.testing.cluster import LocalCluster, sqitch
+from tools.schema_dump import FIXTURE_RELPATH, diff, dump_schema, normalise
 
 CONSTRAINT = "outcome_requires_inference_when_model_chosen"
 VALIDATE_CHANGE = "validate_outcome_requires_inference"

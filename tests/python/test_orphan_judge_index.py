@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from routing_ledger.cluster import LocalCluster
+from routing_ledger.testing.cluster import LocalCluster
 
 LAYOUT = """
 CREATE SCHEMA routing;

@@ -36,7 +36,7 @@ from legacy_fixture import (
 )
 
 from conftest import connect
-from routing_ledger.cluster import LocalCluster
+from routing_ledger.testing.cluster import LocalCluster
 
 Conn = psycopg.Connection[Any]
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import PGTAP_RESULTS_KEY, PGTAP_TOTAL_KEY, clone_template
-from routing_ledger.cluster import LocalCluster, find_project_dir
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir
 
 PGTAP_DIR = find_project_dir(Path(__file__).resolve().parent) / "tests" / "pgtap"
 PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))

@@ -4,8 +4,8 @@ Production gateways reach PostgreSQL through a transaction-mode pooler (Supabase
 PgBouncer, RDS Proxy): consecutive transactions of one client connection run on different
 server connections, so a server-side prepared statement made in one transaction is gone (or
 is someone else's) in the next. These tests run the real ``Ledger`` and ``AsyncLedger``
-through the distribution's ``pgbouncer`` (``routing_ledger.pooler.PgBouncer``: a private one on
-a free loopback port) with fewer server connections than client threads, in transaction and
+through the distribution's ``pgbouncer`` (``routing_ledger.testing.pooler.PgBouncer``: a private
+one on a free loopback port) with fewer server connections than client threads, in transaction and
 in session mode, against a real fault-injecting HTTP provider, and then check the books: no
 call failed, nothing was left ``routed``, every answer a caller received is the one the
 ledger holds, and the traffic really went through the pooler's few server connections.
@@ -38,9 +38,9 @@ from routing_ledger import (
     LedgerUnavailable,
     OpenAICompatibleProvider,
 )
-from routing_ledger.cluster import LocalCluster, _free_port
-from routing_ledger.pooler import PgBouncer
 from routing_ledger.testing import Fault, FaultInjectingProvider
+from routing_ledger.testing.cluster import LocalCluster, _free_port
+from routing_ledger.testing.pooler import PgBouncer
 
 KEY = "sk-pool-" + "Pq7" * 8
 AGENT = uuid.UUID("00000000-0000-4000-8000-0000000070a1")

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from legacy_fixture import AGENT_A, seed_catalog
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch
 
 PROJECT = find_project_dir(Path(__file__).resolve().parent)
 SCRIPT = PROJECT / "sql" / "schedule_maintenance.sql"

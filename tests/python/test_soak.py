@@ -46,8 +46,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import connect
 from routing_ledger import Ledger, OpenAICompatibleProvider
-from routing_ledger.cluster import LocalCluster
 from routing_ledger.testing import Fault, FaultInjectingProvider
+from routing_ledger.testing.cluster import LocalCluster
 
 Conn = psycopg.Connection[Any]
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from conftest import connect
-from routing_ledger.cluster import LocalCluster, sqitch
+from routing_ledger.testing.cluster import LocalCluster, sqitch
 
 GROUP_ROLES = ("routing_app", "routing_judge", "routing_ops", "routing_readonly", "routing_admin")
 

@@ -23,8 +23,8 @@ import pytest
 from test_migrations import _sqitch, package_objects
 
 from conftest import connect
-from routing_ledger.cluster import LocalCluster
-from routing_ledger.schema_dump import FIXTURE_RELPATH, diff, dump_schema, normalise
+from routing_ledger.testing.cluster import LocalCluster
+from tools.schema_dump import FIXTURE_RELPATH, diff, dump_schema, normalise
 
 V010 = "@v0.1.0"
 

@@ -42,9 +42,9 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch_deploy
-from routing_ledger.pooler import PgBouncer
 from routing_ledger.testing import Fault, FaultInjectingProvider
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
+from routing_ledger.testing.pooler import PgBouncer
 
 GATEWAY_SCRIPT = Path(__file__).resolve().parent / "gateway.py"
 DBNAME = "chaos"

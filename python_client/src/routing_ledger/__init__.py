@@ -14,11 +14,17 @@ from routing_ledger.errors import (
 )
 from routing_ledger.ledger import AsyncLedger, AsyncStream, Ledger, Stream
 from routing_ledger.protocol import CallResult
-from routing_ledger.providers import OpenAICompatibleProvider, ProviderResponse, scrub
+from routing_ledger.providers import (
+    AnthropicProvider,
+    OpenAICompatibleProvider,
+    ProviderResponse,
+    scrub,
+)
 
 __version__ = "0.2.1"
 
 __all__ = [
+    "AnthropicProvider",
     "AsyncLedger",
     "AsyncStream",
     "AttemptClosed",

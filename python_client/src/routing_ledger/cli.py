@@ -29,89 +29,25 @@ import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
 import psycopg
 from rich.console import Console
 from rich.table import Table
 
 from routing_ledger import __version__
+from routing_ledger.console import (
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    EXIT_VIOLATION,
+    Unavailable,
+    connect,
+    integrity_report,
+    ops_errors,
+    report_table,
+    violation_metrics,
+)
 from routing_ledger.ops import Judge, Operator, RepairAction
-
-EXIT_OK = 0
-EXIT_VIOLATION = 1
-EXIT_UNAVAILABLE = 2
-
-
-class Unavailable(Exception):
-    """The database cannot be reached or lacks the function: exit 2 with this message."""
-
-
-def connect(conninfo: str) -> psycopg.Connection[Any]:
-    try:
-        return psycopg.connect(conninfo, autocommit=True, connect_timeout=10)
-    except psycopg.OperationalError as exc:
-        raise Unavailable(f"cannot connect to the database: {str(exc).strip()}") from None
-
-
-@contextmanager
-def _ops_errors(what: str, role: str = "routing_ops") -> Iterator[None]:
-    """A missing function or privilege, or a lost connection, is 'unavailable' (exit 2)."""
-    try:
-        yield
-    except psycopg.errors.UndefinedFunction:
-        raise Unavailable(
-            f"{what} is not deployed in this database (run `sqitch deploy`)"
-        ) from None
-    except psycopg.errors.InvalidSchemaName:
-        raise Unavailable("schema routing is not deployed in this database") from None
-    except psycopg.errors.InsufficientPrivilege as exc:
-        raise Unavailable(
-            f"not allowed to run {what}: {exc.diag.message_primary} (grant {role} to this role)"
-        ) from None
-    except psycopg.OperationalError as exc:
-        # Lost or refused connections; a state error the function raised (55000 and the
-        # like, also "operational" to psycopg) is the caller's to report.
-        if exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P")):
-            raise Unavailable(f"database error: {str(exc).strip()}") from None
-        raise
-
-
-def violation_metrics(conn: psycopg.Connection[Any]) -> frozenset[str]:
-    """The metrics that must be 0, as routing.integrity_metrics (kind) says."""
-    with _ops_errors("routing.describe_metrics"):
-        return Operator(conn).violations()
-
-
-def integrity_report(conn: psycopg.Connection[Any]) -> list[tuple[str, int]]:
-    with _ops_errors("routing.integrity_report"):
-        return [(m.metric, m.value) for m in Operator(conn).integrity_report()]
-
-
-def report_table(
-    rows: list[tuple[str, int]], violations: frozenset[str], title: str = "integrity report"
-) -> tuple[Table, list[str]]:
-    """The report as a table, and the names of the violated metrics."""
-    table = Table(title=title, title_justify="left")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    table.add_column("kind")
-    table.add_column("")
-    violated: list[str] = []
-    for metric, value in rows:
-        is_violation = metric in violations
-        bad = is_violation and value != 0
-        if bad:
-            violated.append(metric)
-        table.add_row(
-            metric,
-            str(value),
-            "violation" if is_violation else "info",
-            "[red]VIOLATED[/red]" if bad else ("[green]ok[/green]" if is_violation else ""),
-        )
-    return table, violated
 
 
 def _refused(console: Console, what: str, exc: psycopg.Error) -> int:
@@ -136,7 +72,7 @@ def cmd_doctor(args: argparse.Namespace, console: Console) -> int:
 
 
 def _reap_once(operator: Operator, older_than: str, console: Console) -> None:
-    with _ops_errors("routing.reap_stuck_inferences"):
+    with ops_errors("routing.reap_stuck_inferences"):
         closed = operator.reap(older_than)
     console.print(
         f"closed {closed} stuck attempt(s) routed for more than {older_than} "
@@ -162,7 +98,7 @@ def cmd_reap(args: argparse.Namespace, console: Console) -> int:
     console.print(f"reaping every {args.every} until SIGTERM or Ctrl-C")
     with Operator(args.db) as operator, stop_on_signals() as stop:
         try:
-            # The loop retries a database that blinks; _ops_errors is for one-shot runs.
+            # The loop retries a database that blinks; ops_errors is for one-shot runs.
             run_every(every_s, lambda: _reap_quiet(operator, args.older_than, console), stop)
         except psycopg.Error as exc:
             return _refused(console, "reap", exc)
@@ -187,17 +123,17 @@ def cmd_repair(args: argparse.Namespace, console: Console) -> int:
         operator = Operator(conn)
         try:
             if args.rollback is not None:
-                with _ops_errors("routing.rollback_repair"):
+                with ops_errors("routing.rollback_repair"):
                     restored = operator.rollback_repair(args.rollback)
                 console.print(f"rolled back repair run {args.rollback}: {restored} row(s) restored")
                 return EXIT_OK
             if args.close_unmatched:
-                with _ops_errors("routing.close_unmatched_orphans"):
+                with ops_errors("routing.close_unmatched_orphans"):
                     rows = operator.close_unmatched_orphans(
                         args.window, args.older_than, apply=args.apply
                     )
             else:
-                with _ops_errors("routing.repair_orphans"):
+                with ops_errors("routing.repair_orphans"):
                     rows = operator.repair_orphans(args.window, apply=args.apply)
         except psycopg.Error as exc:
             return _refused(console, "repair", exc)
@@ -250,7 +186,7 @@ def cmd_metrics(args: argparse.Namespace, console: Console) -> int:
     except ValueError as exc:
         console.print(f"[red]{exc}[/red]")
         return EXIT_UNAVAILABLE
-    with connect(args.db) as conn, _ops_errors("routing.ops_metrics", "routing_readonly"):
+    with connect(args.db) as conn, ops_errors("routing.ops_metrics", "routing_readonly"):
         Operator(conn).ops_metrics(args.window)  # fail fast: deployed, allowed, valid window
     with stop_on_signals() as stop:
         server, operator = serve(args.db, host, port, args.window)
@@ -286,7 +222,7 @@ def cmd_judge(args: argparse.Namespace, console: Console) -> int:
     worker = args.worker or f"{socket.gethostname()}-{os.getpid()}"
     with Judge(args.db) as judge, stop_on_signals() as stop:
         try:
-            with _ops_errors("routing.claim_judge_batch", "routing_judge"):
+            with ops_errors("routing.claim_judge_batch", "routing_judge"):
                 stats = judge_queue(
                     judge,
                     scorer,
@@ -324,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         # Accepted after the subcommand too; the global one applies when absent here.
         p.add_argument("--db", metavar="CONNINFO", default=argparse.SUPPRESS, help=text)
 
-    from routing_ledger.demo import add_demo_parser  # the demo imports this module
+    from routing_ledger.demo import add_demo_parser
 
     add_demo_parser(sub, db_option)
 

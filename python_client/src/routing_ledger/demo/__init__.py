@@ -43,6 +43,7 @@ from rich.progress import (
 from rich.table import Table
 
 from routing_ledger import (
+    AnthropicProvider,
     AsyncLedger,
     CallResult,
     NoCandidate,
@@ -51,7 +52,7 @@ from routing_ledger import (
     ProviderFailed,
     StreamInterrupted,
 )
-from routing_ledger.cli import (
+from routing_ledger.console import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     EXIT_VIOLATION,
@@ -60,7 +61,7 @@ from routing_ledger.cli import (
     report_table,
     violation_metrics,
 )
-from routing_ledger.cli import connect as _connect
+from routing_ledger.console import connect as _connect
 from routing_ledger.ops import AsyncJudge, AsyncOperator
 
 if TYPE_CHECKING:
@@ -82,6 +83,10 @@ DEMO_AGENTS = {  # sql/demo_seed.sql
     "demo-suspended": "00000000-0000-4000-8000-00000000d004",
 }
 DEMO_PROVIDERS = ("mistral", "openai", "together")
+#: Providers served by Anthropic's Messages API (the fault server's /v1/messages), and the
+#: models there (sql/demo_seed.sql), which also see its own faults: 529 and error events.
+DEMO_MESSAGES_PROVIDERS = ("anthropic",)
+DEMO_MESSAGES_MODELS = ("claude-haiku-4-5", "claude-sonnet-4-5")
 DEMO_AGENT_MIX = {
     "demo-gateway": 0.70,
     "demo-batch": 0.16,
@@ -252,6 +257,40 @@ SELECT i.model_slug, count(*),
  WHERE o.request_id LIKE %s AND i.first_token_at IS NOT NULL
  GROUP BY 1 ORDER BY 1
 """
+# Every chat attempt by the API that served it: the requests that ended there and how,
+# the failures before a first token (retried or failed over), and time to first token.
+_SUMMARY_APIS = """
+SELECT CASE WHEN m.provider = ANY (%s) THEN 'Anthropic Messages' ELSE 'chat completions' END,
+       count(*) FILTER (WHERE o.inference_id = i.id),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status = 'succeeded'),
+       count(*) FILTER (WHERE o.inference_id = i.id
+                          AND o.outcome_status = 'failed_stream_interrupted'),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status = 'cancelled'),
+       count(*) FILTER (WHERE o.inference_id = i.id AND o.outcome_status NOT IN
+                          ('succeeded', 'failed_stream_interrupted', 'cancelled')),
+       count(*),
+       count(*) FILTER (WHERE i.status = 'failed' AND i.first_token_at IS NULL),
+       count(*) FILTER (WHERE i.first_token_at IS NOT NULL),
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY i.ttft_ms),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY i.ttft_ms)
+  FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+  JOIN routing.models m ON m.slug = i.model_slug
+ WHERE o.request_id LIKE %s AND m.endpoint = 'chat'
+ GROUP BY 1 ORDER BY 1 DESC
+"""
+_SUMMARY_API_ROWS = (
+    "requests that ended on it",
+    "  succeeded",
+    "  interrupted",
+    "  cancelled",
+    "  failed otherwise",
+    "attempts",
+    "  failed before a first token",
+    "streams (first token forwarded)",
+    "  TTFT p50",
+    "  TTFT p95",
+)
 # Partial answers: what the interrupted and cancelled requests produced and cost.
 _SUMMARY_PARTIAL = """
 SELECT o.outcome_status, i.error_code, count(*),
@@ -477,9 +516,21 @@ def _demo_fault_mix() -> dict[Any, float]:
         # An agent's turn on a long shared prefix: most of the prompt read from the cache,
         # some of the output spent reasoning (OpenAI's usage details).
         Fault.ok(
-            prompt_tokens=2048, cached_tokens=1792, completion_tokens=96, reasoning_tokens=64
+            prompt_tokens=2048, cache_read_tokens=1792, completion_tokens=96, reasoning_tokens=64
         ): 0.15,
         Fault.tool_call("lookup_invoice", '{"q": "overdue invoices"}'): 0.05,
+    }
+
+
+def _demo_messages_fault_mix() -> dict[Any, float]:
+    """The Messages API's own faults, beside the common ones: overloaded (529), and an
+    ``error`` event before the first delta (failed over) or after two (interrupted)."""
+    from routing_ledger.testing import Fault
+
+    return _demo_fault_mix() | {
+        Fault.server_error(529): 0.03,
+        Fault.stream_error(0): 0.01,
+        Fault.stream_error(2): 0.02,
     }
 
 
@@ -495,6 +546,8 @@ DEMO_JUDGED_QUALITY = {
     "demo-mistral-medium": 0.84,
     "demo-mistral-large": 0.92,
     "demo-openai-4o": 0.95,
+    "demo-claude-haiku": 0.80,
+    "demo-claude-sonnet": 0.93,
 }
 
 
@@ -649,10 +702,13 @@ async def _run_burst(
         background.append(asyncio.create_task(_reaper_task(ops_conninfo, burst, done)))
     if judge_conninfo is not None:
         background.append(asyncio.create_task(_judge_task(judge_conninfo, burst, done)))
-    providers = {
+    providers: dict[str, OpenAICompatibleProvider] = {
         name: OpenAICompatibleProvider(base_url, api_key, timeout_s=DEMO_TIMEOUT_S)
         for name in DEMO_PROVIDERS
     }
+    root_url = base_url.removesuffix("/v1")  # the Messages API adds /v1/messages itself
+    for name in DEMO_MESSAGES_PROVIDERS:
+        providers[name] = AnthropicProvider(root_url, api_key, timeout_s=DEMO_TIMEOUT_S)
     queue: asyncio.Queue[_DemoRequest] = asyncio.Queue()
     for request in requests:
         queue.put_nowait(request)
@@ -878,6 +934,19 @@ def _demo_traffic_summary(
         f"ended first simply succeeded)"
     )
 
+    rows = conn.execute(_SUMMARY_APIS, (list(DEMO_MESSAGES_PROVIDERS), like)).fetchall()
+    apis = Table(title="chat traffic by provider API", title_justify="left")
+    apis.add_column("")
+    for row in rows:
+        apis.add_column(str(row[0]), justify="right")
+    for i, name in enumerate(_SUMMARY_API_ROWS, start=1):
+        cells = [row[i] for row in rows]
+        if name.startswith("  TTFT"):
+            apis.add_row(name, *(f"{v:.0f} ms" if v is not None else "-" for v in cells))
+        else:
+            apis.add_row(name, *(str(v) for v in cells))
+    console.print(apis)
+
     ttft = Table(title="time to first token (streamed attempts)", title_justify="left")
     for column in ("model", "streams", "p50", "p95"):
         ttft.add_column(column, justify="left" if column == "model" else "right")
@@ -986,7 +1055,7 @@ def _demo_background_summary(
 
 
 def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir, sqitch_deploy
+    from routing_ledger.testing.cluster import find_project_dir, sqitch_deploy
 
     row = conn.execute(_DEMO_IS_DEPLOYED).fetchone()
     if row is not None and row[0]:
@@ -999,7 +1068,7 @@ def _deploy_if_needed(conn: psycopg.Connection[Any], conninfo: str, console: Con
 
 
 def _seed_demo(conn: psycopg.Connection[Any], console: Console) -> None:
-    from routing_ledger.cluster import find_project_dir
+    from routing_ledger.testing.cluster import find_project_dir
 
     foreign = conn.execute(_DEMO_CATALOG_FOREIGN).fetchone()
     if foreign is not None and foreign[0]:
@@ -1028,8 +1097,8 @@ def _app_conninfo(conn: psycopg.Connection[Any], conninfo: str) -> tuple[str, st
 
 
 def cmd_demo(args: argparse.Namespace, console: Console) -> int:
-    from routing_ledger.cluster import ClusterError, LocalCluster, SqitchError
     from routing_ledger.testing import FaultInjectingProvider
+    from routing_ledger.testing.cluster import ClusterError, LocalCluster, SqitchError
 
     # The CLI logs at INFO; a line per provider request would bury the progress bar.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -1063,8 +1132,12 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
         requests = _demo_requests(args.calls, args.seed)
         fault.start()
         fault.set_mix(None, _demo_fault_mix(), seed=args.seed)
+        for model in DEMO_MESSAGES_MODELS:
+            fault.set_mix(model, _demo_messages_fault_mix(), seed=args.seed)
         console.print(
-            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} "
+            f"fault-injecting provider on loopback for {', '.join(DEMO_PROVIDERS)} (chat "
+            f"completions) and {', '.join(DEMO_MESSAGES_PROVIDERS)} (Anthropic Messages API: "
+            f"also 529 and error events) "
             f"(~75% ok; 429 with Retry-After 0.2 s, 5xx, timeouts, drops, malformed, 400 "
             f"before the first byte; streams cut, stalled or garbled after their first chunks; "
             f"tool calls; answers without usage)"

@@ -8,8 +8,8 @@ and comment, and the domains. The database is the one source: a comment changed 
 script changes the reference, and ``tests/python/test_docs.py`` fails until the committed
 file is regenerated.
 
-    python -m routing_ledger.sql_reference           # regenerate (make docs)
-    python -m routing_ledger.sql_reference --check   # exit 1 with a diff on drift
+    python -m tools.sql_reference           # regenerate (make docs)
+    python -m tools.sql_reference --check   # exit 1 with a diff on drift
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 import psycopg
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
-from routing_ledger.schema_dump import diff
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch
+from tools.schema_dump import diff
 
 __all__ = ["REFERENCE_RELPATH", "deployed_reference", "main", "render"]
 
@@ -102,7 +102,7 @@ def render(conn: psycopg.Connection[Any]) -> str:
         "# routing-ledger SQL reference",
         "",
         "Generated from the database's own catalog and `COMMENT ON` texts by",
-        "`make docs` (`python -m routing_ledger.sql_reference`); do not edit by hand.",
+        "`make docs` (`python -m tools.sql_reference`); do not edit by hand.",
         "Tables are private: applications write only through the functions, each role",
         "runs only the functions listed for it. SQLSTATEs: `22023` bad argument, `P0002`",
         "unknown id, `55000` illegal state, `42501` not allowed.",
@@ -190,7 +190,7 @@ def deployed_reference(cluster: LocalCluster, dbname: str, project_dir: Path | N
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m routing_ledger.sql_reference",
+        prog="python -m tools.sql_reference",
         description="Deploy the Sqitch plan into a throwaway cluster and write (or check) "
         f"{REFERENCE_RELPATH} from the database's own comments.",
     )

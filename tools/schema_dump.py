@@ -5,8 +5,8 @@ schema ``routing``, as ``pg_dump --schema-only`` prints it, normalised so that o
 schema itself can change it. CI compares a fresh deploy with it, so a change to a deploy
 script that alters the schema without the snapshot (or the reverse) fails review-visibly.
 
-    python -m routing_ledger.schema_dump           # regenerate tests/fixtures/schema.sql
-    python -m routing_ledger.schema_dump --check   # exit 1 with a unified diff on drift
+    python -m tools.schema_dump           # regenerate tests/fixtures/schema.sql
+    python -m tools.schema_dump --check   # exit 1 with a unified diff on drift
 
 What normalisation removes: comment lines (pg_dump's version headers among them), ``SET``
 and ``SELECT pg_catalog.set_config`` lines, psql meta-commands (``\\restrict`` carries a
@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from routing_ledger.cluster import LocalCluster, find_project_dir, sqitch
+from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch
 
 __all__ = [
     "FIXTURE_RELPATH",
@@ -157,7 +157,7 @@ def diff(expected: str, actual: str, expected_name: str, actual_name: str) -> st
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m routing_ledger.schema_dump",
+        prog="python -m tools.schema_dump",
         description="Deploy the Sqitch plan into a throwaway cluster and write (or check) "
         "the normalised schema snapshot.",
     )

@@ -1,4 +1,4 @@
-"""A private PgBouncer in front of a :class:`~routing_ledger.cluster.LocalCluster`, for tests.
+"""A private PgBouncer in front of a :class:`~routing_ledger.testing.cluster.LocalCluster`.
 
 Production gateways reach PostgreSQL through a pooler (PgBouncer, Supavisor, RDS Proxy),
 usually in transaction mode, where consecutive transactions of one client connection run on
@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import make_conninfo
 
-from routing_ledger.cluster import SERVER_OS_USER, LocalCluster, _free_port
+from routing_ledger.testing.cluster import SERVER_OS_USER, LocalCluster, _free_port
 
 __all__ = ["PgBouncer", "PoolerError", "find_pgbouncer", "pgbouncer"]
 

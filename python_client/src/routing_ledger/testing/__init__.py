@@ -6,7 +6,10 @@ Point a gateway (or :class:`routing_ledger.providers.OpenAICompatibleProvider`) 
 connections, malformed bodies, 400s and 401s, tool calls, and — for ``"stream": true``
 requests, answered as OpenAI server-sent events — streams that are cut, stall, lose their
 usage chunk or carry a malformed event. It is real HTTP over a real socket, so the error
-paths the ledger records are exercised exactly as they happen in production.
+paths the ledger records are exercised exactly as they happen in production. Anthropic's
+Messages API is served beside it (``POST /v1/messages``, base URL
+:attr:`FaultInjectingProvider.root_url`) with the same faults in its own shapes (529
+``overloaded_error``, an ``error`` event mid-stream), tool use and cache usage.
 
     with FaultInjectingProvider() as server:
         server.script("small-model", Fault.rate_limited(2), Fault.stream_cut(3), Fault.ok())
@@ -75,7 +78,7 @@ __all__ = [
 ]
 
 #: Faults that shape a streamed chat completion after its first byte.
-STREAM_FAULT_KINDS = ("stream_cut", "stream_stall", "stream_malformed")
+STREAM_FAULT_KINDS = ("stream_cut", "stream_stall", "stream_malformed", "stream_error")
 FAULT_KINDS = (
     "ok",
     "rate_limited",
@@ -153,11 +156,18 @@ class Fault:
     stall_s: float = 0.0
     tool_name: str | None = None
     tool_arguments: str | None = None
-    #: Usage parts to report, OpenAI-shaped: ``prompt_tokens_details.cached_tokens``
-    #: (inside prompt_tokens), ``completion_tokens_details.reasoning_tokens`` (inside
-    #: completion_tokens) and ``cost`` (USD, as OpenRouter reports it; a decimal string here
-    #: so the fault stays hashable and the figure exact).
-    cached_tokens: int | None = None
+    #: Cache usage reported (Messages API: cache_read_input_tokens and cache_creation's
+    #: 5-minute and 1-hour writes, all within prompt_tokens); None reports 0.
+    cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    #: stream_error: the error event's type (Messages API: overloaded_error, api_error, …).
+    error_type: str = "overloaded_error"
+    #: More usage to report, OpenAI-shaped (chat completions): cache_read_tokens above goes
+    #: into ``prompt_tokens_details.cached_tokens``; ``reasoning_tokens`` into
+    #: ``completion_tokens_details.reasoning_tokens`` (inside completion_tokens); ``cost_usd``
+    #: into ``cost`` (USD, as OpenRouter reports it; a decimal string here so the fault stays
+    #: hashable and the figure exact).
     reasoning_tokens: int | None = None
     cost_usd: str | None = None
 
@@ -173,6 +183,8 @@ class Fault:
             _require_delay("retry_after_s", self.retry_after_s)
         _require_count("chunks", self.chunks, 1)
         _require_count("after_chunks", self.after_chunks, 0)
+        for name in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"):
+            _require_count(name, getattr(self, name), 0)
         if self.kind in STREAM_FAULT_KINDS and self.after_chunks is None:
             raise ValueError(f"{self.kind} needs after_chunks")
         if self.content is not None and self.chunks is not None and len(self.content) < self.chunks:
@@ -191,13 +203,15 @@ class Fault:
         content: str | None = None,
         chunks: int | None = None,
         chunk_delay_s: float = 0.0,
-        cached_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+        cache_write_1h_tokens: int | None = None,
         reasoning_tokens: int | None = None,
         cost_usd: str | None = None,
     ) -> Fault:
         """A successful completion, optionally after ``delay_s`` and with fixed usage/content.
 
-        ``cached_tokens``, ``reasoning_tokens`` and ``cost_usd`` add the usage details an
+        ``cache_read_tokens``, ``reasoning_tokens`` and ``cost_usd`` add the usage details an
         OpenAI-compatible provider reports (``prompt_tokens_details.cached_tokens``,
         ``completion_tokens_details.reasoning_tokens``, OpenRouter's ``cost``), whole and in
         a stream's usage chunk.
@@ -218,7 +232,9 @@ class Fault:
             content=content,
             chunks=chunks,
             chunk_delay_s=chunk_delay_s,
-            cached_tokens=cached_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            cache_write_1h_tokens=cache_write_1h_tokens,
             reasoning_tokens=reasoning_tokens,
             cost_usd=cost_usd,
         )
@@ -323,6 +339,12 @@ class Fault:
         return cls("stream_malformed", 200, after_chunks=after_chunks)
 
     @classmethod
+    def stream_error(cls, after_chunks: int, error_type: str = "overloaded_error") -> Fault:
+        """``after_chunks`` content chunks, then an ``error`` event (a Messages stream's
+        ``event: error``; in a chat stream a chunk carrying ``error``) and the body ends."""
+        return cls("stream_error", 200, after_chunks=after_chunks, error_type=error_type)
+
+    @classmethod
     def tool_call(
         cls, name: str = _DEFAULT_TOOL, arguments: str = _DEFAULT_TOOL_ARGUMENTS
     ) -> Fault:
@@ -336,7 +358,7 @@ class Fault:
         ``error_body``, ``bad_request[:STATUS]``, ``rate_limited[:RETRY_AFTER_S]``,
         ``server_error[:STATUS]``, ``slow[:SECONDS]``, ``auth[:STATUS]``,
         ``stream_cut:N``, ``stream_cut_clean:N``, ``stream_stall:N[:SECONDS]``,
-        ``stream_malformed:N``, ``tool_call[:NAME[:ARGUMENTS]]``."""
+        ``stream_malformed:N``, ``stream_error:N[:TYPE]``, ``tool_call[:NAME[:ARGUMENTS]]``."""
         if isinstance(spec, Fault):
             return spec
         kind, _, arg = spec.strip().partition(":")
@@ -359,6 +381,9 @@ class Fault:
                 if kind == "stream_malformed":
                     return cls.stream_malformed(int(arg))
                 return cls.stream_cut(int(arg), clean=kind == "stream_cut_clean")
+            if kind == "stream_error" and arg:
+                after, _, error_type = arg.partition(":")
+                return cls.stream_error(int(after), error_type or "overloaded_error")
             if kind == "stream_stall" and arg:
                 after, _, seconds = arg.partition(":")
                 return cls.stream_stall(int(after), float(seconds) if seconds else _DEFAULT_STALL_S)
@@ -390,6 +415,10 @@ class Fault:
             return f"stream_stall:{self.after_chunks}:{self.stall_s:g}"
         if self.kind == "stream_malformed":
             return f"stream_malformed:{self.after_chunks}"
+        if self.kind == "stream_error":
+            if self.error_type != "overloaded_error":
+                return f"stream_error:{self.after_chunks}:{self.error_type}"
+            return f"stream_error:{self.after_chunks}"
         if self.kind == "tool_call":
             if self.tool_arguments != _DEFAULT_TOOL_ARGUMENTS:
                 return f"tool_call:{self.tool_name}:{self.tool_arguments}"
@@ -523,7 +552,11 @@ class _HTTPServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-_ENDPOINTS = {"/v1/chat/completions": "chat", "/v1/embeddings": "embeddings"}
+_ENDPOINTS = {
+    "/v1/chat/completions": "chat",
+    "/v1/embeddings": "embeddings",
+    "/v1/messages": "messages",
+}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -582,14 +615,23 @@ class _Handler(BaseHTTPRequestHandler):
         body, fault, problem, log = owner._dispatch(headers, raw, endpoint)
         if problem is not None:
             status, message, kind = problem
+            if endpoint == "messages":
+                self._send_json(
+                    status, _messages_error_json(_MESSAGES_ERROR_TYPES[status], message)
+                )
+                return
             self._send_json(status, _error_json(message, "invalid_request_error", kind))
             return
         assert fault is not None
         if fault.delay_s and owner._stopping.wait(fault.delay_s):
             self._drop()  # shutting down: do not keep the caller (or stop()) waiting
             return
-        if fault.kind in _ERROR_KINDS:
+        if fault.kind in _ERROR_KINDS and endpoint == "messages":
+            self._answer_messages_error(fault, headers)
+        elif fault.kind in _ERROR_KINDS:
             self._answer_error(fault, body, headers)
+        elif endpoint == "messages":
+            self._answer_messages(fault, body, log)
         elif endpoint == "embeddings":
             payload = _embeddings(body, fault)
             # Recorded first: a caller holding the whole body may look at once.
@@ -696,6 +738,11 @@ class _Handler(BaseHTTPRequestHandler):
                     b'{"id": "chatcmpl-broken", "choices": [{"delta": '
                 ):
                     return
+                if fault.kind == "stream_error":
+                    error = _error_json("The server is overloaded.", fault.error_type)
+                    if self._event(json.dumps(error).encode("utf-8")):
+                        self._end_chunked()
+                    return
             elif i and fault.chunk_delay_s and owner._stopping.wait(fault.chunk_delay_s):
                 self._drop()
                 return
@@ -717,6 +764,129 @@ class _Handler(BaseHTTPRequestHandler):
             # Before the body's last bytes, so a caller that read the whole body sees it.
             owner._record(log, finished=True)
             self._end_chunked()
+
+    # -- the Messages API ----------------------------------------------------------------
+
+    def _answer_messages(self, fault: Fault, body: dict[str, Any], log: _AnswerLog) -> None:
+        owner = self.server.owner
+        plan = _plan(_messages_as_chat(body), fault, log.seq)
+        if log.streamed:
+            self._stream_messages(fault, body, plan, log)
+            return
+        message = _message(body, plan, log.seq, fault)
+        owner._record(
+            log,
+            piece="" if plan.tool_calls else plan.text,
+            tool_calls=plan.tool_calls,
+            usage=message.get("usage"),
+            finished=True,
+        )
+        if not self._send_json(200, message):
+            owner._record(log, finished=False)
+
+    def _answer_messages_error(self, fault: Fault, headers: dict[str, str]) -> None:
+        echoed = f" (received x-api-key: {headers.get('x-api-key', '')})" if fault.echo_auth else ""
+        if fault.kind == "drop":
+            self._drop()
+        elif fault.kind == "malformed":
+            self._send_raw(200, b'{"id": "msg_broken", "content": [', "application/json")
+        elif fault.kind == "error_body":
+            message = (fault.message or "Overloaded") + echoed
+            self._send_json(200, _messages_error_json("overloaded_error", message))
+        else:
+            extra: list[tuple[str, str]] = []
+            if fault.retry_after_s is not None:
+                extra.append(("retry-after", _retry_after_value(fault)))
+            type_ = _MESSAGES_ERROR_TYPES.get(fault.status, "api_error")
+            message = (fault.message or _MESSAGES_ERROR_TEXT[type_]) + echoed
+            self._send_json(fault.status, _messages_error_json(type_, message), extra)
+
+    def _stream_messages(
+        self, fault: Fault, body: dict[str, Any], plan: _Plan, log: _AnswerLog
+    ) -> None:
+        """Answer as the Messages API's typed events, striking the stream fault where it says:
+        before the ``after_chunks``-th content delta, as in a chat stream."""
+        owner = self.server.owner
+        message = _message(body, plan, log.seq, fault)
+        usage = message.get("usage")
+        start = {**message, "content": [], "stop_reason": None, "stop_sequence": None}
+        if usage is not None:
+            start["usage"] = {**usage, "output_tokens": 1}
+        block = dict(message["content"][0])
+        if block["type"] == "text":
+            block["text"] = ""
+            deltas = [({"type": "text_delta", "text": p}, p) for p in plan.pieces or ("",)]
+        else:
+            block["input"] = {}
+            deltas = [
+                ({"type": "input_json_delta", "partial_json": p}, "") for p in plan.argument_pieces
+            ]
+        strike = fault.after_chunks if fault.kind in STREAM_FAULT_KINDS else None
+        owner._record(log, tool_calls=plan.tool_calls)
+        if not self._start_event_stream():
+            return
+        opening = [
+            ("message_start", {"type": "message_start", "message": start}),
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": 0, "content_block": block},
+            ),
+            ("ping", {"type": "ping"}),
+        ]
+        for name, event in opening:
+            if not self._named_event(name, event):
+                return
+        for i, (delta, piece) in enumerate(deltas):
+            if i == strike:
+                if fault.kind == "stream_cut":
+                    if fault.clean:
+                        self._end_chunked()
+                    else:
+                        self._drop()
+                    return
+                if fault.kind == "stream_stall" and owner._stopping.wait(fault.stall_s):
+                    self._drop()
+                    return
+                broken = b'{"type": "content_block_delta", "delta": '
+                if fault.kind == "stream_malformed" and not self._write_chunk(
+                    b"event: content_block_delta\ndata: " + broken + b"\n\n"
+                ):
+                    return
+                if fault.kind == "stream_error":
+                    error = _messages_error_json(fault.error_type, "Overloaded")
+                    if self._named_event("error", error):
+                        self._end_chunked()
+                    return
+            elif i and fault.chunk_delay_s and owner._stopping.wait(fault.chunk_delay_s):
+                self._drop()
+                return
+            event = {"type": "content_block_delta", "index": 0, "delta": delta}
+            if not self._named_event("content_block_delta", event):
+                return
+            owner._record(log, piece=piece)
+        final: dict[str, Any] = {
+            "type": "message_delta",
+            "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+        }
+        if usage is not None:
+            final["usage"] = {"output_tokens": usage["output_tokens"]}
+        closing = [
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            ("message_delta", final),
+        ]
+        for name, event in closing:
+            if not self._named_event(name, event):
+                return
+        if usage is not None:
+            owner._record(log, usage=usage)
+        if self._named_event("message_stop", {"type": "message_stop"}):
+            owner._record(log, finished=True)
+            self._end_chunked()
+
+    def _named_event(self, name: str, obj: Any) -> bool:
+        """One typed event (``event:`` and ``data:``) as one HTTP chunk."""
+        data = json.dumps(obj).encode("utf-8")
+        return self._write_chunk(b"event: " + name.encode() + b"\ndata: " + data + b"\n\n")
 
     def _start_event_stream(self) -> bool:
         try:
@@ -781,6 +951,104 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _error_json(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+#: The Messages API's error type for each status the server answers with.
+_MESSAGES_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+_MESSAGES_ERROR_TEXT = {
+    "invalid_request_error": "Invalid request.",
+    "authentication_error": "invalid x-api-key",
+    "billing_error": "Your credit balance is too low.",
+    "permission_error": "Your API key does not have permission to use the specified resource.",
+    "not_found_error": "The requested resource could not be found.",
+    "request_too_large": "Request exceeds the maximum allowed number of bytes.",
+    "rate_limit_error": "Your account has hit a rate limit.",
+    "api_error": "An unexpected error has occurred internal to Anthropic's systems.",
+    "timeout_error": "The request timed out.",
+    "overloaded_error": "Overloaded",
+}
+_MESSAGES_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+
+
+def _messages_error_json(type_: str, message: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": type_, "message": message}}
+
+
+def _block_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    parts = content if isinstance(content, list) else ()
+    texts = []
+    for block in parts:
+        if isinstance(block, dict) and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif isinstance(block, dict) and block.get("type") == "tool_result":
+            texts.append(_block_text(block.get("content")))
+    return " ".join(texts)
+
+
+def _messages_as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """A Messages request seen as the chat request it translates: the same model answers it
+    the same text, and its prompt is counted alike."""
+    messages = [
+        {"role": m.get("role"), "content": _block_text(m.get("content"))}
+        for m in body["messages"]
+        if isinstance(m, dict)
+    ]
+    if body.get("system"):
+        messages.insert(0, {"role": "system", "content": _block_text(body["system"])})
+    return {"model": body["model"], "messages": messages, "max_tokens": body.get("max_tokens")}
+
+
+def _message(body: dict[str, Any], plan: _Plan, seq: int, fault: Fault) -> dict[str, Any]:
+    """The Messages API's answer for ``plan``, with its usage split into cache classes (the
+    plan's prompt tokens are the total: reads and writes come out of ``input_tokens``)."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": plan.text}]
+    if plan.tool_calls:
+        function = plan.tool_calls[0]["function"]
+        try:
+            arguments = json.loads(function["arguments"] or "{}")
+        except ValueError:
+            arguments = {"arguments": function["arguments"]}
+        tool_id = f"toolu_{seq:010d}"
+        content = [
+            {"type": "tool_use", "id": tool_id, "name": function["name"], "input": arguments}
+        ]
+    message: dict[str, Any] = {
+        "id": f"msg_{seq:010d}",
+        "type": "message",
+        "role": "assistant",
+        "model": body["model"],
+        "content": content,
+        "stop_reason": _MESSAGES_STOP_REASONS[plan.finish_reason],
+        "stop_sequence": None,
+    }
+    if fault.include_usage:
+        reads = fault.cache_read_tokens or 0
+        writes_5m, writes_1h = fault.cache_write_tokens or 0, fault.cache_write_1h_tokens or 0
+        message["usage"] = {
+            "input_tokens": max(0, plan.usage["prompt_tokens"] - reads - writes_5m - writes_1h),
+            "cache_creation_input_tokens": writes_5m + writes_1h,
+            "cache_read_input_tokens": reads,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": writes_5m,
+                "ephemeral_1h_input_tokens": writes_1h,
+            },
+            "output_tokens": plan.usage["completion_tokens"],
+            "service_tier": "standard",
+        }
+    return message
 
 
 def _retry_after_value(fault: Fault) -> str:
@@ -900,8 +1168,8 @@ def _plan(body: dict[str, Any], fault: Fault, seq: int) -> _Plan:
             "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion,
         }
-        if fault.cached_tokens is not None:
-            reported["prompt_tokens_details"] = {"cached_tokens": fault.cached_tokens}
+        if fault.cache_read_tokens is not None:
+            reported["prompt_tokens_details"] = {"cached_tokens": fault.cache_read_tokens}
         if fault.reasoning_tokens is not None:
             reported["completion_tokens_details"] = {"reasoning_tokens": fault.reasoning_tokens}
         if fault.cost_usd is not None:
@@ -1015,6 +1283,8 @@ def _validate(body: Any, endpoint: str) -> str | None:
     if not isinstance(body.get("messages"), list) or not body["messages"]:
         return "'messages' must be a non-empty array"
     max_tokens = body.get("max_tokens")
+    if endpoint == "messages" and max_tokens is None:
+        return "max_tokens: Field required"
     if max_tokens is not None and (
         isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
     ):
@@ -1030,9 +1300,9 @@ def _validate(body: Any, endpoint: str) -> str | None:
 def _answerable(fault: Fault, endpoint: str, streamed: bool) -> Fault:
     """The fault as this request can take it: stream faults need a streamed chat completion
     and tool calls a chat completion; otherwise the request is simply answered."""
-    if fault.kind in STREAM_FAULT_KINDS and not (endpoint == "chat" and streamed):
+    if fault.kind in STREAM_FAULT_KINDS and not (endpoint in ("chat", "messages") and streamed):
         return _OK
-    if fault.kind == "tool_call" and endpoint != "chat":
+    if fault.kind == "tool_call" and endpoint not in ("chat", "messages"):
         return _OK
     return fault
 
@@ -1041,7 +1311,10 @@ class FaultInjectingProvider:
     """An OpenAI-compatible HTTP server on loopback whose answers are scripted per model.
 
     Serves ``POST /v1/chat/completions`` (plain, or server-sent events for
-    ``"stream": true``), ``POST /v1/embeddings`` and ``GET /v1/models``.
+    ``"stream": true``), ``POST /v1/embeddings``, ``GET /v1/models`` and, beside them,
+    Anthropic's ``POST /v1/messages`` (plain or typed events; ``x-api-key`` and
+    ``anthropic-version`` required; errors, tool use and cache usage in its own shapes), with
+    the same faults and the same answers.
 
     Thread-safe: scripting, policies and the request and answer logs share one lock, and the
     server answers many concurrent requests (one thread per connection). Start it with
@@ -1131,6 +1404,13 @@ class FaultInjectingProvider:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1`` — what a provider's ``base_url`` should be."""
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def root_url(self) -> str:
+        """``http://127.0.0.1:<port>`` — the ``base_url`` of an
+        :class:`~routing_ledger.providers.anthropic.AnthropicProvider` (or the ``anthropic`` SDK),
+        which adds ``/v1/messages`` itself."""
+        return f"http://{self.host}:{self.port}"
 
     # -- scripting -----------------------------------------------------------------------
 
@@ -1271,12 +1551,11 @@ class FaultInjectingProvider:
             seq = self._seq
             fault: Fault | None = None
             problem: tuple[int, str, str] | None = None
+            if invalid is None and endpoint == "messages" and "anthropic-version" not in headers:
+                invalid = "anthropic-version: header is required"
             if invalid is not None:
                 problem, kind = (400, invalid, "invalid_request"), "invalid_request"
-            elif (
-                self.api_key is not None
-                and headers.get("authorization") != f"Bearer {self.api_key}"
-            ):
+            elif self.api_key is not None and not _authorized(headers, endpoint, self.api_key):
                 problem, kind = (
                     (401, "Incorrect API key provided.", "invalid_api_key"),
                     "unauthorized",
@@ -1297,6 +1576,13 @@ class FaultInjectingProvider:
             return queue.popleft()
         policy = self._policies.get(model, self._policies.get(None, _OK))
         return policy.draw() if isinstance(policy, _Mix) else policy
+
+
+def _authorized(headers: Mapping[str, str], endpoint: str, api_key: str) -> bool:
+    bearer = headers.get("authorization") == f"Bearer {api_key}"
+    if endpoint == "messages":  # Anthropic's own header, or a bearer token as its SDK sends
+        return headers.get("x-api-key") == api_key or bearer
+    return bearer
 
 
 # Short alias, for callers who think of it as "the fault server".
@@ -1350,7 +1636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m routing_ledger.testing",
         description=(
             "Serve a fault-injecting OpenAI-compatible API (chat completions, streamed or not,"
-            " and embeddings) on loopback."
+            " and embeddings) and Anthropic's Messages API (/v1/messages) on loopback."
         ),
     )
     parser.add_argument("--host", default="127.0.0.1")
