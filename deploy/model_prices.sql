@@ -223,9 +223,9 @@ LANGUAGE plpgsql
 STABLE PARALLEL SAFE
 AS $$
 DECLARE
-    v_cr  bigint := coalesce(p_cache_read_tokens, 0);
-    v_cw  bigint := coalesce(p_cache_write_tokens, 0);
-    v_ch  bigint := coalesce(p_cache_write_1h_tokens, 0);
+    v_cr  bigint := coalesce(p_cache_read_tokens, 0)::bigint;
+    v_cw  bigint := coalesce(p_cache_write_tokens, 0)::bigint;
+    v_ch  bigint := coalesce(p_cache_write_1h_tokens, 0)::bigint;
     v_in  numeric;
     v_out numeric;
     v_rcr numeric;
@@ -320,10 +320,10 @@ BEGIN
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
         CASE k
-            WHEN 'cache_read_tokens' THEN cache_read_tokens := n;
-            WHEN 'cache_write_tokens' THEN cache_write_tokens := n;
-            WHEN 'cache_write_1h_tokens' THEN cache_write_1h_tokens := n;
-            ELSE reasoning_tokens := n;
+            WHEN 'cache_read_tokens' THEN cache_read_tokens := n::int;
+            WHEN 'cache_write_tokens' THEN cache_write_tokens := n::int;
+            WHEN 'cache_write_1h_tokens' THEN cache_write_1h_tokens := n::int;
+            ELSE reasoning_tokens := n::int;
         END CASE;
     END LOOP;
     PERFORM routing._require_usage_within(p_fn, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
