@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -998,17 +999,19 @@ def warn_unrecorded(flow: Flow, exc: BaseException, rec_exc: BaseException) -> N
 
 
 def usage_json(details: Mapping[str, Any] | None) -> str | None:
-    """``p_usage`` as JSON text: integers as written, a Decimal cost exactly (no float)."""
+    """``p_usage`` as JSON text: integers as written, a Decimal cost exactly (no float; a
+    float through its shortest repr). A value that is no finite number is left out: a
+    provider's odd usage figure must not cost the request its record."""
     if not details:
         return None
     parts = []
     for key, value in details.items():
-        if value is None:
-            continue
+        if isinstance(value, float) and math.isfinite(value):
+            value = Decimal(repr(value))
         if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-            raise TypeError(f"usage_details[{key!r}] must be an int or a Decimal, got {value!r}")
+            continue
         if isinstance(value, Decimal) and not value.is_finite():
-            raise ValueError(f"usage_details[{key!r}] must be finite, got {value!r}")
+            continue
         parts.append(f"{json.dumps(str(key))}: {value}")
     return "{" + ", ".join(parts) + "}" if parts else None
 
