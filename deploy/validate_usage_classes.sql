@@ -10,9 +10,7 @@ BEGIN;
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '30min';
 
-ALTER TABLE routing.inferences VALIDATE CONSTRAINT inference_usage_classes_non_negative;
-ALTER TABLE routing.inferences VALIDATE CONSTRAINT inference_cache_tokens_within_input;
-ALTER TABLE routing.inferences VALIDATE CONSTRAINT inference_reasoning_within_output;
+ALTER TABLE routing.inferences VALIDATE CONSTRAINT inference_usage_classes;
 ALTER TABLE routing.catalog_changes VALIDATE CONSTRAINT catalog_changes_table_name_check;
 
 COMMIT;

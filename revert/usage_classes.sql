@@ -5,9 +5,7 @@ BEGIN;
 SET LOCAL lock_timeout = '5s';
 
 ALTER TABLE routing.inferences
-    DROP CONSTRAINT IF EXISTS inference_usage_classes_non_negative,
-    DROP CONSTRAINT IF EXISTS inference_cache_tokens_within_input,
-    DROP CONSTRAINT IF EXISTS inference_reasoning_within_output,
+    DROP CONSTRAINT IF EXISTS inference_usage_classes,
     DROP COLUMN IF EXISTS cache_read_tokens,
     DROP COLUMN IF EXISTS cache_write_tokens,
     DROP COLUMN IF EXISTS cache_write_1h_tokens,

@@ -10,9 +10,8 @@ DO $$
 BEGIN
     ASSERT (SELECT count(*) FROM pg_catalog.pg_constraint
              WHERE conrelid = 'routing.inferences'::regclass
-               AND conname IN ('inference_usage_classes_non_negative', 'inference_cache_tokens_within_input',
-                               'inference_reasoning_within_output')) = 3,
-           'the usage-class CHECKs of routing.inferences are missing';
+               AND conname = 'inference_usage_classes') = 1,
+           'the usage-class CHECK of routing.inferences is missing';
 END
 $$;
 

@@ -6,8 +6,7 @@ DO $$
 BEGIN
     ASSERT (SELECT bool_and(c.convalidated) FROM pg_catalog.pg_constraint c
              WHERE (c.conrelid = 'routing.inferences'::regclass
-                    AND c.conname IN ('inference_usage_classes_non_negative', 'inference_cache_tokens_within_input',
-                                      'inference_reasoning_within_output'))
+                    AND c.conname = 'inference_usage_classes')
                 OR (c.conrelid = 'routing.catalog_changes'::regclass
                     AND c.conname = 'catalog_changes_table_name_check')),
            'the usage-class CHECKs are not validated';

@@ -5,7 +5,7 @@
 -- validation (22023, nothing written), the budget settling on the class cost, and
 -- cost_mismatch_24h. The exact sum over random usages is tests/python/test_cost_property.py.
 BEGIN;
-SELECT plan(64);
+SELECT plan(66);
 
 -- Fixture. mp_a is priced like a long-context model with every cache class (per Mtok:
 -- input 3, output 15, cache read 0.30, 5-minute write 3.75, 1-hour write 6; over 200 k
@@ -109,6 +109,11 @@ SELECT is(pg_temp.complete(pg_temp.attempt('c-norate', :free, 'chat', 1000, 100)
 SELECT is(pg_temp.complete(pg_temp.attempt('c-nulls', :free, 'chat', 1000, 100), 1000, 100,
                            '{"cache_read_tokens": null, "provider_cost_usd": null}'),
           0.0028, 'a JSON null is not reported');
+
+SELECT throws_ok($$UPDATE routing.inferences SET cache_read_tokens = input_tokens + 1 WHERE input_tokens IS NOT NULL$$,
+                 '23514', NULL, 'the CHECK keeps cache parts within input_tokens (a direct write)');
+SELECT throws_ok($$UPDATE routing.inferences SET reasoning_tokens = -1$$,
+                 '23514', NULL, 'the CHECK keeps the parts non-negative (a direct write)');
 
 ----------------------------------------------------------------- long-context tier
 
