@@ -107,7 +107,9 @@ BEGIN
                    p_older_than),
                usage_source = CASE WHEN i.output_tokens IS NOT NULL
                                    THEN coalesce(i.usage_source, 'estimated') END,
-               cost_usd = routing._cost_usd(i.model_slug, i.input_tokens, i.output_tokens),
+               -- >>> model_prices: at the rates in force at the attempt's created_at
+               cost_usd = routing._attempt_cost(i.model_slug, i.created_at, i.input_tokens, i.output_tokens),
+               -- <<< model_prices
                completed_at = v_now
          WHERE i.id = ANY (v_ids);
         GET DIAGNOSTICS v_n = ROW_COUNT;

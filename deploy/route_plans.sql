@@ -96,6 +96,13 @@ ALTER TABLE routing.route_plans
     ADD COLUMN IF NOT EXISTS explorable    jsonb  NOT NULL DEFAULT '[]',
     ADD COLUMN IF NOT EXISTS explore_share double precision NOT NULL DEFAULT 0;
 
+-- >>> model_prices: the smallest min_input_tokens of a long-context tier among the
+-- endpoint's input and output prices (NULL: none); a request with at least that many
+-- input tokens is routed in full, at its tier's rates.
+ALTER TABLE routing.route_plans ADD COLUMN IF NOT EXISTS tier_from_tokens int;
+-- Plans built before prices were versioned are not current any more.
+UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
+-- <<< model_prices
 COMMENT ON TABLE routing.route_plans IS
     'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid while routing.route_epochs holds its epochs, for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
 
@@ -165,15 +172,27 @@ BEGIN
                     'infinity'),
            coalesce((SELECT e.epoch FROM routing.quality_epochs e WHERE e.task_type = p_task_type), 0),
            d.doc,
-           b.max_in, b.max_out
+           b.max_in, b.max_out, b.tier_from
       INTO v_plan.task_type, v_plan.time_zone, v_plan.epochs, v_plan.valid_from, v_plan.valid_until,
-           v_plan.quality_epoch, v_doc, v_plan.max_price_in, v_plan.max_price_out
+           v_plan.quality_epoch, v_doc, v_plan.max_price_in, v_plan.max_price_out,
+           v_plan.tier_from_tokens
       -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
       FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot', NULL, NULL) AS doc
             OFFSET 0) d
-     CROSS JOIN LATERAL (SELECT max(m.price_in_per_mtok_usd) AS max_in, max(m.price_out_per_mtok_usd) AS max_out
+     -- >>> model_prices: the rates in force, and the first long-context tier
+     CROSS JOIN LATERAL (SELECT max(r.input) AS max_in, max(r.output) AS max_out,
+                                (SELECT min(p.min_input_tokens) FROM routing.model_prices p
+                                   JOIN routing.models t ON t.slug = p.model_slug
+                                  WHERE p.min_input_tokens > 0 AND p.token_class IN ('input', 'output')
+                                    AND t.endpoint::text = d.doc ->> 'endpoint') AS tier_from
                            FROM routing.models m
+                           JOIN routing._catalog_rates(p_as_of, 0) r ON r.model_slug = m.slug
                           WHERE m.endpoint::text = d.doc ->> 'endpoint') b;
+    -- Valid only until the next price takes effect.
+    SELECT greatest(v_plan.valid_from, v.valid_from), least(v_plan.valid_until, v.valid_until)
+      INTO v_plan.valid_from, v_plan.valid_until
+      FROM routing._price_validity(p_as_of) v;
+    -- <<< model_prices
 
     INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
     VALUES (decode(v_doc ->> 'snapshot', 'hex'), v_doc -> 'snapshot_candidates', v_doc -> 'snapshot_dropped')
@@ -209,7 +228,7 @@ BEGIN
            top_price_out = excluded.top_price_out, max_price_in = excluded.max_price_in,
            max_price_out = excluded.max_price_out, built_at = excluded.built_at,
            quality_epoch = excluded.quality_epoch, explorable = excluded.explorable,
-           explore_share = excluded.explore_share
+           explore_share = excluded.explore_share, tier_from_tokens = excluded.tier_from_tokens
      WHERE p.epochs <= excluded.epochs;
     RETURN v_plan;
 END
@@ -297,6 +316,8 @@ BEGIN
     IF (p_agent_cap_usd IS NOT NULL
         AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
             > p_agent_cap_usd)
+       -- A long-context request, at its tier's rates.
+       OR p_input_tokens >= v_plan.tier_from_tokens
        OR (p_request_id IS NOT NULL AND v_plan.explorable <> '[]'::jsonb
            AND EXISTS (SELECT FROM jsonb_array_elements(v_plan.explorable) x (m)
                         CROSS JOIN LATERAL (SELECT routing._quality_draw(p_agent_id, p_request_id, x.m ->> 'slug')) d (u)

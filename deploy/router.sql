@@ -119,10 +119,10 @@ WITH cfg AS (
 scored AS (
     SELECT m.slug, m.provider, m.provider_model, m.m_allowed, m.enabled, m.q_prior,
            m.endpoint::text AS endpoint, cfg.endpoint AS task_endpoint,
-           m.price_in_per_mtok_usd, m.price_out_per_mtok_usd,
-           m.price_in_per_mtok_usd + m.price_out_per_mtok_usd AS price_per_mtok_usd,
-           round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
-                 + p_max_tokens * m.price_out_per_mtok_usd / 1e6, 6) AS projected_cost_usd,
+           pr.input AS price_in_per_mtok_usd, pr.output AS price_out_per_mtok_usd,
+           pr.input + pr.output AS price_per_mtok_usd,
+           round(p_input_tokens * pr.input / 1e6
+                 + p_max_tokens * pr.output / 1e6, 10) AS projected_cost_usd,
            round(e.mean::numeric, 4) AS effective_quality,
            CASE WHEN q.weights_at IS NOT NULL THEN 'learned' ELSE 'prior' END AS quality_source,
            round(e.w::numeric, 4) AS label_weight,
@@ -134,6 +134,11 @@ scored AS (
            cfg.keep
       FROM routing.models m
      CROSS JOIN cfg
+      -- >>> model_prices: the price gate, the ranking and the projected costs (10
+      -- decimals) use the input and output rates in force at p_as_of for this request's
+      -- long-context tier, not the catalog columns.
+      LEFT JOIN routing._catalog_rates(p_as_of, p_input_tokens) pr ON pr.model_slug = m.slug
+      -- <<< model_prices
       LEFT JOIN routing.model_task_quality q
              ON q.model_slug = m.slug AND q.task_type = p_task_type
       LEFT JOIN routing.model_cooldowns c

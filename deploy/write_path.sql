@@ -1,6 +1,8 @@
 -- Deploy routing_ledger:write_path to pg
 -- requires: write_path@v0.2.1
 -- requires: route_plans
+-- requires: model_prices
+-- requires: usage_classes
 --
 -- The atomic write path: insert_decision, complete_decision, fail_inference, and, for
 -- streams, mark_first_token and heartbeat_inference. Each is one round trip and one
@@ -30,6 +32,13 @@
 -- - Costs: an unknown usage is a NULL cost, never 0. A partial answer (a stream that
 --   broke or was cancelled after its first token) costs its input plus its partial
 --   output; a failed or cancelled outcome is never judged.
+-- - Costs by token class (v0.3): complete_decision and fail_inference take p_usage, the
+--   usage beyond the two totals (cache reads, cache writes, 1-hour cache writes,
+--   reasoning tokens, the provider's own cost), checked key by key (22023, nothing
+--   written; routing._usage_parts) and stored on the attempt. The cost is
+--   routing._attempt_cost: each class at its rate in force at the attempt's created_at,
+--   for the request's long-context tier, to 10 decimals. The v0.2 signatures are
+--   dropped and recreated with p_usage DEFAULT NULL in this transaction, re-granted.
 -- - Never JIT-compiled (SET jit = off, inherited by what they call): a generic plan's
 --   estimate on a large ledger can pass jit_above_cost, and compiling costs ~100 ms per
 --   call for index lookups that take microseconds.
@@ -45,6 +54,12 @@ BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
+
+-- The v0.2 signatures: recreated below with p_usage.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int, text);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int, int, text);
 
 -- The error codes a client may report: the CHECK on inferences.error_code less the
 -- reaper's own 'abandoned'. What each one does is routing.retry_policy's.
@@ -276,7 +291,8 @@ CREATE OR REPLACE FUNCTION routing.complete_decision(
     p_input_tokens     int,
     p_output_tokens    int,
     p_latency_ms       int,
-    p_usage_source     text DEFAULT 'provider'
+    p_usage_source     text DEFAULT 'provider',
+    p_usage            jsonb DEFAULT NULL
 ) RETURNS TABLE (outcome_id bigint, outcome_status text, cost_actual_usd numeric)
 LANGUAGE plpgsql
 SECURITY DEFINER
@@ -290,6 +306,11 @@ DECLARE
     v_outcome_id bigint;
     v_cost       numeric;
     v_now        timestamptz := clock_timestamp();
+    v_cache_read      int;
+    v_cache_write     int;
+    v_cache_write_1h  int;
+    v_reasoning       int;
+    v_provider_cost   numeric;
 BEGIN
     IF (p_inference_id IS NOT NULL AND p_input_tokens >= 0 AND p_output_tokens >= 0
         AND p_latency_ms >= 0 AND p_usage_source = ANY (routing._usage_sources())) IS NOT TRUE THEN
@@ -299,13 +320,21 @@ BEGIN
         PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
         PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
     END IF;
+    IF p_usage IS NOT NULL THEN
+        SELECT u.* INTO v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning, v_provider_cost
+          FROM routing._usage_parts('complete_decision', p_usage, p_input_tokens, p_output_tokens) u;
+    END IF;
 
     -- The transition itself: the routed attempt, then its open outcome, one UPDATE each.
     UPDATE routing.inferences i
        SET status = 'succeeded', response_payload = p_response_payload,
            input_tokens = p_input_tokens, output_tokens = p_output_tokens,
            usage_source = p_usage_source,
-           cost_usd = routing._cost_usd(i.model_slug, p_input_tokens, p_output_tokens),
+           cache_read_tokens = v_cache_read, cache_write_tokens = v_cache_write,
+           cache_write_1h_tokens = v_cache_write_1h, reasoning_tokens = v_reasoning,
+           provider_cost_usd = v_provider_cost,
+           cost_usd = routing._attempt_cost(i.model_slug, i.created_at, p_input_tokens, p_output_tokens,
+                                            v_cache_read, v_cache_write, v_cache_write_1h),
            latency_ms = p_latency_ms, completed_at = v_now
      WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
     RETURNING i.outcome_id, i.cost_usd INTO v_outcome_id, v_cost;
@@ -396,7 +425,8 @@ CREATE OR REPLACE FUNCTION routing.fail_inference(
     p_http_status    int DEFAULT NULL,
     p_retry_after_ms int DEFAULT NULL,
     p_output_tokens  int DEFAULT NULL,
-    p_usage_source   text DEFAULT NULL
+    p_usage_source   text DEFAULT NULL,
+    p_usage          jsonb DEFAULT NULL
 ) RETURNS TABLE (action text, outcome_id bigint, next_inference_id bigint, model_slug text,
                  provider text, provider_model text, not_before timestamptz, outcome_status text)
 LANGUAGE plpgsql
@@ -423,6 +453,11 @@ DECLARE
     v_next_id   bigint;
     v_status    text;
     v_cost      numeric;
+    v_cache_read      int;
+    v_cache_write     int;
+    v_cache_write_1h  int;
+    v_reasoning       int;
+    v_provider_cost   numeric;
 BEGIN
     IF (p_inference_id IS NOT NULL AND p_error_code = ANY (routing._client_error_codes())
         AND p_error_message ~ '[^[:space:]]'
@@ -444,6 +479,17 @@ BEGIN
         PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
         PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
     END IF;
+    IF p_usage IS NOT NULL THEN
+        SELECT u.* INTO v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning, v_provider_cost
+          FROM routing._usage_parts('fail_inference', p_usage) u;
+        -- The totals are the attempt's (the request's input estimate, the partial output):
+        -- read only when parts were reported, so the usual failure costs no extra lookup.
+        IF coalesce(v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning) IS NOT NULL THEN
+            PERFORM routing._require_usage_within('fail_inference', v_cache_read, v_cache_write, v_cache_write_1h,
+                                                  v_reasoning, i.input_tokens, coalesce(p_output_tokens, i.output_tokens))
+               FROM routing.inferences i WHERE i.id = p_inference_id AND i.status = 'routed';
+        END IF;
+    END IF;
 
     -- The transition itself, one UPDATE of the routed attempt. The output produced before
     -- the failure: this call's count, else the last heartbeat's. Known output makes a cost
@@ -454,8 +500,13 @@ BEGIN
            output_tokens = coalesce(p_output_tokens, i.output_tokens),
            usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
                                THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
+           cache_read_tokens = v_cache_read, cache_write_tokens = v_cache_write,
+           cache_write_1h_tokens = v_cache_write_1h, reasoning_tokens = v_reasoning,
+           provider_cost_usd = v_provider_cost,
            cost_usd = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
-                           THEN routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)) END,
+                           THEN routing._attempt_cost(i.model_slug, i.created_at, i.input_tokens,
+                                                      coalesce(p_output_tokens, i.output_tokens),
+                                                      v_cache_read, v_cache_write, v_cache_write_1h) END,
            completed_at = v_now
      WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
     RETURNING i.* INTO v_inf;
@@ -714,10 +765,10 @@ $$;
 
 COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
     'Routes one request and records it atomically, in one transaction: the outcome and, when a model is dispatched, its first routed attempt (streamed = p_streamed), linked both ways from the first statement on. No candidate: the outcome is written rejected. Suspended agent or daily cap exceeded: written failed_pre_dispatch. Idempotent on (agent_id, request_id): a repeat returns the existing row, with the open attempt''s not_before (wait until then before dispatching), and writes nothing. 22023 on a bad argument (p_request_id empty or over 255 characters, p_task_type over 64, negative tokens, p_max_tokens 0 for a chat task, NULLs), P0002 on an unknown agent.';
-COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) IS
-    'Marks a routed attempt succeeded (cost from catalog prices, usage_source = p_usage_source: provider or estimated) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
-COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) IS
-    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output at catalog prices (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
+COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) IS
+    'Marks a routed attempt succeeded (usage_source = p_usage_source: provider or estimated; p_usage: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens within their totals and provider_cost_usd, stored on the attempt; cost_usd by token class at the rates in force at the attempt''s created_at and its long-context tier, 10 decimals) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
+COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) IS
+    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output by token class (p_usage, as for complete_decision) at the rates in force at its created_at (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
 COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
     'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
 COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
@@ -729,13 +780,13 @@ REVOKE ALL ON FUNCTION routing._cost_usd(text, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.mark_first_token(bigint, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.heartbeat_inference(bigint, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) TO routing_app;
-GRANT EXECUTE ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) TO routing_app;
-GRANT EXECUTE ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) TO routing_app;
 GRANT EXECUTE ON FUNCTION routing.mark_first_token(bigint, int) TO routing_app;
 GRANT EXECUTE ON FUNCTION routing.heartbeat_inference(bigint, int) TO routing_app;
 

@@ -1,7 +1,6 @@
 -- Revert routing_ledger:reaper from pg
 --
--- Back to the released reaper: the body of deploy/reaper@v0.1.0.sql, unchanged;
--- the function keeps its signature, so CREATE OR REPLACE puts the v0.1 body back.
+-- Back to reaper@v0.2.1: its deploy script, unchanged (a reaped partial at catalog prices).
 
 BEGIN;
 
@@ -26,14 +25,8 @@ DECLARE
     v_n      bigint;
     v_closed bigint := 0;
 BEGIN
-    IF p_older_than IS NULL OR p_older_than < interval '0' THEN
-        RAISE EXCEPTION 'reap_stuck_inferences: p_older_than must be a non-negative interval, got %',
-                        coalesce(p_older_than::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'reap_stuck_inferences: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('reap_stuck_inferences', 'p_older_than', p_older_than);
+    PERFORM routing._require_timestamp('reap_stuck_inferences', 'p_as_of', p_as_of);
     v_cutoff := p_as_of - p_older_than;
 
     -- 1. Attempts still routed past the threshold, and the outcomes waiting on them.
@@ -42,7 +35,7 @@ BEGIN
           FROM (SELECT i.id
                   FROM routing.inferences i
                  WHERE i.status = 'routed'
-                   AND greatest(i.created_at, i.not_before) < v_cutoff
+                   AND routing._routed_past_due(i.created_at, i.not_before, i.heartbeat_at, v_cutoff)
                  ORDER BY greatest(i.created_at, i.not_before), i.id
                  LIMIT c_batch
                    FOR UPDATE SKIP LOCKED) s;
@@ -68,17 +61,26 @@ BEGIN
           WHERE o.id = ANY (v_outs) AND o.outcome_status IS NULL
           ORDER BY o.id
             FOR UPDATE;
+        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        PERFORM routing._lock_budget_rows(v_outs);
+        -- <<< budget_ledger
 
         UPDATE routing.inferences i
            SET status = 'failed',
                error_code = 'abandoned',
                error_message = format(
-                   'abandoned by the reaper: still routed %s after it was due (%s), over the %s threshold;'
+                   'abandoned by the reaper: still routed %s after it was %s (%s), over the %s threshold;'
                    ' no completion or failure was ever recorded, so a late one is refused.'
                    ' The provider may nevertheless have done (and billed) the work.',
-                   justify_hours(date_trunc('second', p_as_of - greatest(i.created_at, i.not_before))),
-                   to_char(greatest(i.created_at, i.not_before) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'),
+                   justify_hours(date_trunc('second', p_as_of - greatest(i.created_at, i.not_before, i.heartbeat_at))),
+                   CASE WHEN i.heartbeat_at > greatest(i.created_at, i.not_before)
+                        THEN 'last heard of' ELSE 'due' END,
+                   to_char(greatest(i.created_at, i.not_before, i.heartbeat_at) AT TIME ZONE 'UTC',
+                           'YYYY-MM-DD HH24:MI:SS "UTC"'),
                    p_older_than),
+               usage_source = CASE WHEN i.output_tokens IS NOT NULL
+                                   THEN coalesce(i.usage_source, 'estimated') END,
+               cost_usd = routing._cost_usd(i.model_slug, i.input_tokens, i.output_tokens),
                completed_at = v_now
          WHERE i.id = ANY (v_ids);
         GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -88,10 +90,12 @@ BEGIN
         -- (history) is left to pass 2 or to a human. A one-way link is completed, since
         -- an outcome that names a model must name its attempt.
         UPDATE routing.routing_outcomes o
-           SET outcome_status = 'failed_abandoned',
-               completed_at   = v_now,
-               inference_id   = coalesce(o.inference_id, p.inference_id)
+           SET outcome_status  = 'failed_abandoned',
+               completed_at    = v_now,
+               inference_id    = coalesce(o.inference_id, p.inference_id),
+               cost_actual_usd = i.cost_usd
           FROM unnest(v_outs, v_pair_ids) AS p (outcome_id, inference_id)
+          JOIN routing.inferences i ON i.id = p.inference_id
          WHERE o.id = p.outcome_id
            AND o.outcome_status IS NULL
            AND (o.inference_id = p.inference_id OR o.inference_id IS NULL);
@@ -116,6 +120,9 @@ BEGIN
                  LIMIT c_batch
                    FOR UPDATE OF i, o SKIP LOCKED) s;
         EXIT WHEN v_ids IS NULL;
+        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        PERFORM routing._lock_budget_rows(v_ids);
+        -- <<< budget_ledger
 
         UPDATE routing.routing_outcomes o
            SET outcome_status = coalesce(p.give_up_status, 'failed_abandoned'),
@@ -137,7 +144,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.reap_stuck_inferences(interval, timestamptz) IS
-    'Closes attempts still routed p_older_than after they were due (the later of created_at and not_before, so a scheduled retry is not reaped early): status failed, error_code abandoned, an error_message naming the age, the due time and the threshold, completed_at. Their in-flight outcomes become failed_abandoned; attempts from the older write path that belong to no outcome are closed too. Then closes outcomes in flight past the threshold whose newest attempt had already failed (history), with the retry policy''s give-up status for that error. Batches of 1000, oldest first, FOR UPDATE SKIP LOCKED, attempts locked before outcomes: safe beside live traffic and beside another reaper (each row is closed by exactly one of them). A completion or failure that arrives afterwards is refused by complete_decision / fail_inference with 55000, although the provider may have done (and billed) the work. Returns the number of attempts reaped plus outcomes closed in the second pass. 22023 on a NULL or negative p_older_than or a NULL p_as_of.';
+    'Closes attempts still routed p_older_than after they were due or last heard of (the latest of created_at, not_before and heartbeat_at, so a scheduled retry is not reaped early and a heartbeating stream never): status failed, error_code abandoned, an error_message naming the age, the due time and the threshold, completed_at, and, when heartbeats reported partial output, that count and its estimated cost. Their in-flight outcomes become failed_abandoned; attempts from the older write path that belong to no outcome are closed too. Then closes outcomes in flight past the threshold whose newest attempt had already failed (history), with the retry policy''s give-up status for that error. Batches of 1000, oldest first, FOR UPDATE SKIP LOCKED, attempts locked before outcomes: safe beside live traffic and beside another reaper (each row is closed by exactly one of them). A completion or failure that arrives afterwards is refused by complete_decision / fail_inference with 55000, although the provider may have done (and billed) the work. Returns the number of attempts reaped plus outcomes closed in the second pass. 22023 on a bad argument: p_older_than NULL or outside 0..100 years, p_as_of NULL or not a finite timestamp in 1970..9999.';
 
 REVOKE ALL ON FUNCTION routing.reap_stuck_inferences(interval, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.reap_stuck_inferences(interval, timestamptz) TO routing_ops;

@@ -2,7 +2,9 @@
 --
 -- Back to route plans as released at @v0.2.1: the body of deploy/route_plans@v0.2.1.sql
 -- (the global quality counter on every model_task_quality write, the 5-argument
--- _planned_explanation routing with no request), after dropping v0.3's additions.
+-- _planned_explanation routing with no request, plans valid across price changes, the
+-- cap's bound from the catalog columns), after dropping v0.3's additions; the catalog
+-- epoch is bumped, so no plan built by this change is used.
 
 BEGIN;
 
@@ -17,7 +19,8 @@ TRUNCATE routing.route_plans;
 ALTER TABLE routing.route_plans
     DROP COLUMN IF EXISTS quality_epoch,
     DROP COLUMN IF EXISTS explorable,
-    DROP COLUMN IF EXISTS explore_share;
+    DROP COLUMN IF EXISTS explore_share,
+    DROP COLUMN IF EXISTS tier_from_tokens;
 
 CREATE TABLE IF NOT EXISTS routing.route_epochs (
     source text   PRIMARY KEY CHECK (source IN ('catalog', 'cooldowns', 'quality')),
@@ -202,5 +205,7 @@ REVOKE ALL ON FUNCTION routing._bump_route_epoch() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_epochs() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._build_route_plan(text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz) FROM PUBLIC;
+
+UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
 
 COMMIT;

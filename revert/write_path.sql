@@ -21,6 +21,11 @@ DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int);
 DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int);
 -- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing._decision_row(uuid, text);
+-- The v0.3 signatures (p_usage): @v0.2.1's are recreated below.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int, int, text, jsonb);
 
 ALTER TABLE routing.inferences ADD COLUMN IF NOT EXISTS outcome_created_at timestamptz;
 -- Attempts are updated in place (heartbeats every few seconds, then completion): those

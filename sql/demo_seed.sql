@@ -53,6 +53,19 @@ SELECT routing.upsert_model(slug, provider, provider_model, price_in, price_out,
   ) AS m(slug, provider, provider_model, price_in, price_out, q_prior, m_allowed, endpoint,
          enabled, latency_ms, agentic_index);
 
+-- Prompt-cache rates (USD per Mtok), as the providers bill cached input: OpenAI's cached
+-- input at half its input rate, Mistral's at a tenth. A model without a cache rate of its
+-- own bills cached tokens at its input rate. Only added when the rate in force differs,
+-- so a re-run writes nothing.
+SELECT routing.set_model_price(c.slug, 'cache_read', c.rate)
+  FROM (VALUES ('demo-openai-mini', 0.075), ('demo-openai-4o', 1.25),
+               ('demo-mistral-tiny', 0.01), ('demo-mistral-small', 0.02),
+               ('demo-mistral-medium', 0.04), ('demo-mistral-large', 0.20)) AS c (slug, rate)
+ WHERE (SELECT p.usd_per_mtok FROM routing.model_prices p
+         WHERE p.model_slug = c.slug AND p.token_class = 'cache_read' AND p.min_input_tokens = 0
+           AND p.effective_from <= now()
+         ORDER BY p.effective_from DESC LIMIT 1) IS DISTINCT FROM c.rate;
+
 -- A floor nothing in the catalog clears: those requests are rejected, never dispatched.
 SELECT routing.set_task_floor('demo_formal_proof', 0.97);
 

@@ -21,7 +21,7 @@ BEGIN
     FOREACH m IN ARRAY ARRAY['orphan_outcomes', 'orphan_outcomes_24h', 'stuck_routed_1h', 'in_flight',
                              'terminal_outcome_with_routed_inference',
                              'outcomes_without_terminal_state_1h',
-                             'streams_interrupted_24h', 'requests_cancelled_24h'] LOOP
+                             'streams_interrupted_24h', 'requests_cancelled_24h', 'cost_mismatch_24h'] LOOP
         ASSERT m = ANY (v_metrics), 'integrity_report does not report ' || m;
     END LOOP;
 END

@@ -4,7 +4,8 @@ BEGIN;
 
 SELECT source, epoch FROM routing.route_epochs WHERE false;
 SELECT task_type, time_zone, epochs, valid_from, valid_until, explanation, top_price_in, top_price_out,
-       max_price_in, max_price_out, built_at, quality_epoch, explorable, explore_share
+       max_price_in, max_price_out, built_at, quality_epoch, explorable, explore_share,
+       tier_from_tokens
   FROM routing.route_plans WHERE false;
 
 DO $$

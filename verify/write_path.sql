@@ -12,8 +12,8 @@ DECLARE
 BEGIN
     FOREACH f IN ARRAY ARRAY[
         'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)',
-        'routing.complete_decision(bigint, jsonb, int, int, int, text)',
-        'routing.fail_inference(bigint, text, text, int, int, int, text)',
+        'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)',
+        'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)',
         'routing.mark_first_token(bigint, int)',
         'routing.heartbeat_inference(bigint, int)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';

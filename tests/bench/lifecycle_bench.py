@@ -1,7 +1,7 @@
-"""The non-streamed lifecycle on v0.1.0, v0.2.0 and the checkout, in one run (issue 8).
+"""The non-streamed lifecycle on v0.1.0, v0.2.0, v0.2.1 and the checkout, in one run (issue 8).
 
 Not part of ``make test``: ``make bench-lifecycle`` starts its own throwaway cluster and
-deploys this repository's Sqitch plan three times: ``--to @v0.1.0`` and ``--to @v0.2.0``
+deploys this repository's Sqitch plan four times: ``--to @v0.1.0``, ``@v0.2.0``, ``@v0.2.1``
 (the released scripts, kept as ``<change>@<tag>.sql`` by every rework) and in full
 (``head``). Each gets the same catalog and agents. Then, in interleaved rounds (the order
 flips each round, so drift on a shared machine falls on all), it times what a v0.1 caller
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.models.split(",")]
     project = find_project_dir()
-    plans = ("v0.1.0", "v0.2.0", "head", *(f"try{k}" for k in range(len(args.try_sql))))
+    plans = ("v0.1.0", "v0.2.0", "v0.2.1", "head", *(f"try{k}" for k in range(len(args.try_sql))))
 
     with LocalCluster(settings={"track_functions": "pl"}) as cluster:
         conns: dict[tuple[int, str], psycopg.Connection[Any]] = {}

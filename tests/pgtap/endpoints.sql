@@ -110,7 +110,7 @@ SELECT results_eq($$SELECT decision_rule, model_slug, outcome_status FROM emb$$,
     'insert_decision with p_max_tokens 0 for embed dispatches to an embeddings model');
 SELECT results_eq(
     $$SELECT outcome_status, cost_actual_usd FROM routing.complete_decision((SELECT inference_id FROM emb), '{"data": []}', 980, 0, 30)$$,
-    $$VALUES ('succeeded', 0.000010)$$, 'an embedding completes with p_output_tokens 0; cost from input tokens');
+    $$VALUES ('succeeded', 0.0000098)$$, 'an embedding completes with p_output_tokens 0; cost from input tokens (10 decimals: v0.3)');
 
 --------------------------------------------------------------------------------- bounds
 

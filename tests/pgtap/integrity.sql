@@ -102,7 +102,9 @@ SELECT results_eq(
              -- budget_ledger (tests/pgtap/budget_ledger.sql counts it)
              ('budget_spend_drift', 0),
              -- partition upkeep (tests/python/test_partitioned_ledger.py counts it)
-             ('rows_in_default_partition', 0)$$,
+             ('rows_in_default_partition', 0),
+             -- usage_classes (tests/pgtap/model_prices.sql counts it)
+             ('cost_mismatch_24h', 0)$$,
     'every metric counts exactly its anomalies, in the documented order');
 
 SELECT results_eq(

@@ -41,7 +41,7 @@ SELECT ok(NOT has_function_privilege('routing_app', 'routing._planned_explanatio
 SELECT ok(NOT has_table_privilege('routing_app', 'routing.route_plans', 'INSERT')
           AND NOT has_table_privilege('routing_app', 'routing.route_epochs', 'UPDATE'),
           'a gateway cannot write a plan or the epoch');
-SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgname = 'bump_route_epoch'), 6,
+SELECT is((SELECT count(*)::int FROM pg_trigger WHERE tgname = 'bump_route_epoch'), 7,
           'every table the router reads bumps the epoch');
 
 ------------------------------------------------------------------ the plan is the router

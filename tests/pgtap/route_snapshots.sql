@@ -68,7 +68,7 @@ SELECT * FROM routing.insert_decision('s-2', :plain, 'general', 37, 9) \gset d2_
 SELECT is((SELECT count(*) FROM routing.route_snapshots), 1::bigint,
           'other token counts, same catalog state: one shared snapshot');
 SELECT is((SELECT explain_outcome -> 'candidates' -> 0 ->> 'projected_cost_usd' FROM routing.explain_outcome(:d2_outcome_id)),
-          '0.000055', 'projected costs are derived again from the outcome''s token counts (37 in, 9 out on s_a)');
+          '0.0000550000', 'projected costs are derived again from the outcome''s token counts (37 in, 9 out on s_a)');
 
 -- Per-call cap: models dropped by exceeds_budget_cap keep their projected cost.
 SELECT routing.choose_route(:capped, 'general', 1000, 500) AS doc3 \gset

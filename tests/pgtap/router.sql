@@ -221,25 +221,27 @@ SELECT ok(
 
 SELECT pg_temp.reset_catalog();
 SELECT pg_temp.model('r_round', 1.2345678, 2.0000005, 0.9);
--- 1000 * 1.2345678 / 1e6 + 1000 * 2.0000005 / 1e6 = 0.0032345683 -> 0.003235
+-- 1000 * 1.2345678 / 1e6 + 1000 * 2.0000005 / 1e6 = 0.0032345683 (v0.3: 10 decimals, no
+-- longer 0.003235)
 SELECT is(
     pg_temp.route('uncapped', 'general', 1000, 1000) -> 'candidates' -> 0 ->> 'projected_cost_usd',
-    '0.003235',
-    'projected cost = in x price_in / 1e6 + max x price_out / 1e6, rounded half up to 6 decimals'
+    '0.0032345683',
+    'projected cost = in x price_in / 1e6 + max x price_out / 1e6, rounded half up to 10 decimals'
 );
 SELECT is(
     pg_temp.route('uncapped', 'general', 1000, 1000) ->> 'projected_cost_usd',
-    '0.003235',
+    '0.0032345683',
     'the winner''s projected cost is reported at the top level too'
 );
--- 1 * 0.4 / 1e6 + 1 * 0.4 / 1e6 = 0.0000008 -> 0.000001; 0 input tokens are allowed.
+-- 1 * 0.00004 / 1e6 + 1 * 0.00004 / 1e6 = 0.00000000008 -> 0.0000000001; 0 input tokens
+-- are allowed.
 SELECT pg_temp.reset_catalog();
-SELECT pg_temp.model('r_tiny', 0.4, 0.4, 0.9);
+SELECT pg_temp.model('r_tiny', 0.00004, 0.00004, 0.9);
 SELECT results_eq(
     $$VALUES ((pg_temp.route('uncapped', 'general', 1, 1) ->> 'projected_cost_usd')::numeric),
              ((pg_temp.route('uncapped', 'general', 0, 1) ->> 'projected_cost_usd')::numeric)$$,
-    $$VALUES (0.000001), (0.000000)$$,
-    'sub-micro-dollar projections round to 6 decimals (0.0000008 -> 0.000001, 0.0000004 -> 0)'
+    $$VALUES (0.0000000001), (0.0000000000)$$,
+    'sub-nano-dollar projections round to 10 decimals (0.00000000008 -> 0.0000000001, 0.00000000004 -> 0)'
 );
 
 ---------------------------------------------------------------------------- the veto

@@ -53,33 +53,33 @@ INSERT INTO routing.agents (id, tenant_id, name, status, per_call_cap_usd, daily
 
 SELECT has_function('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
     'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) exists');
-SELECT has_function('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
-    'routing.complete_decision(bigint, jsonb, int, int, int, text) exists');
-SELECT has_function('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
-    'routing.fail_inference(bigint, text, text, int, int, int, text) exists');
+SELECT has_function('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text', 'jsonb'],
+    'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) exists');
+SELECT has_function('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text', 'jsonb'],
+    'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) exists');
 SELECT is(pg_get_function_arguments('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure),
     'p_request_id text, p_agent_id uuid, p_task_type text, p_input_tokens integer, p_max_tokens integer, p_request_payload jsonb DEFAULT ''{}''::jsonb, p_streamed boolean DEFAULT false',
     'insert_decision: the contract''s argument names and default');
-SELECT is(pg_get_function_arguments('routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure),
-    'p_inference_id bigint, p_response_payload jsonb, p_input_tokens integer, p_output_tokens integer, p_latency_ms integer, p_usage_source text DEFAULT ''provider''::text',
+SELECT is(pg_get_function_arguments('routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)'::regprocedure),
+    'p_inference_id bigint, p_response_payload jsonb, p_input_tokens integer, p_output_tokens integer, p_latency_ms integer, p_usage_source text DEFAULT ''provider''::text, p_usage jsonb DEFAULT NULL::jsonb',
     'complete_decision: the contract''s argument names');
-SELECT is(pg_get_function_arguments('routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure),
-    'p_inference_id bigint, p_error_code text, p_error_message text, p_http_status integer DEFAULT NULL::integer, p_retry_after_ms integer DEFAULT NULL::integer, p_output_tokens integer DEFAULT NULL::integer, p_usage_source text DEFAULT NULL::text',
+SELECT is(pg_get_function_arguments('routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)'::regprocedure),
+    'p_inference_id bigint, p_error_code text, p_error_message text, p_http_status integer DEFAULT NULL::integer, p_retry_after_ms integer DEFAULT NULL::integer, p_output_tokens integer DEFAULT NULL::integer, p_usage_source text DEFAULT NULL::text, p_usage jsonb DEFAULT NULL::jsonb',
     'fail_inference: the contract''s argument names and defaults');
 SELECT is(pg_get_function_result('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure),
     'TABLE(outcome_id bigint, inference_id bigint, decision_rule text, model_slug text, provider text, provider_model text, outcome_status text, not_before timestamp with time zone)',
     'insert_decision returns the contract''s columns (v0.2: not_before is the eighth)');
-SELECT is(pg_get_function_result('routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure),
+SELECT is(pg_get_function_result('routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)'::regprocedure),
     'TABLE(outcome_id bigint, outcome_status text, cost_actual_usd numeric)',
     'complete_decision returns the contract''s columns');
-SELECT is(pg_get_function_result('routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure),
+SELECT is(pg_get_function_result('routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)'::regprocedure),
     'TABLE(action text, outcome_id bigint, next_inference_id bigint, model_slug text, provider text, provider_model text, not_before timestamp with time zone, outcome_status text)',
     'fail_inference returns the contract''s columns');
 SELECT is_definer('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
     'insert_decision is SECURITY DEFINER');
-SELECT is_definer('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
+SELECT is_definer('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text', 'jsonb'],
     'complete_decision is SECURITY DEFINER');
-SELECT is_definer('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
+SELECT is_definer('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text', 'jsonb'],
     'fail_inference is SECURITY DEFINER');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
@@ -90,8 +90,8 @@ SELECT is_empty(
 SELECT is_empty(
     $$SELECT f FROM unnest(ARRAY['routing.choose_route(uuid, text, int, int, timestamptz, text)',
                                  'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)',
-                                 'routing.complete_decision(bigint, jsonb, int, int, int, text)',
-                                 'routing.fail_inference(bigint, text, text, int, int, int, text)']) f
+                                 'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)',
+                                 'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)']) f
        WHERE obj_description(f::regprocedure, 'pg_proc') IS NULL$$,
     'the four public functions carry a COMMENT saying what they guarantee'
 );
@@ -596,9 +596,9 @@ SELECT results_eq(
 );
 SELECT function_privs_are('routing', 'insert_decision', ARRAY['text', 'uuid', 'text', 'integer', 'integer', 'jsonb', 'boolean'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute insert_decision');
-SELECT function_privs_are('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text'],
+SELECT function_privs_are('routing', 'complete_decision', ARRAY['bigint', 'jsonb', 'integer', 'integer', 'integer', 'text', 'jsonb'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute complete_decision');
-SELECT function_privs_are('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text'],
+SELECT function_privs_are('routing', 'fail_inference', ARRAY['bigint', 'text', 'text', 'integer', 'integer', 'integer', 'text', 'jsonb'],
     'routing_app', ARRAY['EXECUTE'], 'routing_app may execute fail_inference');
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p

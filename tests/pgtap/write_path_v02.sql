@@ -72,8 +72,8 @@ SELECT is_empty(
     'the v0.1 signatures are gone: one function each, no ambiguous overload');
 SELECT is_empty(
     $$SELECT f FROM unnest(ARRAY['routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)',
-                                 'routing.complete_decision(bigint, jsonb, int, int, int, text)',
-                                 'routing.fail_inference(bigint, text, text, int, int, int, text)',
+                                 'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)',
+                                 'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)',
                                  'routing.mark_first_token(bigint, int)',
                                  'routing.heartbeat_inference(bigint, int)']) f
        WHERE obj_description(f::regprocedure, 'pg_proc') IS NULL$$,
@@ -81,8 +81,8 @@ SELECT is_empty(
 SELECT is_empty(
     $$SELECT p.oid::regprocedure::text FROM pg_proc p
        WHERE p.oid IN ('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure,
-                       'routing.complete_decision(bigint, jsonb, int, int, int, text)'::regprocedure,
-                       'routing.fail_inference(bigint, text, text, int, int, int, text)'::regprocedure,
+                       'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)'::regprocedure,
+                       'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)'::regprocedure,
                        'routing._route(numeric, text, int, int, timestamptz)'::regprocedure)
          AND NOT ('jit=off' = ANY (p.proconfig))$$,
     'the write path and the router are never JIT-compiled (SET jit = off)');

@@ -62,9 +62,19 @@ def test_admin_writes_the_catalog_the_router_reads_and_the_audit_names_the_login
 
     audit = conn.execute(
         "SELECT changed_by, via, table_name, operation, row_key"
-        " FROM routing.catalog_changes ORDER BY id"
+        " FROM routing.catalog_changes WHERE table_name <> 'model_prices' ORDER BY id"
     ).fetchall()
     assert [row[0] for row in audit] == [editor] * 6, "who is the login, not the function owner"
+    # v0.3: each model's two prices are price rows too, audited the same way.
+    prices = conn.execute(
+        "SELECT changed_by, via, row_key, after->>'token_class' FROM routing.catalog_changes"
+        " WHERE table_name = 'model_prices' ORDER BY id"
+    ).fetchall()
+    assert [tuple(row) for row in prices] == [
+        (editor, "upsert_model", slug, token_class)
+        for slug in ("t-small", "t-large", "t-embed")
+        for token_class in ("input", "output")
+    ]
     assert [(row[1], row[4]) for row in audit] == [
         ("upsert_model", "t-small"),
         ("upsert_model", "t-large"),

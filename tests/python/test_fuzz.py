@@ -168,6 +168,18 @@ KNOWN_V02: dict[str, tuple[str, ...]] = {
     "choose_route": (*KNOWN_V01["choose_route"], "p_request_id text"),
     "model_quality": ("p_as_of timestamp with time zone",),
 }
+#: v0.3: cost by token class (issue 18).
+KNOWN_V03: dict[str, tuple[str, ...]] = {
+    "complete_decision": (*KNOWN_V02["complete_decision"], "p_usage jsonb"),
+    "fail_inference": (*KNOWN_V02["fail_inference"], "p_usage jsonb"),
+    "set_model_price": (
+        "p_slug text",
+        "p_token_class text",
+        "p_usd_per_mtok numeric",
+        "p_effective_from timestamp with time zone",
+        "p_min_input_tokens integer",
+    ),
+}
 
 CATALOG = """
 SELECT p.proname::text, p.oid::regprocedure::text,
@@ -635,7 +647,7 @@ def test_catalog_matches_known(conn: Conn) -> None:
     """The catalog publishes what KNOWN lists, with the same arguments, to a routing_* role."""
     catalog = {fn.name: fn for fn in public_functions(conn)}
     assert len(catalog) == len({(fn.name) for fn in public_functions(conn)}), "an overload"
-    known = {**KNOWN_V01, **KNOWN_V02}
+    known = {**KNOWN_V01, **KNOWN_V02, **KNOWN_V03}
     undocumented = sorted(set(catalog) - set(known))
     assert undocumented == [], f"public functions missing from test_fuzz.KNOWN: {undocumented}"
     drifted = {

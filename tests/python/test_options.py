@@ -135,7 +135,7 @@ def test_embed_routes_only_to_embeddings_models_and_settles_from_input(embedding
     usage = result.response.payload["usage"]
     assert (attempt["input_tokens"], attempt["output_tokens"]) == (usage["prompt_tokens"], 0)
     assert attempt["usage_source"] == "provider"
-    expected = round(usage["prompt_tokens"] * 0.02 / 1e6, 6)
+    expected = round(usage["prompt_tokens"] * 0.02 / 1e6, 10)
     assert float(attempt["cost_usd"]) == pytest.approx(expected, abs=1e-6)
     assert attempt["request_payload"] == {"input": INPUTS, "dimensions": 8}
     # The ledger keeps the vectors' sizes, not the vectors.

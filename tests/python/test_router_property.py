@@ -113,7 +113,7 @@ def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, An
             cost = (
                 INPUT_TOKENS * m.price_in / Decimal(10**6)
                 + MAX_TOKENS * m.price_out / Decimal(10**6)
-            ).quantize(Decimal("0.000001"), ROUND_HALF_UP)
+            ).quantize(Decimal("0.0000000001"), ROUND_HALF_UP)
         if m.endpoint != task_endpoint:
             gate = "wrong_endpoint"
         elif not priced:

@@ -377,6 +377,30 @@ def _set_model_enabled(slug: str, enabled: bool) -> _Call[str]:
     )
 
 
+def _set_model_price(
+    slug: str,
+    token_class: str,
+    usd_per_mtok: Number,
+    *,
+    effective_from: datetime | None = None,
+    min_input_tokens: int | None = None,
+) -> _Call[str]:
+    """``routing.set_model_price``: a new price row (``token_class`` input, output,
+    cache_read, cache_write or cache_write_1h), effective now unless ``effective_from``
+    (never in the past) says later; ``min_input_tokens`` > 0 is a long-context tier."""
+    return _call(
+        "set_model_price",
+        _text,
+        ("p_slug", "text", slug),
+        ("p_token_class", "text", token_class),
+        ("p_usd_per_mtok", "numeric", _number(usd_per_mtok)),
+        optional={
+            "p_effective_from": ("timestamptz", effective_from),
+            "p_min_input_tokens": ("int", min_input_tokens),
+        },
+    )
+
+
 def _upsert_agent(
     agent_id: Any,
     tenant_id: Any,
@@ -622,5 +646,6 @@ class Admin(_Client):
 
     upsert_model = _sync(_upsert_model)
     set_model_enabled = _sync(_set_model_enabled)
+    set_model_price = _sync(_set_model_price)
     upsert_agent = _sync(_upsert_agent)
     set_task_floor = _sync(_set_task_floor)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -57,6 +58,7 @@ from routing_ledger.providers import (
     estimate_embedding_tokens,
     estimate_input_tokens,
     estimate_output_tokens,
+    openai_usage_details,
 )
 
 # One constant per function, each argument cast to the function's declared type, so the
@@ -68,11 +70,11 @@ INSERT_DECISION = (
 )
 COMPLETE_DECISION = (
     "SELECT * FROM routing.complete_decision("
-    "%s::bigint, %s::jsonb, %s::int, %s::int, %s::int, %s::text)"
+    "%s::bigint, %s::jsonb, %s::int, %s::int, %s::int, %s::text, %s::jsonb)"
 )
 FAIL_INFERENCE = (
     "SELECT * FROM routing.fail_inference("
-    "%s::bigint, %s::text, %s::text, %s::int, %s::int, %s::int, %s::text)"
+    "%s::bigint, %s::text, %s::text, %s::int, %s::int, %s::int, %s::text, %s::jsonb)"
 )
 MARK_FIRST_TOKEN = "SELECT * FROM routing.mark_first_token(%s::bigint, %s::int)"
 HEARTBEAT_INFERENCE = "SELECT * FROM routing.heartbeat_inference(%s::bigint, %s::int)"
@@ -507,6 +509,7 @@ class Flow:
             output_tokens,
             max(0, response.latency_ms),
             "provider" if reported else "estimated",
+            usage_json(_within_totals(response.usage_details, input_tokens, output_tokens)),
         )
         return Write("complete", COMPLETE_DECISION, params, Completion)
 
@@ -518,8 +521,10 @@ class Flow:
         http_status: int | None = None,
         retry_after_ms: int | None = None,
         output_tokens: int | None = None,
+        usage: Mapping[str, Any] | None = None,
     ) -> Write:
-        """``output_tokens``: what a stream produced before it failed (``None``: unknown)."""
+        """``output_tokens``: what a stream produced before it failed (``None``: unknown);
+        ``usage``: the usage parts the provider reported before it broke (p_usage)."""
         text = self.scrub(message) or error_code
         usage_source = None if output_tokens is None else "estimated"
         params = (
@@ -530,6 +535,7 @@ class Flow:
             retry_after_ms,
             output_tokens,
             usage_source,
+            usage_json(_within_totals(usage, self.input_tokens, output_tokens)),
         )
         return Write("fail", FAIL_INFERENCE, params, FailureDecision)
 
@@ -959,6 +965,7 @@ def stream(flow: Flow, providers: Mapping[str, Any], config: Config) -> Protocol
                     error.message,
                     error.http_status,
                     output_tokens=flow.partial_tokens,
+                    usage=openai_usage_details(assembly.usage),
                 )
                 fd = yield from run_write(flow, write, config.db_retry_s, clock)
                 flow.interrupted(fd, code, error)
@@ -995,3 +1002,42 @@ def warn_unrecorded(flow: Flow, exc: BaseException, rec_exc: BaseException) -> N
         type(exc).__name__,
         flow.scrub(f"{type(rec_exc).__name__}: {rec_exc}"),
     )
+
+
+def usage_json(details: Mapping[str, Any] | None) -> str | None:
+    """``p_usage`` as JSON text: integers as written, a Decimal cost exactly (no float; a
+    float through its shortest repr). A value that is no finite number is left out: a
+    provider's odd usage figure must not cost the request its record."""
+    if not details:
+        return None
+    parts = []
+    for key, value in details.items():
+        if isinstance(value, float) and math.isfinite(value):
+            value = Decimal(repr(value))
+        if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+            continue
+        if isinstance(value, Decimal) and not value.is_finite():
+            continue
+        parts.append(f"{json.dumps(str(key))}: {value}")
+    return "{" + ", ".join(parts) + "}" if parts else None
+
+
+def _within_totals(
+    details: Mapping[str, Any] | None, input_tokens: int | None, output_tokens: int | None
+) -> Mapping[str, Any] | None:
+    """The parts that fit the totals the ledger records (a part above them, from an
+    estimated total, is dropped: the ledger would refuse the whole write for it)."""
+    if not details:
+        return details
+    kept = dict(details)
+    cache = sum(
+        int(kept.get(k) or 0)
+        for k in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens")
+    )
+    if input_tokens is not None and cache > input_tokens:
+        for key in ("cache_read_tokens", "cache_write_tokens", "cache_write_1h_tokens"):
+            kept.pop(key, None)
+    reasoning = kept.get("reasoning_tokens")
+    if reasoning is not None and (output_tokens is None or reasoning > output_tokens):
+        kept.pop("reasoning_tokens")
+    return kept or None

@@ -189,6 +189,32 @@ SELECT i.model_slug,
  WHERE o.request_id LIKE %s
  GROUP BY 1 ORDER BY 2 DESC, 1
 """
+# Spend by token class at the rates each attempt was charged (routing._rates_in_force at
+# its created_at), and what the prompt cache saved against billing those tokens as input.
+_SUMMARY_CLASSES = """
+SELECT coalesce(sum((i.input_tokens - coalesce(i.cache_read_tokens, 0)
+                     - coalesce(i.cache_write_tokens, 0)
+                     - coalesce(i.cache_write_1h_tokens, 0)) * r.input), 0) / 1e6,
+       coalesce(sum(coalesce(i.cache_read_tokens, 0)
+                    * coalesce(r.cache_read, r.input)), 0) / 1e6,
+       coalesce(sum(coalesce(i.cache_write_tokens, 0) * coalesce(r.cache_write, r.input)
+                    + coalesce(i.cache_write_1h_tokens, 0)
+                      * coalesce(r.cache_write_1h, r.input)), 0) / 1e6,
+       coalesce(sum((i.output_tokens - coalesce(i.reasoning_tokens, 0)) * r.output), 0) / 1e6,
+       coalesce(sum(coalesce(i.reasoning_tokens, 0) * r.output), 0) / 1e6,
+       coalesce(sum(i.cost_usd), 0),
+       coalesce(sum(coalesce(i.cache_read_tokens, 0)
+                    * (r.input - coalesce(r.cache_read, r.input))
+                    + coalesce(i.cache_write_tokens, 0)
+                      * (r.input - coalesce(r.cache_write, r.input))
+                    + coalesce(i.cache_write_1h_tokens, 0)
+                      * (r.input - coalesce(r.cache_write_1h, r.input))), 0) / 1e6,
+       coalesce(sum(i.cache_read_tokens), 0), coalesce(sum(i.reasoning_tokens), 0)
+  FROM routing.inferences i
+  JOIN routing.routing_outcomes o ON o.id = i.outcome_id
+ CROSS JOIN LATERAL routing._rates_in_force(i.model_slug, i.created_at, i.input_tokens) r
+ WHERE o.request_id LIKE %s AND i.cost_usd IS NOT NULL
+"""
 _SUMMARY_JUDGED = """
 SELECT judge_status, count(*), avg(judge_score) FROM routing.routing_outcomes
  WHERE request_id LIKE %s AND judge_status IS NOT NULL
@@ -486,6 +512,11 @@ def _demo_fault_mix() -> dict[Any, float]:
         Fault.stream_stall(1, DEMO_TIMEOUT_S * 3): 0.01,
         Fault.stream_malformed(2): 0.01,
         Fault.ok(include_usage=False): 0.03,  # usage estimated by the client, and marked so
+        # An agent's turn on a long shared prefix: most of the prompt read from the cache,
+        # some of the output spent reasoning (OpenAI's usage details).
+        Fault.ok(
+            prompt_tokens=2048, cache_read_tokens=1792, completion_tokens=96, reasoning_tokens=64
+        ): 0.15,
         Fault.tool_call("lookup_invoice", '{"q": "overdue invoices"}'): 0.05,
     }
 
@@ -805,6 +836,7 @@ def _demo_summary(
     for slug, succeeded, failed_n, model_cost in conn.execute(_SUMMARY_MODELS, (like,)):
         models.add_row(str(slug), str(succeeded), str(failed_n), _money(model_cost))
     console.print(models)
+    _demo_class_summary(conn, like, console)
     _demo_traffic_summary(conn, like, burst, console)
     _demo_background_summary(conn, like, burst, console)
 
@@ -862,6 +894,24 @@ def _demo_summary(
         console.print(table)
         failures.extend(f"integrity_report: {m}" for m in violated)
     return failures
+
+
+def _demo_class_summary(conn: psycopg.Connection[Any], like: str, console: Console) -> None:
+    """Spend by token class, and the saving the prompt cache gave."""
+    row = conn.execute(_SUMMARY_CLASSES, (like,)).fetchone()
+    assert row is not None
+    uncached, cache_read, cache_write, output, reasoning, total, saving, cached_n, reasoning_n = row
+    table = Table(title="spend by token class", title_justify="left")
+    table.add_column("class")
+    table.add_column("cost", justify="right")
+    table.add_row("input (uncached)", _money(uncached))
+    table.add_row(f"cache reads ({cached_n} tokens)", _money(cache_read))
+    table.add_row("cache writes", _money(cache_write))
+    table.add_row("output (less reasoning)", _money(output))
+    table.add_row(f"reasoning ({reasoning_n} tokens)", _money(reasoning))
+    table.add_row("[bold]total (the attempts' cost_usd)", f"[bold]{_money(total)}")
+    table.add_row("saved by the prompt cache", _money(saving))
+    console.print(table)
 
 
 def _demo_traffic_summary(

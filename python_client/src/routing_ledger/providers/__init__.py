@@ -26,6 +26,7 @@ from routing_ledger.providers.openai import (
     OpenAICompatibleProvider,
     StreamAssembly,
     SyncProviderStream,
+    openai_usage_details,
 )
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "estimate_embedding_tokens",
     "estimate_input_tokens",
     "estimate_output_tokens",
+    "openai_usage_details",
     "parse_retry_after_ms",
     "scrub",
 ]

@@ -29,6 +29,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -55,6 +56,7 @@ __all__ = [
     "OpenAICompatibleProvider",
     "StreamAssembly",
     "SyncProviderStream",
+    "openai_usage_details",
 ]
 
 _INVALID = object()
@@ -477,6 +479,50 @@ def _usage(payload: Mapping[str, Any]) -> Mapping[str, Any]:
     return usage if isinstance(usage, Mapping) else {}
 
 
+def openai_usage_details(usage: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """An OpenAI-shaped usage object's parts beyond the totals, as the ledger's p_usage.
+
+    ``prompt_tokens_details.cached_tokens`` (counted inside ``prompt_tokens``) becomes
+    ``cache_read_tokens``; ``completion_tokens_details.reasoning_tokens`` (inside
+    ``completion_tokens``) ``reasoning_tokens``; a reported ``cost`` (OpenRouter, an
+    upstream gateway's bill, in USD) ``provider_cost_usd``, as an exact :class:`Decimal`
+    of the number as written. A part above its total is dropped rather than sent (the
+    ledger would refuse the whole completion for it). ``None`` when there is none.
+    """
+    if not isinstance(usage, Mapping):
+        return None
+    details: dict[str, Any] = {}
+    prompt = usage.get("prompt_tokens_details")
+    if isinstance(prompt, Mapping):
+        cached = _non_negative_int(prompt.get("cached_tokens"))
+        total = _non_negative_int(usage.get("prompt_tokens"))
+        if cached is not None and (total is None or cached <= total):
+            details["cache_read_tokens"] = cached
+    completion = usage.get("completion_tokens_details")
+    if isinstance(completion, Mapping):
+        reasoning = _non_negative_int(completion.get("reasoning_tokens"))
+        total = _non_negative_int(usage.get("completion_tokens"))
+        if reasoning is not None and (total is None or reasoning <= total):
+            details["reasoning_tokens"] = reasoning
+    cost = _usd(usage.get("cost"))
+    if cost is not None:
+        details["provider_cost_usd"] = cost
+    return details or None
+
+
+def _usd(value: Any) -> Decimal | None:
+    """A reported cost as an exact Decimal (a float through its shortest repr), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        return None
+    try:
+        amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except InvalidOperation:
+        return None
+    if not amount.is_finite() or amount < 0:
+        return None
+    return amount
+
+
 def _interpret_chat(
     payload: dict[str, Any], latency_ms: int, status: int
 ) -> tuple[str | None, ProviderResponse | None]:
@@ -491,6 +537,7 @@ def _interpret_chat(
         latency_ms=latency_ms,
         payload=payload,
         http_status=status,
+        usage_details=openai_usage_details(usage),
     )
 
 
@@ -509,6 +556,7 @@ def _interpret_embeddings(
         latency_ms=latency_ms,
         payload=payload,
         http_status=status,
+        usage_details=openai_usage_details(_usage(payload)),
     )
 
 
@@ -627,6 +675,7 @@ class StreamAssembly:
             latency_ms=latency_ms,
             payload=payload,
             http_status=http_status,
+            usage_details=openai_usage_details(self.usage),
         )
 
 

@@ -163,6 +163,13 @@ class Fault:
     cache_write_1h_tokens: int | None = None
     #: stream_error: the error event's type (Messages API: overloaded_error, api_error, …).
     error_type: str = "overloaded_error"
+    #: More usage to report, OpenAI-shaped (chat completions): cache_read_tokens above goes
+    #: into ``prompt_tokens_details.cached_tokens``; ``reasoning_tokens`` into
+    #: ``completion_tokens_details.reasoning_tokens`` (inside completion_tokens); ``cost_usd``
+    #: into ``cost`` (USD, as OpenRouter reports it; a decimal string here so the fault stays
+    #: hashable and the figure exact).
+    reasoning_tokens: int | None = None
+    cost_usd: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -199,8 +206,15 @@ class Fault:
         cache_read_tokens: int | None = None,
         cache_write_tokens: int | None = None,
         cache_write_1h_tokens: int | None = None,
+        reasoning_tokens: int | None = None,
+        cost_usd: str | None = None,
     ) -> Fault:
         """A successful completion, optionally after ``delay_s`` and with fixed usage/content.
+
+        ``cache_read_tokens``, ``reasoning_tokens`` and ``cost_usd`` add the usage details an
+        OpenAI-compatible provider reports (``prompt_tokens_details.cached_tokens``,
+        ``completion_tokens_details.reasoning_tokens``, OpenRouter's ``cost``), whole and in
+        a stream's usage chunk.
 
         Streamed, it is ``chunks`` content chunks (default: one per word of the text; with
         ``content``, that text cut into ``chunks`` near-equal pieces; without, the answer's
@@ -221,6 +235,8 @@ class Fault:
             cache_read_tokens=cache_read_tokens,
             cache_write_tokens=cache_write_tokens,
             cache_write_1h_tokens=cache_write_1h_tokens,
+            reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd,
         )
 
     @classmethod
@@ -447,7 +463,7 @@ class SentAnswer:
     streamed: bool
     pieces: tuple[str, ...] = ()
     tool_calls: tuple[Mapping[str, Any], ...] = ()
-    usage: Mapping[str, int] | None = None
+    usage: Mapping[str, Any] | None = None
     finished: bool = False
     embeddings: int = 0
 
@@ -473,7 +489,7 @@ class _AnswerLog:
     streamed: bool
     pieces: list[str] = field(default_factory=list)
     tool_calls: tuple[Mapping[str, Any], ...] = ()
-    usage: Mapping[str, int] | None = None
+    usage: Mapping[str, Any] | None = None
     finished: bool = False
     embeddings: int = 0
 
@@ -1060,7 +1076,7 @@ class _Plan:
 
     pieces: tuple[str, ...]
     finish_reason: str
-    usage: dict[str, int]
+    usage: dict[str, Any]
     tool_calls: tuple[dict[str, Any], ...] = ()
     argument_pieces: tuple[str, ...] = ()
 
@@ -1141,17 +1157,24 @@ def _plan(body: dict[str, Any], fault: Fault, seq: int) -> _Plan:
         fault.prompt_tokens if fault.prompt_tokens is not None else estimate_input_tokens(messages)
     )
 
-    def usage(completion_chars: int) -> dict[str, int]:
+    def usage(completion_chars: int) -> dict[str, Any]:
         completion = (
             fault.completion_tokens
             if fault.completion_tokens is not None
             else max(1, math.ceil(completion_chars / 4))
         )
-        return {
+        reported: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion,
             "total_tokens": prompt_tokens + completion,
         }
+        if fault.cache_read_tokens is not None:
+            reported["prompt_tokens_details"] = {"cached_tokens": fault.cache_read_tokens}
+        if fault.reasoning_tokens is not None:
+            reported["completion_tokens_details"] = {"reasoning_tokens": fault.reasoning_tokens}
+        if fault.cost_usd is not None:
+            reported["cost"] = float(fault.cost_usd)
+        return reported
 
     if fault.kind == "tool_call":
         name, arguments = fault.tool_name or _DEFAULT_TOOL, fault.tool_arguments or ""
@@ -1495,7 +1518,7 @@ class FaultInjectingProvider:
         *,
         piece: str | None = None,
         tool_calls: tuple[Mapping[str, Any], ...] | None = None,
-        usage: Mapping[str, int] | None = None,
+        usage: Mapping[str, Any] | None = None,
         finished: bool | None = None,
         embeddings: int | None = None,
     ) -> None:
