@@ -177,8 +177,12 @@ SELECT is((routing.choose_route(:free, 'chat', 1000, 100) -> 'candidates' -> 0 -
 SELECT is((routing.choose_route(:free, 'chat', 1000, 100, now() + interval '2 hours') -> 'candidates' -> 0 ->> 'projected_cost_usd')::numeric,
           0.0108, 'after the announced change, at the new rate (1000 x 10 + 100 x 8)');
 SELECT pg_temp.attempt('p-plan', :free, 'chat', 1000, 100);
-SELECT is((SELECT valid_until FROM routing.route_plans WHERE task_type = 'chat'), now() + interval '1 hour',
-          'a route plan is valid only until the next effective_from of a price');
+-- A plan also ends with its quality tick (half-life / 1024, learned_quality): the earlier of the two.
+SELECT is((SELECT valid_until FROM routing.route_plans WHERE task_type = 'chat'),
+          least(now() + interval '1 hour',
+                (SELECT routing._quality_tick(now(), s.quality_half_life) + s.quality_half_life / 1024
+                   FROM routing.settings s)),
+          'a route plan is valid only until the next effective_from of a price (or its quality tick''s end)');
 SELECT is((routing._planned_explanation(NULL, 'chat', 1000, 100, now() + interval '2 hours') ->> 'projected_cost_usd')::numeric,
           0.0108, 'past it, insert_decision''s explanation uses the new rate, not the cached plan');
 
