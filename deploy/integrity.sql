@@ -82,10 +82,8 @@ INSERT INTO routing.integrity_metrics (metric, ordinal, kind, description) VALUE
     -- 16 is budget_ledger's budget_spend_drift.
     ('rows_in_default_partition', 17, 'violation',
      'Rows of a partitioned ledger in its DEFAULT partitions (routing_outcomes_default, inferences_default): writes no time partition covered, because partition upkeep (routing.create_partitions_ahead, scheduled daily) has not run ahead. The writes succeeded and are kept; create the missing partitions. Always 0 on an unpartitioned ledger.'),
-    -- >>> usage_classes
     ('cost_mismatch_24h', 18, 'info',
      'Attempts completed in the 24 hours before p_as_of whose provider-reported cost (inferences.provider_cost_usd) and computed cost (cost_usd, at routing.model_prices; NULL counts as 0) differ by more than 1 % of the provider''s figure and more than 0.000001 USD. A stale or missing price row shows here first: add the provider''s current price with routing.set_model_price.')
-    -- <<< usage_classes
 ON CONFLICT (metric) DO UPDATE
    SET ordinal = excluded.ordinal, kind = excluded.kind, description = excluded.description;
 
@@ -211,18 +209,16 @@ BEGIN
             SELECT count(*) FROM routing.routing_outcomes o
              WHERE o.outcome_status = 'cancelled'
                AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of)),
-        -- >>> budget_ledger: the running daily spend against the ledger's own sum.
+        -- The running daily spend against the ledger's own sum.
         ('budget_spend_drift', routing._budget_drift(p_as_of)),
-        -- <<< budget_ledger
         ('rows_in_default_partition', routing._rows_in_default_partition()),
-        -- >>> usage_classes: on the partial index inferences_provider_cost.
+        -- On the partial index inferences_provider_cost.
         ('cost_mismatch_24h', (
             SELECT count(*) FROM routing.inferences i
              WHERE i.provider_cost_usd IS NOT NULL
                AND i.completed_at > p_as_of - interval '24 hours' AND i.completed_at <= p_as_of
                AND abs(coalesce(i.cost_usd, 0) - i.provider_cost_usd) > 0.01 * i.provider_cost_usd
                AND abs(coalesce(i.cost_usd, 0) - i.provider_cost_usd) > 0.000001))
-        -- <<< usage_classes
     )
     SELECT v.metric, v.value
       FROM v JOIN routing.integrity_metrics m ON m.metric = v.metric

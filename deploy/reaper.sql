@@ -88,9 +88,8 @@ BEGIN
           WHERE o.id = ANY (v_outs) AND o.outcome_status IS NULL
           ORDER BY o.id
             FOR UPDATE;
-        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        -- Their budget rows, in one order (two reapers cannot deadlock).
         PERFORM routing._lock_budget_rows(v_outs);
-        -- <<< budget_ledger
 
         UPDATE routing.inferences i
            SET status = 'failed',
@@ -107,9 +106,8 @@ BEGIN
                    p_older_than),
                usage_source = CASE WHEN i.output_tokens IS NOT NULL
                                    THEN coalesce(i.usage_source, 'estimated') END,
-               -- >>> model_prices: at the rates in force at the attempt's created_at
+               -- At the rates in force at the attempt's created_at
                cost_usd = routing._attempt_cost(i.model_slug, i.created_at, i.input_tokens, i.output_tokens),
-               -- <<< model_prices
                completed_at = v_now
          WHERE i.id = ANY (v_ids);
         GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -149,9 +147,8 @@ BEGIN
                  LIMIT c_batch
                    FOR UPDATE OF i, o SKIP LOCKED) s;
         EXIT WHEN v_ids IS NULL;
-        -- >>> budget_ledger: their budget rows, in one order (two reapers cannot deadlock).
+        -- Their budget rows, in one order (two reapers cannot deadlock).
         PERFORM routing._lock_budget_rows(v_ids);
-        -- <<< budget_ledger
 
         UPDATE routing.routing_outcomes o
            SET outcome_status = coalesce(p.give_up_status, 'failed_abandoned'),

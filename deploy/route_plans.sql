@@ -96,13 +96,12 @@ ALTER TABLE routing.route_plans
     ADD COLUMN IF NOT EXISTS explorable    jsonb  NOT NULL DEFAULT '[]',
     ADD COLUMN IF NOT EXISTS explore_share double precision NOT NULL DEFAULT 0;
 
--- >>> model_prices: the smallest min_input_tokens of a long-context tier among the
+-- The smallest min_input_tokens of a long-context tier among the
 -- endpoint's input and output prices (NULL: none); a request with at least that many
 -- input tokens is routed in full, at its tier's rates.
 ALTER TABLE routing.route_plans ADD COLUMN IF NOT EXISTS tier_from_tokens int;
 -- Plans built before prices were versioned are not current any more.
 UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
--- <<< model_prices
 COMMENT ON TABLE routing.route_plans IS
     'Cache of the router''s catalog-dependent work per task type (and session TimeZone): the compact explanation with no cap and no tokens, valid while routing.route_epochs holds its epochs, for instants in [valid_from, valid_until). Unlogged; rebuilt by the write path whenever it is not current.';
 
@@ -179,7 +178,7 @@ BEGIN
       -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
       FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot', NULL, NULL) AS doc
             OFFSET 0) d
-     -- >>> model_prices: the rates in force, and the first long-context tier
+     -- The rates in force, and the first long-context tier
      CROSS JOIN LATERAL (SELECT max(r.input) AS max_in, max(r.output) AS max_out,
                                 (SELECT min(p.min_input_tokens) FROM routing.model_prices p
                                    JOIN routing.models t ON t.slug = p.model_slug
@@ -192,7 +191,6 @@ BEGIN
     SELECT greatest(v_plan.valid_from, v.valid_from), least(v_plan.valid_until, v.valid_until)
       INTO v_plan.valid_from, v_plan.valid_until
       FROM routing._price_validity(p_as_of) v;
-    -- <<< model_prices
 
     INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
     VALUES (decode(v_doc ->> 'snapshot', 'hex'), v_doc -> 'snapshot_candidates', v_doc -> 'snapshot_dropped')

@@ -134,11 +134,10 @@ scored AS (
            cfg.keep
       FROM routing.models m
      CROSS JOIN cfg
-      -- >>> model_prices: the price gate, the ranking and the projected costs (10
+      -- The price gate, the ranking and the projected costs (10
       -- decimals) use the input and output rates in force at p_as_of for this request's
       -- long-context tier, not the catalog columns.
       LEFT JOIN routing._catalog_rates(p_as_of, p_input_tokens) pr ON pr.model_slug = m.slug
-      -- <<< model_prices
       LEFT JOIN routing.model_task_quality q
              ON q.model_slug = m.slug AND q.task_type = p_task_type
       LEFT JOIN routing.model_cooldowns c

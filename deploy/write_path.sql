@@ -181,18 +181,17 @@ BEGIN
         RAISE EXCEPTION 'insert_decision: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
 
-    -- >>> route_snapshots, route_plans: the compact explanation (routing.explain_outcome
+    -- The compact explanation (routing.explain_outcome
     -- gives the whole document back), from the task's route plan while it is current.
-    -- v0.3 (issue 20): the request is passed in for its deterministic quality draws.
+    -- The request is passed in for its deterministic quality draws.
     v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
                                                 p_agent_id, p_request_id);
-    -- <<< route_snapshots, route_plans
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
 
     -- Pre-dispatch checks.
-    -- >>> budget_ledger: the daily cap is one conditional UPDATE of the agent's running
+    -- The daily cap is one conditional UPDATE of the agent's running
     -- spend (routing._reserve_budget); concurrent decisions of a capped agent queue on
     -- that row, so they cannot overspend. An uncapped decision is added to the day's row
     -- if one exists (the agent was capped earlier that day), so the row stays exact.
@@ -209,7 +208,6 @@ BEGIN
     ELSIF v_slug IS NOT NULL AND EXISTS (SELECT FROM routing.budget_spend b WHERE b.agent_id = p_agent_id) THEN
         PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
     END IF;
-    -- <<< budget_ledger
 
     IF v_refusal IS NOT NULL THEN
         v_rule   := 'failed_pre_dispatch';
@@ -243,11 +241,10 @@ BEGIN
 
     IF v_outcome_id IS NULL THEN
         -- A concurrent call with the same request won the race; it has committed.
-        -- >>> budget_ledger: this call's reservation is given back.
+        -- This call's reservation is given back.
         IF v_refusal IS NULL AND v_slug IS NOT NULL THEN
             PERFORM routing._settle_budget(p_agent_id, now(), -v_projected);
         END IF;
-        -- <<< budget_ledger
         RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
         IF NOT FOUND THEN
             -- Partitioned ledger: the request's key outlived its outcome's partition
@@ -615,9 +612,8 @@ BEGIN
             SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END,
                    m.provider, m.provider_model
               INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
-              -- >>> route_snapshots: every ranked candidate, from the shared snapshot
+              -- Every ranked candidate, from the shared snapshot
               FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
-              -- <<< route_snapshots
               JOIN routing.models m ON m.slug = c.slug AND m.enabled
               LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
              WHERE c.slug <> ALL (v_tried)
