@@ -21,7 +21,7 @@ from routing_ledger.providers import (
     scrub,
 )
 
-__version__ = "0.2.1"
+__version__ = "0.3.0"
 
 __all__ = [
     "AnthropicProvider",
