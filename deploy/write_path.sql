@@ -282,6 +282,29 @@ BEGIN
 END
 $$;
 
+-- The end of complete_decision's and fail_inference's diagnosis of an attempt their
+-- UPDATE did not find routed, once each has answered a repeat and refused a closed
+-- attempt: an attempt of no outcome (history from an older write path; 55000), else one
+-- that was routed again by the time it was read, so it changed in between (40001). Raises,
+-- always. Ids, not the row: a function taking a ledger table's row type would tie itself
+-- to that table, which a layout switch replaces.
+CREATE OR REPLACE FUNCTION routing._raise_unlinked_or_changed(p_fn text, p_inference_id bigint,
+                                                             p_outcome_id bigint, p_transition text)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF p_outcome_id IS NULL THEN
+        RAISE EXCEPTION '%: inference % belongs to no outcome (history from an older write path)', p_fn, p_inference_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+    END IF;
+    RAISE EXCEPTION '%: inference % changed while it was being %', p_fn, p_inference_id, p_transition
+        USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+END
+$$;
+
 CREATE OR REPLACE FUNCTION routing.complete_decision(
     p_inference_id     bigint,
     p_response_payload jsonb,
@@ -377,14 +400,7 @@ BEGIN
                               THEN 'the reaper closed this attempt; the provider may still have done the work'
                               ELSE 'an attempt reaches one terminal state' END;
     END IF;
-    IF v_inf.outcome_id IS NULL THEN
-        RAISE EXCEPTION 'complete_decision: inference % belongs to no outcome (history from an older write path)', p_inference_id
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
-    END IF;
-    -- Routed now, yet not when the UPDATE looked: it committed in between.
-    RAISE EXCEPTION 'complete_decision: inference % changed while it was being completed', p_inference_id
-        USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+    PERFORM routing._raise_unlinked_or_changed('complete_decision', p_inference_id, v_inf.outcome_id, 'completed');
 END
 $$;
 
@@ -531,14 +547,7 @@ BEGIN
                                   THEN 'the reaper closed this attempt'
                                   ELSE 'an attempt reaches one terminal state' END;
         END IF;
-        IF v_inf.outcome_id IS NULL THEN
-            RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
-                USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
-        END IF;
-        -- Routed now, yet not when the UPDATE looked: it committed in between.
-        RAISE EXCEPTION 'fail_inference: inference % changed while it was being failed', p_inference_id
-            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+        PERFORM routing._raise_unlinked_or_changed('fail_inference', p_inference_id, v_inf.outcome_id, 'failed');
     END IF;
     v_cost := v_inf.cost_usd;
 
@@ -773,6 +782,7 @@ COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
 REVOKE ALL ON FUNCTION routing._client_error_codes() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._usage_sources() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._cost_usd(text, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._raise_unlinked_or_changed(text, bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) FROM PUBLIC;

@@ -26,6 +26,8 @@ DROP FUNCTION IF EXISTS routing._decision_row(uuid, text);
 DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb);
 -- squawk-ignore ban-drop-function
 DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int, int, text, jsonb);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._raise_unlinked_or_changed(text, bigint, bigint, text);
 
 ALTER TABLE routing.inferences ADD COLUMN IF NOT EXISTS outcome_created_at timestamptz;
 -- Attempts are updated in place (heartbeats every few seconds, then completion): those
