@@ -203,3 +203,14 @@ QUALITY_BENCH_ARGS ?=
 .PHONY: bench-quality
 bench-quality: setup
 	$(VENV)/bin/python tests/bench/quality_bench.py $(QUALITY_BENCH_ARGS)
+
+# The same lifecycles counted in CPU instructions (tests/bench/lifecycle_instructions.py):
+# @v0.2.1 against the checkout, each in a single-user backend under valgrind, which does not
+# drift with the machine's load as wall-clock figures do (~10-20 min; valgrind is installed
+# when missing and make runs as root). INSTRUCTIONS_BENCH_ARGS="--try FILE.sql" for a candidate.
+INSTRUCTIONS_BENCH_ARGS ?=
+.PHONY: bench-instructions
+bench-instructions: setup
+	@command -v valgrind >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && apt-get install -y -qq valgrind; } \
+	  || { echo "make bench-instructions: install valgrind (Debian: apt-get install valgrind)" >&2; exit 1; }
+	$(VENV)/bin/python tests/bench/lifecycle_instructions.py $(INSTRUCTIONS_BENCH_ARGS)

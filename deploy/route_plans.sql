@@ -1,4 +1,5 @@
 -- Deploy routing_ledger:route_plans to pg
+-- requires: route_plans@v0.3.0
 -- requires: router
 -- requires: route_snapshots
 --
@@ -40,7 +41,7 @@
 --   and each change makes every task's next request rebuild its plan (about one
 --   choose_route).
 --
--- v0.3 (issue 20, change learned_quality):
+-- Learned quality (change learned_quality):
 -- - A plan also holds its task's learned quality: it is current only at the task's
 --   routing.quality_epochs counter (a label rebuilds its own task's plan, no other) and
 --   only inside the quality tick it was evaluated at (the decision's instant rounded down
@@ -56,6 +57,10 @@
 --   on an exploring request.
 -- - _planned_explanation takes the request (p_agent_id, p_request_id); the v0.2
 --   signature stays, with no request (no draw).
+-- - What a request pays on a current plan: one statement that finds the plan and
+--   compares its epochs, plain-value tests (no query) for the cap and the tier, the draws'
+--   query only for a plan that lists explorable models, and its projected costs added to
+--   the plan's few candidates.
 
 BEGIN;
 
@@ -301,28 +306,34 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_plan routing.route_plans;
+    v_full boolean;
 BEGIN
     SELECT p.* INTO v_plan
       FROM routing.route_plans p
      WHERE p.task_type = p_task_type AND p.time_zone = current_setting('TimeZone')
        AND p_as_of >= p.valid_from AND p_as_of < p.valid_until
-       AND p.epochs = routing._route_epochs()
+       -- routing._route_epochs(), written out: the call would cost more than its query.
+       AND p.epochs = (SELECT array_agg(e.epoch ORDER BY e.source) FROM routing.route_epochs e)
        AND p.quality_epoch = coalesce((SELECT e.epoch FROM routing.quality_epochs e WHERE e.task_type = p_task_type), 0);
     IF NOT FOUND THEN
         v_plan := routing._build_route_plan(p_task_type, p_as_of);
     END IF;
-    IF (p_agent_cap_usd IS NOT NULL
-        AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
-            > p_agent_cap_usd)
-       -- A long-context request, at its tier's rates.
-       OR p_input_tokens >= v_plan.tier_from_tokens
-       OR (p_request_id IS NOT NULL AND v_plan.explorable <> '[]'::jsonb
-           AND EXISTS (SELECT FROM jsonb_array_elements(v_plan.explorable) x (m)
+    -- Routed in full: when the per-call cap could drop a model, for a long-context request
+    -- (at its tier's rates), or when one of the request's draws explores. The plain tests
+    -- first; the draws' query only for a plan that lists explorable models.
+    v_full := (p_agent_cap_usd IS NOT NULL
+               AND routing._projected_cost(p_input_tokens, p_max_tokens, v_plan.max_price_in, v_plan.max_price_out)
+                   > p_agent_cap_usd)
+              OR p_input_tokens >= v_plan.tier_from_tokens;
+    IF v_full IS NOT TRUE AND p_request_id IS NOT NULL AND v_plan.explorable <> '[]'::jsonb THEN
+        v_full := EXISTS (SELECT FROM jsonb_array_elements(v_plan.explorable) x (m)
                         CROSS JOIN LATERAL (SELECT routing._quality_draw(p_agent_id, p_request_id, x.m ->> 'slug')) d (u)
                         WHERE d.u < v_plan.explore_share
                           AND round(((x.m ->> 'mean')::double precision
                                      + (x.m ->> 'sd')::double precision * routing._normal_quantile(1 - d.u))::numeric, 4)
-                              >= (v_plan.explanation ->> 'min_quality')::numeric)) THEN
+                              >= (v_plan.explanation ->> 'min_quality')::numeric);
+    END IF;
+    IF v_full THEN
         RETURN routing._route_request_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
                                                   p_agent_id, p_request_id);
     END IF;

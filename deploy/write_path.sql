@@ -1,5 +1,5 @@
 -- Deploy routing_ledger:write_path to pg
--- requires: write_path@v0.2.1
+-- requires: write_path@v0.3.0
 -- requires: route_plans
 -- requires: model_prices
 -- requires: usage_classes
@@ -154,6 +154,7 @@ DECLARE
     v_outcome_id   bigint;
     v_inference_id bigint;
     v_key_conflict text;
+    v_set          text;
 BEGIN
     -- Arguments (see the header): one inline test accepts the usual call.
     IF (p_request_id IS NOT NULL AND length(p_request_id) <= 255 AND p_request_id ~ '[^[:space:]]'
@@ -225,7 +226,8 @@ BEGIN
     -- already claimed this INSERT's race branch (no row) instead of a 23505. Set for this
     -- statement only, and the caller's value put back before anything else runs.
     v_key_conflict := pg_catalog.current_setting('routing.request_key_conflict', true);
-    PERFORM pg_catalog.set_config('routing.request_key_conflict', 'skip', true);
+    -- (Assignments, not PERFORM: a plain expression, evaluated without a query.)
+    v_set := pg_catalog.set_config('routing.request_key_conflict', 'skip', true);
     INSERT INTO routing.routing_outcomes AS o
            (request_id, agent_id, tenant_id, task_type, decision_rule, chosen_model_slug,
             min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
@@ -237,7 +239,7 @@ BEGIN
             CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
     ON CONFLICT DO NOTHING
     RETURNING o.id INTO v_outcome_id;
-    PERFORM pg_catalog.set_config('routing.request_key_conflict', coalesce(v_key_conflict, ''), true);
+    v_set := pg_catalog.set_config('routing.request_key_conflict', coalesce(v_key_conflict, ''), true);
 
     IF v_outcome_id IS NULL THEN
         -- A concurrent call with the same request won the race; it has committed.

@@ -1,0 +1,738 @@
+-- Revert routing_ledger:write_path from pg
+--
+-- Back to write_path@v0.2.1: its functions as released (deploy/write_path@v0.2.1.sql),
+-- insert_decision's SET routing.request_key_conflict clause included where the deployer
+-- may store it (a superuser, or a role granted SET on the parameter), so a superuser's
+-- database returns exactly to @v0.2.1 and a non-superuser can revert at all.
+
+BEGIN;
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
+
+-- The released signatures, and the helper whose result gains a column. Dropped and
+-- recreated in this transaction, so no committed state lacks either; a v0.1 call resolves
+-- to the new function through its defaults.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.insert_decision(text, uuid, text, int, int, jsonb);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._decision_row(uuid, text);
+-- The v0.3 signatures (p_usage): @v0.2.1's are recreated below.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.fail_inference(bigint, text, text, int, int, int, text, jsonb);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._raise_unlinked_or_changed(text, bigint, bigint, text);
+
+ALTER TABLE routing.inferences ADD COLUMN IF NOT EXISTS outcome_created_at timestamptz;
+-- Attempts are updated in place (heartbeats every few seconds, then completion): those
+-- updates stay HOT only while the page has room for the new version, and the column makes
+-- every attempt wider. New pages keep 10 % free (catalog-only; no rewrite).
+ALTER TABLE routing.inferences SET (fillfactor = 90);
+COMMENT ON COLUMN routing.inferences.outcome_created_at IS
+    'created_at of the owning outcome, written by the write path: the partition key of attempts on a partitioned ledger (NULL on history of an older write path).';
+
+-- The error codes a client may report: the CHECK on inferences.error_code less the
+-- reaper's own 'abandoned'. What each one does is routing.retry_policy's.
+CREATE OR REPLACE FUNCTION routing._client_error_codes()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['rate_limited', 'server_error', 'timeout', 'connection_error',
+                 'bad_request', 'auth', 'client_error', 'stream_interrupted', 'cancelled']
+$$;
+
+-- How usage was counted: the CHECK inference_usage_source_known, for arguments.
+CREATE OR REPLACE FUNCTION routing._usage_sources()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['provider', 'estimated']
+$$;
+
+-- A cost at the model's catalog prices, rounded like every cost in the ledger. NULL
+-- when either count is unknown: an unknown usage is never a cost of 0.
+-- PL/pgSQL (its plan is cached per session), no SET clause (called once per request),
+-- every name qualified.
+CREATE OR REPLACE FUNCTION routing._cost_usd(p_model_slug text, p_input_tokens int, p_output_tokens int)
+RETURNS numeric
+LANGUAGE plpgsql
+STABLE PARALLEL SAFE
+AS $$
+BEGIN
+    IF p_input_tokens IS NULL OR p_output_tokens IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN (SELECT pg_catalog.round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
+                                    + p_output_tokens * m.price_out_per_mtok_usd / 1e6, 6)
+              FROM routing.models m
+             WHERE m.slug = p_model_slug);
+END
+$$;
+
+-- The row insert_decision returns, read back from the ledger: used for the idempotent
+-- repeat and for the loser of a race on the same (agent_id, request_id); it runs on
+-- every insert_decision. Its generic plan, cached once per session, is the unique index
+-- (request_id, agent_id) whatever the statistics: no other index can answer it.
+CREATE OR REPLACE FUNCTION routing._decision_row(p_agent_id uuid, p_request_id text)
+RETURNS TABLE (outcome_id bigint, inference_id bigint, decision_rule text, model_slug text,
+               provider text, provider_model text, outcome_status text, not_before timestamptz)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    RETURN QUERY
+    SELECT o.id, o.inference_id, o.decision_rule, coalesce(i.model_slug, o.chosen_model_slug),
+           m.provider, m.provider_model, o.outcome_status,
+           CASE WHEN i.status = 'routed' THEN i.not_before END
+      FROM routing.routing_outcomes o
+      LEFT JOIN routing.inferences i ON i.id = o.inference_id
+      LEFT JOIN routing.models m ON m.slug = coalesce(i.model_slug, o.chosen_model_slug)
+     WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.insert_decision(
+    p_request_id      text,
+    p_agent_id        uuid,
+    p_task_type       text,
+    p_input_tokens    int,
+    p_max_tokens      int,
+    p_request_payload jsonb DEFAULT '{}',
+    p_streamed        boolean DEFAULT false
+) RETURNS TABLE (outcome_id bigint, inference_id bigint, decision_rule text, model_slug text,
+                 provider text, provider_model text, outcome_status text, not_before timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_agent        routing.agents;
+    v_route        jsonb;
+    v_rule         text;
+    v_slug         text;
+    v_status       text;
+    v_refusal      jsonb;
+    v_projected    numeric;
+    v_spent        numeric;
+    v_outcome_id   bigint;
+    v_inference_id bigint;
+BEGIN
+    -- Arguments (see the header): one inline test accepts the usual call.
+    IF (p_request_id IS NOT NULL AND length(p_request_id) <= 255 AND p_request_id ~ '[^[:space:]]'
+        AND p_agent_id IS NOT NULL
+        AND p_task_type IS NOT NULL AND length(p_task_type) <= 64 AND p_task_type ~ '[^[:space:]]'
+        AND p_input_tokens >= 0 AND p_max_tokens >= 1 AND p_streamed IS NOT NULL) IS NOT TRUE THEN
+        PERFORM routing._require_text('insert_decision', 'p_request_id', p_request_id, 255);
+        PERFORM routing._check_route_args('insert_decision', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
+        PERFORM routing._require_not_null('insert_decision', 'p_streamed', p_streamed);
+    END IF;
+
+    -- Idempotent repeat: the request was already decided; return it, write nothing.
+    -- The probe is one index lookup, and it is also the lock order: routing_outcomes is
+    -- the first ledger relation this call touches (before the agent, the route plan, the
+    -- attempt sequence), as for the other writers, so that a switch of the layout
+    -- (partition_ledger, migrate_ledger_switch), which locks the ledger first, never
+    -- deadlocks with it.
+    IF EXISTS (SELECT FROM routing.routing_outcomes o WHERE o.agent_id = p_agent_id AND o.request_id = p_request_id) THEN
+        RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
+        RETURN;
+    END IF;
+
+    SELECT * INTO v_agent FROM routing.agents a WHERE a.id = p_agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'insert_decision: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
+    END IF;
+
+    -- >>> route_snapshots, route_plans: the compact explanation (routing.explain_outcome
+    -- gives the whole document back), from the task's route plan while it is current.
+    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now());
+    -- <<< route_snapshots, route_plans
+    v_rule      := v_route ->> 'decision_rule';
+    v_slug      := v_route ->> 'chosen_model_slug';
+    v_projected := (v_route ->> 'projected_cost_usd')::numeric;
+
+    -- Pre-dispatch checks.
+    -- >>> budget_ledger: the daily cap is one conditional UPDATE of the agent's running
+    -- spend (routing._reserve_budget); concurrent decisions of a capped agent queue on
+    -- that row, so they cannot overspend. An uncapped decision is added to the day's row
+    -- if one exists (the agent was capped earlier that day), so the row stays exact.
+    IF v_agent.status <> 'active' THEN
+        v_refusal := jsonb_build_object('reason', 'agent_not_active', 'agent_status', v_agent.status);
+    ELSIF v_slug IS NOT NULL AND v_agent.daily_cap_usd IS NOT NULL THEN
+        v_spent := routing._reserve_budget(p_agent_id, v_agent.daily_cap_usd, v_projected, now());
+        IF v_spent IS NOT NULL THEN
+            v_refusal := jsonb_build_object('reason', 'daily_cap_exceeded',
+                                            'spent_today_usd', v_spent,
+                                            'projected_cost_usd', v_projected,
+                                            'daily_cap_usd', v_agent.daily_cap_usd);
+        END IF;
+    ELSIF v_slug IS NOT NULL AND EXISTS (SELECT FROM routing.budget_spend b WHERE b.agent_id = p_agent_id) THEN
+        PERFORM routing._settle_budget(p_agent_id, now(), v_projected);
+    END IF;
+    -- <<< budget_ledger
+
+    IF v_refusal IS NOT NULL THEN
+        v_rule   := 'failed_pre_dispatch';
+        v_status := 'failed_pre_dispatch';
+        v_route  := v_route || jsonb_build_object('refusal', v_refusal);
+    ELSIF v_slug IS NULL THEN
+        v_status := 'rejected';
+    ELSE
+        v_inference_id := nextval('routing.inferences_id_seq');
+    END IF;
+
+    -- The outcome already carries its first attempt's id; the deferred foreign key
+    -- is satisfied by the next statement, before commit.
+    INSERT INTO routing.routing_outcomes AS o
+           (request_id, agent_id, tenant_id, task_type, decision_rule, chosen_model_slug,
+            min_quality, projected_cost_usd, explanation, inference_id, outcome_status,
+            attempts, completed_at)
+    VALUES (p_request_id, p_agent_id, v_agent.tenant_id, p_task_type, v_rule, v_slug,
+            (v_route ->> 'min_quality')::numeric, v_projected, v_route,
+            v_inference_id, v_status,
+            CASE WHEN v_inference_id IS NULL THEN 0 ELSE 1 END,
+            CASE WHEN v_status IS NOT NULL THEN clock_timestamp() END)
+    ON CONFLICT DO NOTHING
+    RETURNING o.id INTO v_outcome_id;
+
+    IF v_outcome_id IS NULL THEN
+        -- A concurrent call with the same request won the race; it has committed.
+        -- >>> budget_ledger: this call's reservation is given back.
+        IF v_refusal IS NULL AND v_slug IS NOT NULL THEN
+            PERFORM routing._settle_budget(p_agent_id, now(), -v_projected);
+        END IF;
+        -- <<< budget_ledger
+        RETURN QUERY SELECT * FROM routing._decision_row(p_agent_id, p_request_id);
+        IF NOT FOUND THEN
+            -- Partitioned ledger: the request's key outlived its outcome's partition
+            -- (dropped by retention, the key not yet purged).
+            RAISE EXCEPTION 'insert_decision: request % of agent % was decided, and its outcome is no longer retained',
+                            p_request_id, p_agent_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'a request id is idempotent only while its outcome is retained; use a new request_id';
+        END IF;
+        RETURN;
+    END IF;
+
+    IF v_inference_id IS NOT NULL THEN
+        -- input_tokens: the request's estimate, until a completion brings the provider's
+        -- count; it is the input figure of a partial answer's cost.
+        -- now(): the outcome's created_at (its default, this transaction's start).
+        INSERT INTO routing.inferences
+               (id, outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status,
+                request_payload, input_tokens, streamed)
+        VALUES (v_inference_id, v_outcome_id, now(), 1, p_agent_id, v_slug, 'routed',
+                coalesce(p_request_payload, '{}'::jsonb), p_input_tokens, p_streamed);
+    END IF;
+
+    -- A first attempt is dispatched at once: not_before is NULL. The result row, without a
+    -- query.
+    outcome_id := v_outcome_id;
+    inference_id := v_inference_id;
+    decision_rule := v_rule;
+    model_slug := v_slug;
+    provider := v_route ->> 'provider';
+    provider_model := v_route ->> 'provider_model';
+    outcome_status := v_status;
+    not_before := NULL;
+    RETURN NEXT;
+END
+$$;
+
+-- PostgreSQL 15+ lets only a superuser, or a role granted SET
+-- on it, store a placeholder parameter in a function's SET clause. The clause is added
+-- where the deployer may store it, so a superuser's database ends exactly as released;
+-- elsewhere the function runs without it (the request-key trigger of a partitioned
+-- ledger then raises 23505 on a lost race) until write_path is deployed again.
+DO $hotfix$
+BEGIN
+    IF pg_catalog.has_parameter_privilege('routing.request_key_conflict', 'SET') THEN
+        ALTER FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)
+            SET routing.request_key_conflict = 'skip';
+    END IF;
+END
+$hotfix$;
+
+CREATE OR REPLACE FUNCTION routing.complete_decision(
+    p_inference_id     bigint,
+    p_response_payload jsonb,
+    p_input_tokens     int,
+    p_output_tokens    int,
+    p_latency_ms       int,
+    p_usage_source     text DEFAULT 'provider'
+) RETURNS TABLE (outcome_id bigint, outcome_status text, cost_actual_usd numeric)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_inf        routing.inferences;
+    v_outcome_id bigint;
+    v_cost       numeric;
+    v_now        timestamptz := clock_timestamp();
+BEGIN
+    IF (p_inference_id IS NOT NULL AND p_input_tokens >= 0 AND p_output_tokens >= 0
+        AND p_latency_ms >= 0 AND p_usage_source = ANY (routing._usage_sources())) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('complete_decision', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('complete_decision', 'p_input_tokens', p_input_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_output_tokens', p_output_tokens);
+        PERFORM routing._require_int('complete_decision', 'p_latency_ms', p_latency_ms);
+        PERFORM routing._require_member('complete_decision', 'p_usage_source', p_usage_source, routing._usage_sources());
+    END IF;
+
+    -- The transition itself: the routed attempt, then its open outcome, one UPDATE each.
+    UPDATE routing.inferences i
+       SET status = 'succeeded', response_payload = p_response_payload,
+           input_tokens = p_input_tokens, output_tokens = p_output_tokens,
+           usage_source = p_usage_source,
+           cost_usd = routing._cost_usd(i.model_slug, p_input_tokens, p_output_tokens),
+           latency_ms = p_latency_ms, completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.outcome_id, i.cost_usd INTO v_outcome_id, v_cost;
+    IF FOUND THEN
+        UPDATE routing.routing_outcomes o
+           SET outcome_status = 'succeeded', inference_id = p_inference_id,
+               cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
+               judge_status = 'unlabeled', completed_at = v_now
+         WHERE o.id = v_outcome_id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Only history gets here: a terminal outcome whose attempt was left routed.
+            -- The error undoes the attempt's update.
+            RAISE EXCEPTION 'complete_decision: outcome % of inference % is already %',
+                            v_outcome_id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_outcome_id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        -- The result row, without a query.
+        outcome_id := v_outcome_id;
+        outcome_status := 'succeeded';
+        cost_actual_usd := v_cost;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+    -- changes again, so this reads without a lock.)
+    SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'complete_decision: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_inf.status = 'succeeded' THEN
+        -- Repeating the call: the first one won; return what it wrote.
+        RETURN QUERY SELECT o.id, o.outcome_status, o.cost_actual_usd
+                       FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id;
+        RETURN;
+    END IF;
+    IF v_inf.status = 'failed' THEN
+        RAISE EXCEPTION 'complete_decision: inference % is already failed (%), it cannot succeed',
+                        p_inference_id, v_inf.error_code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE WHEN v_inf.error_code = 'abandoned'
+                              THEN 'the reaper closed this attempt; the provider may still have done the work'
+                              ELSE 'an attempt reaches one terminal state' END;
+    END IF;
+    IF v_inf.outcome_id IS NULL THEN
+        RAISE EXCEPTION 'complete_decision: inference % belongs to no outcome (history from an older write path)', p_inference_id
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+    END IF;
+    -- Routed now, yet not when the UPDATE looked: it committed in between.
+    RAISE EXCEPTION 'complete_decision: inference % changed while it was being completed', p_inference_id
+        USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+END
+$$;
+
+-- The decision fail_inference took for a failed attempt, read back from the ledger:
+-- the next attempt if there is one (same model: retry, else failover), else give_up.
+CREATE OR REPLACE FUNCTION routing._failure_decision(p_inference routing.inferences)
+RETURNS TABLE (action text, outcome_id bigint, next_inference_id bigint, model_slug text,
+               provider text, provider_model text, not_before timestamptz, outcome_status text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    SELECT CASE WHEN n.id IS NULL THEN 'give_up'
+                WHEN n.model_slug = p_inference.model_slug THEN 'retry'
+                ELSE 'failover' END,
+           o.id, n.id, n.model_slug, m.provider, m.provider_model, n.not_before,
+           -- The status this decision gave: terminal only when it gave up.
+           CASE WHEN n.id IS NULL THEN o.outcome_status END
+      FROM routing.routing_outcomes o
+      LEFT JOIN routing.inferences n
+             ON n.outcome_id = o.id AND n.attempt_no = p_inference.attempt_no + 1
+      LEFT JOIN routing.models m ON m.slug = n.model_slug
+     WHERE o.id = p_inference.outcome_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.fail_inference(
+    p_inference_id   bigint,
+    p_error_code     text,
+    p_error_message  text,
+    p_http_status    int DEFAULT NULL,
+    p_retry_after_ms int DEFAULT NULL,
+    p_output_tokens  int DEFAULT NULL,
+    p_usage_source   text DEFAULT NULL
+) RETURNS TABLE (action text, outcome_id bigint, next_inference_id bigint, model_slug text,
+                 provider text, provider_model text, not_before timestamptz, outcome_status text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_inf       routing.inferences;
+    v_out       routing.routing_outcomes;
+    v_policy    routing.retry_policy;
+    v_settings  routing.settings;
+    v_now       timestamptz := clock_timestamp();
+    v_on_model  int;
+    v_tried     text[];
+    v_action    text;
+    v_next_slug text;
+    v_next_provider text;
+    v_next_provider_model text;
+    v_not_before timestamptz;
+    v_delay_ms  numeric;
+    v_next_id   bigint;
+    v_status    text;
+    v_cost      numeric;
+BEGIN
+    IF (p_inference_id IS NOT NULL AND p_error_code = ANY (routing._client_error_codes())
+        AND p_error_message ~ '[^[:space:]]'
+        AND (p_http_status IS NULL OR p_http_status BETWEEN 100 AND 599)
+        AND (p_retry_after_ms IS NULL OR p_retry_after_ms >= 0)
+        AND (p_output_tokens IS NULL OR p_output_tokens >= 0)
+        AND (p_usage_source IS NULL OR p_usage_source = ANY (routing._usage_sources()))) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
+        IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
+            RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
+                            coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
+                             || ' (abandoned is set by the reaper only)';
+        END IF;
+        PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
+        PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
+        PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
+        PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+        PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
+    END IF;
+
+    -- The transition itself, one UPDATE of the routed attempt. The output produced before
+    -- the failure: this call's count, else the last heartbeat's. Known output makes a cost
+    -- (input + partial output); unknown stays NULL.
+    UPDATE routing.inferences i
+       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
+           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
+           output_tokens = coalesce(p_output_tokens, i.output_tokens),
+           usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                               THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
+           cost_usd = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                           THEN routing._cost_usd(i.model_slug, i.input_tokens, coalesce(p_output_tokens, i.output_tokens)) END,
+           completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.* INTO v_inf;
+    IF NOT FOUND THEN
+        -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+        -- changes again, so this reads without a lock.)
+        SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+        END IF;
+        IF v_inf.status = 'succeeded' THEN
+            RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF v_inf.status = 'failed' THEN
+            IF v_inf.error_code = p_error_code THEN
+                -- Repeating the call: return the decision the first one took.
+                RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
+                RETURN;
+            END IF;
+            RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
+                            p_inference_id, v_inf.error_code, p_error_code
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE WHEN v_inf.error_code = 'abandoned'
+                                  THEN 'the reaper closed this attempt'
+                                  ELSE 'an attempt reaches one terminal state' END;
+        END IF;
+        IF v_inf.outcome_id IS NULL THEN
+            RAISE EXCEPTION 'fail_inference: inference % belongs to no outcome (history from an older write path)', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'run routing.repair_orphans to re-link it, or routing.reap_stuck_inferences to close it';
+        END IF;
+        -- Routed now, yet not when the UPDATE looked: it committed in between.
+        RAISE EXCEPTION 'fail_inference: inference % changed while it was being failed', p_inference_id
+            USING ERRCODE = 'serialization_failure', HINT = 'repeat the call';
+    END IF;
+    v_cost := v_inf.cost_usd;
+
+    -- Every error below undoes the attempt's update. The outcome is read without a lock
+    -- (a row lock is a write): what this call needs of it, its explanation and created_at,
+    -- never changes, and every writer that could end it first takes its routed attempt,
+    -- whose lock this call holds. The outcome's own UPDATE below locks it and checks again
+    -- that it is still open.
+    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id;
+    IF v_out.outcome_status IS NOT NULL THEN
+        -- Only history can get here (a terminal outcome whose attempt was left routed):
+        -- a new attempt on a finished request would be a second terminal state.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %',
+                        v_out.id, p_inference_id, v_out.outcome_status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'routing.reap_stuck_inferences closes such an attempt';
+    END IF;
+
+    SELECT * INTO v_policy FROM routing.retry_policy r WHERE r.error_code = p_error_code;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fail_inference: routing.retry_policy has no row for error_code %', p_error_code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'restore the seeded row: the policy decides retry, failover or give-up';
+    END IF;
+
+    SELECT * INTO v_settings FROM routing.settings;
+
+    IF p_error_code = 'rate_limited' THEN
+        -- Shared cooldown: every gateway process routes around this model for a while.
+        INSERT INTO routing.model_cooldowns AS c (model_slug, cooling_until, last_inference_id, retry_after_ms, updated_at)
+        VALUES (v_inf.model_slug,
+                v_now + make_interval(secs => coalesce(p_retry_after_ms, v_settings.rate_limit_cooldown_ms) / 1000.0),
+                p_inference_id, p_retry_after_ms, v_now)
+        ON CONFLICT (model_slug) DO UPDATE
+           SET cooling_until     = greatest(c.cooling_until, excluded.cooling_until),
+               last_inference_id = excluded.last_inference_id,
+               retry_after_ms    = excluded.retry_after_ms,
+               updated_at        = excluded.updated_at;
+    END IF;
+
+    IF v_inf.first_token_at IS NOT NULL THEN
+        -- The caller has seen output from this attempt: another attempt would hand it a
+        -- second, different answer. Whatever the error, the request ends here.
+        v_action := 'give_up';
+        v_status := CASE WHEN p_error_code = 'cancelled' THEN 'cancelled' ELSE 'failed_stream_interrupted' END;
+    ELSIF v_inf.attempt_no >= v_settings.max_attempts THEN
+        v_action := 'give_up';
+    ELSE
+        -- Every attempt of this request, through (outcome_id, attempt_no): the one index a
+        -- plan cached while the ledger was empty cannot get wrong.
+        SELECT count(*) FILTER (WHERE i.model_slug = v_inf.model_slug), array_agg(i.model_slug)
+          INTO v_on_model, v_tried
+          FROM routing.inferences i
+         WHERE i.outcome_id = v_inf.outcome_id;
+
+        IF v_on_model <= v_policy.same_model_retries THEN
+            v_action    := 'retry';
+            v_next_slug := v_inf.model_slug;
+            -- Exponential backoff with equal jitter, never earlier than Retry-After (the
+            -- contract's rule). The request's own retries follow the policy; the shared
+            -- cooldown steers every other request (with a Retry-After the two coincide).
+            v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2 ^ (v_on_model - 1));
+            v_delay_ms  := greatest(v_delay_ms / 2 + random() * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
+            v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
+            SELECT m.provider, m.provider_model INTO v_next_provider, v_next_provider_model
+              FROM routing.models m WHERE m.slug = v_next_slug;
+        ELSIF v_policy.then_action = 'failover' THEN
+            -- The next survivor in rank order that this request has not tried and that is
+            -- still enabled; one not cooling down first, else the one whose cooldown ends
+            -- soonest, dispatched when it ends.
+            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END,
+                   m.provider, m.provider_model
+              INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
+              -- >>> route_snapshots: every ranked candidate, from the shared snapshot
+              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              -- <<< route_snapshots
+              JOIN routing.models m ON m.slug = c.slug AND m.enabled
+              LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
+             WHERE c.slug <> ALL (v_tried)
+             ORDER BY coalesce(cd.cooling_until > v_now, false),
+                      CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END NULLS FIRST,
+                      c.rank
+             LIMIT 1;
+            v_action := CASE WHEN v_next_slug IS NULL THEN 'give_up' ELSE 'failover' END;
+        ELSE
+            v_action := 'give_up';
+        END IF;
+    END IF;
+
+    IF v_action = 'give_up' THEN
+        v_status := coalesce(v_status, v_policy.give_up_status);
+        -- The outcome ends on this attempt and carries its cost (a partial answer's, or
+        -- NULL when nothing is known). Never a judge_status: only a success is judged.
+        UPDATE routing.routing_outcomes o
+           SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
+         WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Ended since it was read, by a write that did not go through its attempt.
+            RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        action := 'give_up';
+        outcome_id := v_out.id;
+        outcome_status := v_status;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    INSERT INTO routing.inferences AS i
+           (outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status, not_before,
+            request_payload, input_tokens, streamed)
+    VALUES (v_out.id, v_out.created_at, v_inf.attempt_no + 1, v_inf.agent_id, v_next_slug, 'routed',
+            v_not_before, v_inf.request_payload, v_inf.input_tokens, v_inf.streamed)
+    RETURNING i.id INTO v_next_id;
+
+    UPDATE routing.routing_outcomes o
+       SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
+     WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+    IF NOT FOUND THEN
+        -- Ended since it was read, by a write that did not go through its attempt.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                        (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- The result row, without a query.
+    action := v_action;
+    outcome_id := v_out.id;
+    next_inference_id := v_next_id;
+    model_slug := v_next_slug;
+    provider := v_next_provider;
+    provider_model := v_next_provider_model;
+    not_before := v_not_before;
+    RETURN NEXT;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.mark_first_token(
+    p_inference_id bigint,
+    p_ttft_ms      int
+) RETURNS TABLE (outcome_id bigint, first_token_at timestamptz)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_outcome_id bigint;
+    v_first      timestamptz;
+    v_status     text;
+BEGIN
+    IF (p_inference_id IS NOT NULL AND p_ttft_ms >= 0) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('mark_first_token', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('mark_first_token', 'p_ttft_ms', p_ttft_ms);
+    END IF;
+
+    -- Only the attempt's row: nothing else changes, so no outcome lock.
+    UPDATE routing.inferences i
+       SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms
+     WHERE i.id = p_inference_id AND i.status = 'routed'
+       AND i.first_token_at IS NULL AND i.outcome_id IS NOT NULL
+    RETURNING i.outcome_id, i.first_token_at INTO v_outcome_id, v_first;
+    IF FOUND THEN
+        RETURN QUERY SELECT v_outcome_id, v_first;
+        RETURN;
+    END IF;
+
+    SELECT i.outcome_id, i.first_token_at, i.status INTO v_outcome_id, v_first, v_status
+      FROM routing.inferences i WHERE i.id = p_inference_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'mark_first_token: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_first IS NOT NULL THEN
+        -- A repeat returns the first stamp, whatever happened since.
+        RETURN QUERY SELECT v_outcome_id, v_first;
+        RETURN;
+    END IF;
+    IF v_outcome_id IS NULL THEN
+        RAISE EXCEPTION 'mark_first_token: inference % belongs to no outcome (history from an older write path)', p_inference_id
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    RAISE EXCEPTION 'mark_first_token: inference % is already % and never forwarded output', p_inference_id, v_status
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'only a routed attempt can start forwarding output; stop streaming it';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.heartbeat_inference(
+    p_inference_id  bigint,
+    p_output_tokens int DEFAULT NULL
+) RETURNS boolean
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    IF (p_inference_id IS NOT NULL AND (p_output_tokens IS NULL OR p_output_tokens >= 0)) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('heartbeat_inference', 'p_inference_id', p_inference_id);
+        PERFORM routing._require_int('heartbeat_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+    END IF;
+
+    -- One UPDATE by primary key; heartbeat_at and output_tokens are in no index, so it
+    -- can be a HOT update.
+    UPDATE routing.inferences i
+       SET heartbeat_at = clock_timestamp(),
+           output_tokens = coalesce(p_output_tokens, i.output_tokens)
+     WHERE i.id = p_inference_id AND i.status = 'routed';
+    IF FOUND THEN
+        RETURN true;
+    END IF;
+    IF NOT EXISTS (SELECT FROM routing.inferences i WHERE i.id = p_inference_id) THEN
+        RAISE EXCEPTION 'heartbeat_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+    END IF;
+    -- Closed by someone else (the reaper, a repeat of the caller's own failure): stop.
+    RETURN false;
+END
+$$;
+
+COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
+    'Routes one request and records it atomically, in one transaction: the outcome and, when a model is dispatched, its first routed attempt (streamed = p_streamed), linked both ways from the first statement on. No candidate: the outcome is written rejected. Suspended agent or daily cap exceeded: written failed_pre_dispatch. Idempotent on (agent_id, request_id): a repeat returns the existing row, with the open attempt''s not_before (wait until then before dispatching), and writes nothing. 22023 on a bad argument (p_request_id empty or over 255 characters, p_task_type over 64, negative tokens, p_max_tokens 0 for a chat task, NULLs), P0002 on an unknown agent.';
+COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) IS
+    'Marks a routed attempt succeeded (cost from catalog prices, usage_source = p_usage_source: provider or estimated) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
+COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) IS
+    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output at catalog prices (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
+COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
+    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
+    'A running stream is alive: stamps heartbeat_at (the reaper counts age from it) and, when given, the partial output_tokens. Returns true while the attempt is routed, false once it is closed (by the reaper, say): stop streaming. P0002 if unknown, 22023 on a bad argument (NULL id, negative count).';
+
+REVOKE ALL ON FUNCTION routing._client_error_codes() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._usage_sources() FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._cost_usd(text, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.mark_first_token(bigint, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.heartbeat_inference(bigint, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.mark_first_token(bigint, int) TO routing_app;
+GRANT EXECUTE ON FUNCTION routing.heartbeat_inference(bigint, int) TO routing_app;
+
+COMMIT;
