@@ -15,6 +15,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 COMMENT ON FUNCTION routing.reap_stuck_inferences(interval, timestamptz) IS
     'Fails attempts routed p_older_than past the latest of created_at, not_before and '

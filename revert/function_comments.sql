@@ -5,6 +5,7 @@
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
 
 COMMENT ON FUNCTION routing.reap_stuck_inferences(interval, timestamptz) IS
     $c$Closes attempts still routed p_older_than after they were due or last heard of (the latest of created_at, not_before and heartbeat_at, so a scheduled retry is not reaped early and a heartbeating stream never): status failed, error_code abandoned, an error_message naming the age, the due time and the threshold, completed_at, and, when heartbeats reported partial output, that count and its estimated cost. Their in-flight outcomes become failed_abandoned; attempts from the older write path that belong to no outcome are closed too. Then closes outcomes in flight past the threshold whose newest attempt had already failed (history), with the retry policy's give-up status for that error. Batches of 1000, oldest first, FOR UPDATE SKIP LOCKED, attempts locked before outcomes: safe beside live traffic and beside another reaper (each row is closed by exactly one of them). A completion or failure that arrives afterwards is refused by complete_decision / fail_inference with 55000, although the provider may have done (and billed) the work. Returns the number of attempts reaped plus outcomes closed in the second pass. 22023 on a bad argument: p_older_than NULL or outside 0..100 years, p_as_of NULL or not a finite timestamp in 1970..9999.$c$;
