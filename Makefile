@@ -161,7 +161,7 @@ bench: setup
 # outcomes under a live writer (MIGRATION_ROWS); bench-partition: insert cost with 1 and 24
 # partitions and integrity_report on a ledger spread across them (PARTITION_BENCH_ARGS=--big:
 # 10 M outcomes).
-PARTITIONED_PGTAP := argument_checks or catalog or endpoints or judge_queue or route_plans or route_snapshots or router or schema_roles or validate_outcome_requires_inference or write_path_v02 or write_path_transitions
+PARTITIONED_PGTAP := argument_checks or catalog or endpoints or function_comments or judge_queue or route_plans or route_snapshots or router or schema_roles or validate_outcome_requires_inference or write_path_v02 or write_path_transitions
 .PHONY: test-partitioned bench-migration bench-partition
 # The Python behaviour tests that write only through the functions (those loading the older
 # path's history, which does not name inferences.outcome_created_at, are deselected).

@@ -5,15 +5,7 @@
 BEGIN;
 SELECT plan(48);
 
--- 'SQLSTATE: message' of what p_sql raises, or 'no error'.
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
 
 ------------------------------------------------------------------------- structure
 

@@ -4,25 +4,8 @@
 BEGIN;
 SELECT plan(34);
 
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION pg_temp.dropped(p_route jsonb) RETURNS TABLE (slug text, reason text)
-LANGUAGE sql AS $$
-    SELECT d ->> 'slug', d ->> 'reason' FROM jsonb_array_elements(p_route -> 'dropped') d ORDER BY 1;
-$$;
-
-CREATE FUNCTION pg_temp.ranked(p_route jsonb) RETURNS TABLE (slug text, rank int)
-LANGUAGE sql AS $$
-    SELECT c ->> 'slug', (c ->> 'rank')::int FROM jsonb_array_elements(p_route -> 'candidates') c
-     ORDER BY (c ->> 'rank')::int;
-$$;
+\ir helpers/error_of.sql
+\ir helpers/route_document.sql
 
 ----------------------------------------------------------------------------- structure
 

@@ -5,31 +5,9 @@
 BEGIN;
 SELECT plan(14);
 
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
-
-CREATE FUNCTION pg_temp.metric(p_name text, p_as_of timestamptz DEFAULT clock_timestamp()) RETURNS bigint
-LANGUAGE sql AS $$
-    SELECT value FROM routing.integrity_report(p_as_of) WHERE metric = p_name;
-$$;
-
-CREATE FUNCTION pg_temp.plan_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_line text;
-    v_plan text := '';
-BEGIN
-    FOR v_line IN EXECUTE 'EXPLAIN ' || p_sql LOOP
-        v_plan := v_plan || v_line || E'\n';
-    END LOOP;
-    RETURN v_plan;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/plan_of.sql
+\ir helpers/metric.sql
 
 SELECT results_eq(
     $$SELECT metric, kind FROM routing.integrity_metrics

@@ -7,21 +7,8 @@
 BEGIN;
 SELECT plan(9);
 
-CREATE FUNCTION pg_temp.plan_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_line text;
-    v_plan text := '';
-BEGIN
-    FOR v_line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || p_sql LOOP
-        v_plan := v_plan || v_line || E'\n';
-    END LOOP;
-    RETURN v_plan;
-END
-$$;
-
-CREATE FUNCTION pg_temp.metric(p_name text) RETURNS bigint LANGUAGE sql AS $$
-    SELECT value FROM routing.integrity_report() WHERE metric = p_name;
-$$;
+\ir helpers/plan_of.sql
+\ir helpers/metric.sql
 
 SELECT has_index('routing', 'routing_outcomes', 'routing_outcomes_orphans_judge',
     ARRAY['judge_status', 'outcome_status'], 'the orphans'' judge index exists');
@@ -64,12 +51,12 @@ SELECT count(*) FROM generate_series(1, 3) g,
 
 SELECT is((SELECT array_agg(id ORDER BY id) FROM routing.orphan_outcomes), ARRAY[901, 902, 903, 904]::bigint[],
     'the four orphans, not the rejected or refused outcomes');
-SELECT is(pg_temp.metric('orphan_outcomes'), 4::bigint, 'orphan_outcomes counts them');
-SELECT is(pg_temp.metric('judge_queue'), 3::bigint,
+SELECT is(pg_temp.metric('orphan_outcomes', now()), 4::bigint, 'orphan_outcomes counts them');
+SELECT is(pg_temp.metric('judge_queue', now()), 3::bigint,
     'judge_queue: the three queued outcomes, not the unlabeled orphan (it has nothing to judge)');
-SELECT is(pg_temp.metric('judge_queue'), (SELECT count(*) FROM routing.judge_queue),
+SELECT is(pg_temp.metric('judge_queue', now()), (SELECT count(*) FROM routing.judge_queue),
     'judge_queue counts the rows of the view');
-SELECT is(pg_temp.metric('succeeded_not_judgeable'), 3::bigint,
+SELECT is(pg_temp.metric('succeeded_not_judgeable', now()), 3::bigint,
     'succeeded_not_judgeable: the never-labelled orphan and the two that were given a judge status');
 
 -- The plans (seq scans off: on a ledger of a dozen rows any plan is cheap; on a big one

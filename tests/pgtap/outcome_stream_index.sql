@@ -8,21 +8,8 @@
 BEGIN;
 SELECT plan(13);
 
-CREATE FUNCTION pg_temp.plan_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-    v_line text;
-    v_plan text := '';
-BEGIN
-    FOR v_line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || p_sql LOOP
-        v_plan := v_plan || v_line || E'\n';
-    END LOOP;
-    RETURN v_plan;
-END
-$$;
-
-CREATE FUNCTION pg_temp.metric(p_name text, p_as_of timestamptz) RETURNS bigint LANGUAGE sql AS $$
-    SELECT value FROM routing.integrity_report(p_as_of) WHERE metric = p_name;
-$$;
+\ir helpers/plan_of.sql
+\ir helpers/metric.sql
 
 ----------------------------------------------------------------------------- structure
 

@@ -18,14 +18,8 @@ SELECT plan(53);
 
 ------------------------------------------------------------------------------ helpers
 
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/catalog.sql
 
 -- migrate_ledger_copy until it returns 0: how many calls did work.
 CREATE FUNCTION pg_temp.copy_all(p_batch int) RETURNS int LANGUAGE plpgsql AS $$
@@ -40,31 +34,6 @@ BEGIN
     END LOOP;
     RETURN v_calls;
 END
-$$;
-
--- The normalised catalog of schema routing (test_partition_migration.py's).
-CREATE FUNCTION pg_temp.catalog() RETURNS SETOF text LANGUAGE sql AS $$
-    SELECT c.conrelid::regclass || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
-           || ' ' || c.convalidated || coalesce(obj_description(c.oid, 'pg_constraint'), '')
-      FROM pg_constraint c WHERE c.connamespace = 'routing'::regnamespace
-    UNION ALL SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i
-      JOIN pg_class t ON t.oid = i.indrelid WHERE t.relnamespace = 'routing'::regnamespace
-    UNION ALL SELECT t.tgrelid::regclass || ' ' || pg_get_triggerdef(t.oid) || t.tgenabled::text
-      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-     WHERE c.relnamespace = 'routing'::regnamespace AND NOT t.tgisinternal
-    UNION ALL SELECT v.oid::regclass || ' ' || pg_get_viewdef(v.oid) || coalesce(v.relacl::text, '')
-      FROM pg_class v WHERE v.relkind = 'v' AND v.relnamespace = 'routing'::regnamespace
-    UNION ALL SELECT p.oid::regprocedure || coalesce(p.proacl::text, '') || md5(pg_get_functiondef(p.oid))
-           || coalesce(obj_description(p.oid, 'pg_proc'), '')
-      FROM pg_proc p WHERE p.pronamespace = 'routing'::regnamespace AND p.prokind = 'f'
-    UNION ALL SELECT c.oid::regclass || ' ' || c.relkind::text || coalesce(c.relacl::text, '')
-           || coalesce(array_to_string(c.reloptions, ','), '') || coalesce(obj_description(c.oid, 'pg_class'), '')
-      FROM pg_class c WHERE c.relnamespace = 'routing'::regnamespace AND c.relkind IN ('r', 'p', 'S')
-    UNION ALL SELECT a.attrelid::regclass || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
-           || ' ' || a.attnotnull
-      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
-     WHERE c.relnamespace = 'routing'::regnamespace AND a.attnum > 0 AND NOT a.attisdropped
-       AND c.relkind IN ('r', 'p', 'v')
 $$;
 
 CREATE FUNCTION pg_temp.counts() RETURNS TABLE (outcomes bigint, attempts bigint) LANGUAGE sql AS $$

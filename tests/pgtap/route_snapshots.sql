@@ -5,14 +5,7 @@
 BEGIN;
 SELECT plan(27);
 
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE;
-END
-$$;
+\ir helpers/error_of.sql
 
 -- Fixture: four chat models ranked s_a < s_b < s_c < s_d by price; one vetoed.
 INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
@@ -61,7 +54,7 @@ SELECT is((SELECT jsonb_build_array(s.candidates, s.dropped) FROM routing.route_
           (SELECT jsonb_build_array(r -> 'snapshot_candidates', r -> 'snapshot_dropped')
              FROM routing._route_document(NULL, 'general', 1000, 500, now(), 'snapshot') r),
           'the stored snapshot holds the lists of the key it is stored under');
-SELECT is(pg_temp.error_of($$SELECT routing._route_document(NULL, 'general', 1, 1, now(), 'whole')$$), '22023',
+SELECT alike(pg_temp.error_of($$SELECT routing._route_document(NULL, 'general', 1, 1, now(), 'whole')$$), '22023: %',
           'an unknown router form is 22023');
 
 SELECT * FROM routing.insert_decision('s-2', :plain, 'general', 37, 9) \gset d2_
@@ -117,8 +110,8 @@ UPDATE routing.routing_outcomes SET explanation = :'doc1'::jsonb WHERE id = :d8_
 SET LOCAL session_replication_role = origin;
 SELECT is(routing.explain_outcome(:d8_outcome_id), :'doc1'::jsonb, 'a whole document is returned as stored');
 
-SELECT is(pg_temp.error_of('SELECT routing.explain_outcome(-1)'), 'P0002', 'an unknown outcome is P0002');
-SELECT is(pg_temp.error_of('SELECT routing.explain_outcome(NULL)'), '22023', 'NULL is 22023');
+SELECT alike(pg_temp.error_of('SELECT routing.explain_outcome(-1)'), 'P0002: %', 'an unknown outcome is P0002');
+SELECT alike(pg_temp.error_of('SELECT routing.explain_outcome(NULL)'), '22023: %', 'NULL is 22023');
 
 ------------------------------------------------------------------------ failover
 

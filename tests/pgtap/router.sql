@@ -37,26 +37,8 @@ CREATE FUNCTION pg_temp.route(
                                 p_task, p_in, p_max, p_as_of);
 $$;
 
-CREATE FUNCTION pg_temp.dropped(p_route jsonb) RETURNS TABLE (slug text, reason text)
-LANGUAGE sql AS $$
-    SELECT d ->> 'slug', d ->> 'reason' FROM jsonb_array_elements(p_route -> 'dropped') d ORDER BY 1;
-$$;
-
-CREATE FUNCTION pg_temp.ranked(p_route jsonb) RETURNS TABLE (slug text, rank int)
-LANGUAGE sql AS $$
-    SELECT c ->> 'slug', (c ->> 'rank')::int FROM jsonb_array_elements(p_route -> 'candidates') c
-     ORDER BY (c ->> 'rank')::int;
-$$;
-
--- 'SQLSTATE: message' of what p_sql raises, or 'no error'.
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/route_document.sql
 
 INSERT INTO routing.agents (id, tenant_id, name, per_call_cap_usd) VALUES
     ('00000000-0000-4000-8000-00000000c001', '00000000-0000-4000-8000-00000000c000', 'uncapped', NULL),

@@ -2,32 +2,15 @@
 -- and the seeded retry policy.
 --
 -- Ids returned by the functions are kept in psql variables (\gset) and spliced into the
--- SQL under test with format(). "Writes nothing" is measured with pg_temp.fingerprint(),
--- a digest of every ledger and cooldown row *including its ctid*: any UPDATE, even one
--- that rewrites the same values, moves the row and changes the digest.
+-- SQL under test with format(). "Writes nothing" is measured with pg_temp.fingerprint()
+-- (helpers/fingerprint.sql), a digest of every ledger, cooldown and daily-spend row.
 BEGIN;
 SELECT plan(131);
 
 ------------------------------------------------------------------------------ helpers
 
-CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
-    SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), ''))
-      FROM (SELECT 'o' || o.ctid::text || o::text FROM routing.routing_outcomes o
-            UNION ALL
-            SELECT 'i' || i.ctid::text || i::text FROM routing.inferences i
-            UNION ALL
-            SELECT 'c' || c.ctid::text || c::text FROM routing.model_cooldowns c) s (x);
-$$;
-
--- 'SQLSTATE: message' of what p_sql raises, or 'no error'.
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/fingerprint.sql
 
 -- Fixture. general's floor is 0.68; reasoning's 0.88 is above every model here.
 -- For 1000 input / 500 max tokens: w_cheap projects 0.002, w_mid 0.0035, w_top 0.0075,

@@ -8,25 +8,8 @@ SELECT plan(33);
 
 ------------------------------------------------------------------------------ helpers
 
-CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
-    SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), ''))
-      FROM (SELECT 'o' || o.ctid::text || o::text FROM routing.routing_outcomes o
-            UNION ALL
-            SELECT 'i' || i.ctid::text || i::text FROM routing.inferences i
-            UNION ALL
-            SELECT 'c' || c.ctid::text || c::text FROM routing.model_cooldowns c
-            UNION ALL
-            SELECT 'b' || b::text FROM routing.budget_spend b) s (x);
-$$;
-
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/fingerprint.sql
 
 INSERT INTO routing.models (slug, provider, provider_model, price_in_per_mtok_usd,
                             price_out_per_mtok_usd, q_prior, m_allowed)

@@ -8,23 +8,8 @@ SELECT plan(87);
 
 ------------------------------------------------------------------------------ helpers
 
-CREATE FUNCTION pg_temp.fingerprint() RETURNS text LANGUAGE sql AS $$
-    SELECT md5(coalesce(string_agg(x, '|' ORDER BY x), ''))
-      FROM (SELECT 'o' || o.ctid::text || o::text FROM routing.routing_outcomes o
-            UNION ALL
-            SELECT 'i' || i.ctid::text || i::text FROM routing.inferences i
-            UNION ALL
-            SELECT 'c' || c.ctid::text || c::text FROM routing.model_cooldowns c) s (x);
-$$;
-
-CREATE FUNCTION pg_temp.error_of(p_sql text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE p_sql;
-    RETURN 'no error';
-EXCEPTION WHEN OTHERS THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END
-$$;
+\ir helpers/error_of.sql
+\ir helpers/fingerprint.sql
 
 -- A request decided now: its first attempt's id.
 CREATE FUNCTION pg_temp.decide(p_request text, p_streamed boolean DEFAULT true) RETURNS bigint

@@ -3,6 +3,10 @@
 Each file runs against its own fresh clone of the template, so a file that forgets its
 ROLLBACK cannot leak into the next. The file list is read at import time so that pytest's
 count includes every pgTAP file; an empty list is a failure, never a silent pass.
+
+tests/pgtap/helpers/ holds the pg_temp helpers the files share, each defined once and
+included with `\\ir helpers/<name>.sql` (psql resolves it against the including file's
+folder). The glob is not recursive, so a helper is never run as a test file of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +25,10 @@ from routing_ledger.testing.cluster import LocalCluster, find_project_dir
 
 PGTAP_DIR = find_project_dir(Path(__file__).resolve().parent) / "tests" / "pgtap"
 PGTAP_FILES = sorted(PGTAP_DIR.glob("*.sql"))
+PGTAP_HELPERS = sorted((PGTAP_DIR / "helpers").glob("*.sql"))
 
+_PG_TEMP_FUNCTION = re.compile(r"^CREATE FUNCTION pg_temp\.(\w+)\(", re.MULTILINE)
+_INCLUDE = re.compile(r"^\\ir helpers/(\w+\.sql)$", re.MULTILINE)
 _SUMMARY = re.compile(r"^Files=(\d+), Tests=(\d+)", re.MULTILINE)
 
 
@@ -111,3 +118,26 @@ def test_pgtap_total(
     assert returncode == 0, f"pg_prove failed:\n{output}"
     assert files == len(PGTAP_FILES)
     assert tests > 0
+
+
+def test_pgtap_helpers_are_defined_once_and_used() -> None:
+    """A helper of helpers/ is not defined again in a test file, and each one is included."""
+    assert PGTAP_HELPERS, f"no helpers found in {PGTAP_DIR / 'helpers'}"
+    shared = {
+        name: helper.name
+        for helper in PGTAP_HELPERS
+        for name in _PG_TEMP_FUNCTION.findall(helper.read_text())
+    }
+    assert shared, "the helpers define no pg_temp function"
+    copies = [
+        f"{path.name}: pg_temp.{name} (include helpers/{shared[name]})"
+        for path in PGTAP_FILES
+        for name in _PG_TEMP_FUNCTION.findall(path.read_text())
+        if name in shared
+    ]
+    assert not copies, "pgTAP files define a shared helper again:\n" + "\n".join(copies)
+    included = {name for path in PGTAP_FILES for name in _INCLUDE.findall(path.read_text())}
+    missing = included - {helper.name for helper in PGTAP_HELPERS}
+    assert not missing, f"pgTAP files include helpers that do not exist: {sorted(missing)}"
+    unused = {helper.name for helper in PGTAP_HELPERS} - included
+    assert not unused, f"helpers no pgTAP file includes: {sorted(unused)}"
