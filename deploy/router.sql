@@ -35,6 +35,23 @@
 --   plan's explanation); a candidate carries
 --   explored (admitted by its draw); the document, exploration (rank 0 was explored) and
 --   quality_as_of (the tick).
+--
+-- After v0.3.0 (issue 20, change quality_gate): a floor cleared with confidence. A model
+-- with labels for the task (quality_source 'learned') is admitted by its estimate only when
+--     estimate - z * sd * k / (k + w)  >=  floor,
+-- z = routing.settings.quality_gate_z (default 0.5), k = quality_prior_weight, w its label
+-- weight, sd the estimate's (above). k / (k + w) is the share of the estimate its prior
+-- still carries: the margin asked is z of its sds while labels are few or faded (a model
+-- whose labels fade toward an optimistic prior no longer clears the floor on the prior's
+-- word), and vanishes as labels accumulate (a model that carries the traffic is judged on
+-- its measured mean, so noise does not push a good model out). A model that misses this
+-- figure is dropped with reason below_quality_floor and, like one whose estimate is below
+-- the floor, re-measured by its capped draw (a model just under the figure clears the
+-- floor on every draw that falls in the share, so it is found again). A model with no
+-- label weight is admitted by its estimate (the operator's q_prior) as before; z = 0 is
+-- v0.3.0's rule. gate_quality is that figure (theta for a model its draw admitted). The
+-- route plan's explorable list and its per-request draw are unchanged: the models this
+-- gate drops are the ones a request may draw for, with their mean and sd.
 
 BEGIN;
 
@@ -111,6 +128,7 @@ WITH cfg AS (
            coalesce(f.endpoint::text, 'chat') AS endpoint,
            s.quality_prior_weight::double precision AS prior_weight, s.quality_half_life,
            s.quality_explore_share::double precision AS explore_share,
+           s.quality_gate_z::double precision AS gate_z,
            routing._quality_tick(p_as_of, s.quality_half_life) AS quality_at,
            coalesce(s.max_attempts, 1) AS keep
       FROM routing.settings s
@@ -126,7 +144,11 @@ scored AS (
            round(e.mean::numeric, 4) AS effective_quality,
            CASE WHEN q.weights_at IS NOT NULL THEN 'learned' ELSE 'prior' END AS quality_source,
            round(e.w::numeric, 4) AS label_weight,
-           e.mean, sqrt(e.mean * (1 - e.mean) / (cfg.prior_weight + e.w + 1)) AS sd,
+           -- The figure the floor gate compares (a model with no label weight: its estimate).
+           CASE WHEN q.weights_at IS NULL THEN round(e.mean::numeric, 4)
+                ELSE round((e.mean - cfg.gate_z * e.sd * cfg.prior_weight / (cfg.prior_weight + e.w))::numeric, 4)
+           END AS bound_quality,
+           e.mean, e.sd,
            cfg.explore_share,
            q.judged_samples,
            c.cooling_until,
@@ -149,7 +171,8 @@ scored AS (
                            FROM (SELECT f.f, coalesce(q.label_weight, 0) * f.f AS w
                                    FROM (SELECT CASE WHEN q.weights_at IS NULL THEN 0::double precision
                                                      ELSE routing._quality_decay(q.weights_at, cfg.quality_at,
-                                                                                 cfg.quality_half_life) END) f (f)) d) e
+                                                                                 cfg.quality_half_life) END) f (f)) d) e0
+     CROSS JOIN LATERAL (SELECT e0.w, e0.mean, sqrt(e0.mean * (1 - e0.mean) / (cfg.prior_weight + e0.w + 1)) AS sd) e
 ),
 gated AS (
     -- Each model falls at the first gate it fails, in the contract's order.
@@ -161,14 +184,14 @@ gated AS (
                WHEN s.q_prior IS NULL                    THEN 'not_enrolled_no_q_prior'
                WHEN s.m_allowed IS NOT TRUE              THEN 'm_allowed_veto'
                WHEN NOT s.enabled                        THEN 'disabled'
-               WHEN s.effective_quality < s.min_quality  THEN 'below_quality_floor'
+               WHEN s.bound_quality < s.min_quality      THEN 'below_quality_floor'
                WHEN s.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap'
            END AS exploit_reason
       FROM scored s
 ),
 positioned AS (
     -- pos: the ranking's order over the whole catalog; winner_pos: the cheapest model the
-    -- floor (by its estimate) and the cap admit, cooldowns aside.
+    -- floor (by its gate figure, bound_quality) and the cap admit, cooldowns aside.
     SELECT p.*, min(p.pos) FILTER (WHERE p.exploit_reason IS NULL) OVER () AS winner_pos
       FROM (SELECT g.*, row_number() OVER (ORDER BY g.price_per_mtok_usd, g.effective_quality DESC, g.slug) AS pos
               FROM gated g) p
@@ -189,7 +212,7 @@ admitted AS (
     -- An explored model passes the floor by its draw and meets the cap gate after it.
     SELECT d.*,
            coalesce(d.theta >= d.min_quality, false) AS explored,
-           CASE WHEN d.theta >= d.min_quality THEN d.theta ELSE d.effective_quality END AS gate_quality,
+           CASE WHEN d.theta >= d.min_quality THEN d.theta ELSE d.bound_quality END AS gate_quality,
            CASE WHEN d.theta >= d.min_quality
                 THEN CASE WHEN d.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap' END
                 ELSE d.exploit_reason END AS gate_reason
@@ -446,7 +469,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) IS
-    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. The floor gate compares the posterior-mean estimate (routing.settings.quality_prior_weight, quality_half_life) with the floor; with p_request_id it returns what insert_decision decides for that request at p_as_of, deterministic Thompson draws for learned models below the floor included (quality_explore_share); without it, no draw. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999, p_request_id empty or over 255 characters), P0002 on an unknown agent.';
+    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. The floor gate compares the posterior-mean estimate (routing.settings.quality_prior_weight, quality_half_life) with the floor, for a model with label weight w less quality_gate_z * sd * k / (k + w) (a floor cleared with confidence); with p_request_id it returns what insert_decision decides for that request at p_as_of, deterministic Thompson draws for learned models that miss it included (quality_explore_share); without it, no draw. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999, p_request_id empty or over 255 characters), P0002 on an unknown agent.';
 
 REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text) FROM PUBLIC;
@@ -456,5 +479,9 @@ REVOKE ALL ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, t
 GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) TO routing_app;
 REVOKE ALL ON routing.model_cooldowns, routing.model_task_quality FROM PUBLIC;
 GRANT SELECT ON routing.model_cooldowns, routing.model_task_quality TO routing_readonly;
+
+-- Route plans built by the previous router are not current any more (the next request of
+-- each task rebuilds its plan with this gate).
+UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
 
 COMMIT;

@@ -1,17 +1,14 @@
 -- Revert routing_ledger:router from pg
 --
--- Back to the router as released at @v0.2.1: the body of deploy/router@v0.2.1.sql (its
--- 6-argument _route_document and 5-argument choose_route put back), after dropping v0.3's
--- request-taking router and choose_route(..., p_request_id).
+-- Back to the router as released at @v0.3.0: the body of deploy/router@v0.3.0.sql (the
+-- floor gate on the posterior-mean estimate alone; the signatures are the same, so every
+-- function is replaced in place), and the route plans built by the reworked router made
+-- stale.
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
-
--- v0.3's objects first: the request-taking router and choose_route's new signature.
-DROP FUNCTION IF EXISTS routing.choose_route(uuid, text, int, int, timestamptz, text);
-DROP FUNCTION IF EXISTS routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text);
 
 CREATE TABLE IF NOT EXISTS routing.model_cooldowns (
     model_slug        text PRIMARY KEY REFERENCES routing.models (slug) ON DELETE CASCADE,
@@ -56,7 +53,9 @@ CREATE OR REPLACE FUNCTION routing._route_document(
     p_input_tokens  int,
     p_max_tokens    int,
     p_as_of         timestamptz,
-    p_form          text
+    p_form          text,
+    p_agent_id      uuid,
+    p_request_id    text
 ) RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
@@ -79,7 +78,9 @@ RETURN (
 WITH cfg AS (
     SELECT coalesce(f.min_quality, s.default_min_quality) AS min_quality,
            coalesce(f.endpoint::text, 'chat') AS endpoint,
-           s.min_judged_samples,
+           s.quality_prior_weight::double precision AS prior_weight, s.quality_half_life,
+           s.quality_explore_share::double precision AS explore_share,
+           routing._quality_tick(p_as_of, s.quality_half_life) AS quality_at,
            coalesce(s.max_attempts, 1) AS keep
       FROM routing.settings s
       LEFT JOIN routing.task_floors f ON f.task_type = p_task_type
@@ -87,24 +88,37 @@ WITH cfg AS (
 scored AS (
     SELECT m.slug, m.provider, m.provider_model, m.m_allowed, m.enabled, m.q_prior,
            m.endpoint::text AS endpoint, cfg.endpoint AS task_endpoint,
-           m.price_in_per_mtok_usd, m.price_out_per_mtok_usd,
-           m.price_in_per_mtok_usd + m.price_out_per_mtok_usd AS price_per_mtok_usd,
-           round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
-                 + p_max_tokens * m.price_out_per_mtok_usd / 1e6, 6) AS projected_cost_usd,
-           CASE WHEN q.judged_samples >= cfg.min_judged_samples THEN q.learned_quality
-                ELSE m.q_prior END AS effective_quality,
-           CASE WHEN q.judged_samples >= cfg.min_judged_samples THEN 'learned'
-                ELSE 'q_prior' END AS quality_source,
+           pr.input AS price_in_per_mtok_usd, pr.output AS price_out_per_mtok_usd,
+           pr.input + pr.output AS price_per_mtok_usd,
+           round(p_input_tokens * pr.input / 1e6
+                 + p_max_tokens * pr.output / 1e6, 10) AS projected_cost_usd,
+           round(e.mean::numeric, 4) AS effective_quality,
+           CASE WHEN q.weights_at IS NOT NULL THEN 'learned' ELSE 'prior' END AS quality_source,
+           round(e.w::numeric, 4) AS label_weight,
+           e.mean, sqrt(e.mean * (1 - e.mean) / (cfg.prior_weight + e.w + 1)) AS sd,
+           cfg.explore_share,
            q.judged_samples,
            c.cooling_until,
            cfg.min_quality,
            cfg.keep
       FROM routing.models m
      CROSS JOIN cfg
+      -- The price gate, the ranking and the projected costs (10
+      -- decimals) use the input and output rates in force at p_as_of for this request's
+      -- long-context tier, not the catalog columns.
+      LEFT JOIN routing._catalog_rates(p_as_of, p_input_tokens) pr ON pr.model_slug = m.slug
       LEFT JOIN routing.model_task_quality q
              ON q.model_slug = m.slug AND q.task_type = p_task_type
       LEFT JOIN routing.model_cooldowns c
              ON c.model_slug = m.slug AND c.cooling_until > p_as_of
+     -- The estimate at the quality tick (routing._quality_estimate's, inlined).
+     CROSS JOIN LATERAL (SELECT d.w, least(greatest((cfg.prior_weight * m.q_prior::double precision
+                                                     + coalesce(q.weighted_score, 0) * d.f)
+                                                    / (cfg.prior_weight + d.w), 0), 1) AS mean
+                           FROM (SELECT f.f, coalesce(q.label_weight, 0) * f.f AS w
+                                   FROM (SELECT CASE WHEN q.weights_at IS NULL THEN 0::double precision
+                                                     ELSE routing._quality_decay(q.weights_at, cfg.quality_at,
+                                                                                 cfg.quality_half_life) END) f (f)) d) e
 ),
 gated AS (
     -- Each model falls at the first gate it fails, in the contract's order.
@@ -118,8 +132,37 @@ gated AS (
                WHEN NOT s.enabled                        THEN 'disabled'
                WHEN s.effective_quality < s.min_quality  THEN 'below_quality_floor'
                WHEN s.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap'
-           END AS gate_reason
+           END AS exploit_reason
       FROM scored s
+),
+positioned AS (
+    -- pos: the ranking's order over the whole catalog; winner_pos: the cheapest model the
+    -- floor (by its estimate) and the cap admit, cooldowns aside.
+    SELECT p.*, min(p.pos) FILTER (WHERE p.exploit_reason IS NULL) OVER () AS winner_pos
+      FROM (SELECT g.*, row_number() OVER (ORDER BY g.price_per_mtok_usd, g.effective_quality DESC, g.slug) AS pos
+              FROM gated g) p
+),
+drawn AS (
+    -- The request's draw, for a learned model below the floor ranked before that winner,
+    -- and its Thompson figure when the draw falls in the exploration share.
+    SELECT d.*,
+           CASE WHEN d.u < d.explore_share
+                THEN round((d.mean + d.sd * routing._normal_quantile(1 - d.u))::numeric, 4) END AS theta
+      FROM (SELECT p.*,
+                   CASE WHEN p_request_id IS NOT NULL AND p.exploit_reason = 'below_quality_floor'
+                             AND p.quality_source = 'learned' AND p.pos < p.winner_pos
+                        THEN routing._quality_draw(p_agent_id, p_request_id, p.slug) END AS u
+              FROM positioned p) d
+),
+admitted AS (
+    -- An explored model passes the floor by its draw and meets the cap gate after it.
+    SELECT d.*,
+           coalesce(d.theta >= d.min_quality, false) AS explored,
+           CASE WHEN d.theta >= d.min_quality THEN d.theta ELSE d.effective_quality END AS gate_quality,
+           CASE WHEN d.theta >= d.min_quality
+                THEN CASE WHEN d.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap' END
+                ELSE d.exploit_reason END AS gate_reason
+      FROM drawn d
 ),
 judged AS (
     -- Cooldowns are ignored when every otherwise-eligible model is cooling down:
@@ -130,7 +173,7 @@ judged AS (
       FROM (SELECT g.*,
                    coalesce(bool_and(g.cooling_until IS NOT NULL)
                                 FILTER (WHERE g.gate_reason IS NULL) OVER (), false) AS all_cooling
-              FROM gated g) w
+              FROM admitted g) w
 ),
 ranked AS (
     SELECT j.*,
@@ -152,12 +195,18 @@ items AS (
                         'projected_cost_usd', r.projected_cost_usd,
                         'effective_quality', r.effective_quality,
                         'quality_source', r.quality_source,
+                        'label_weight', r.label_weight,
+                        'gate_quality', r.gate_quality,
+                        'explored', r.explored,
                         'cooling_until', r.cooling_until)
                 ELSE
                     jsonb_strip_nulls(jsonb_build_object(
                         'slug', r.slug, 'reason', r.reason,
                         'endpoint', CASE WHEN r.reason = 'wrong_endpoint' THEN r.endpoint END,
                         'effective_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.effective_quality END,
+                        'quality_source', CASE WHEN r.reason = 'below_quality_floor' THEN r.quality_source END,
+                        'label_weight', CASE WHEN r.reason = 'below_quality_floor' THEN r.label_weight END,
+                        'gate_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.gate_quality END,
                         'projected_cost_usd', CASE WHEN r.reason = 'exceeds_budget_cap' THEN r.projected_cost_usd END,
                         'cooling_until', CASE WHEN r.reason = 'cooling_down' THEN r.cooling_until END,
                         'price_per_mtok_usd', CASE WHEN r.reason = 'm_allowed_veto' THEN r.price_per_mtok_usd END))
@@ -189,6 +238,11 @@ summary AS (
            coalesce(bool_or(r.reason IN ('below_quality_floor', 'exceeds_budget_cap', 'cooling_down')), false)
                AS fell_at_floor,
            coalesce(bool_or(r.all_cooling), false) AS all_cooling,
+           coalesce(bool_or(r.explored) FILTER (WHERE r.rank = 0), false) AS exploration,
+           -- The plan's list of the models a request may draw for (routing.route_plans).
+           coalesce(jsonb_agg(jsonb_build_object('slug', r.slug, 'mean', r.mean, 'sd', r.sd) ORDER BY r.pos)
+                        FILTER (WHERE p_form = 'snapshot' AND r.exploit_reason = 'below_quality_floor'
+                                AND r.quality_source = 'learned' AND r.pos < r.winner_pos), '[]'::jsonb) AS explorable,
            coalesce(jsonb_agg(r.item ORDER BY r.rank)
                         FILTER (WHERE r.reason IS NULL AND (p_form = 'document' OR r.rank < r.keep)),
                     '[]'::jsonb) AS candidates,
@@ -206,7 +260,8 @@ summary AS (
                              || coalesce(string_agg(ROW(r.slug, r.rank, r.reason, r.provider, r.provider_model,
                                                         r.endpoint, r.price_in_per_mtok_usd, r.price_out_per_mtok_usd,
                                                         r.effective_quality, r.quality_source,
-                                                        extract(epoch FROM r.cooling_until))::text, E'\n'
+                                                        extract(epoch FROM r.cooling_until),
+                                                        r.label_weight, r.gate_quality, r.explored)::text, E'\n'
                                                     ORDER BY r.rank NULLS LAST, r.slug)
                                              FILTER (WHERE p_form <> 'document'), ''),
                              'UTF8')) AS snapshot_key
@@ -224,7 +279,8 @@ SELECT CASE p_form
                                                     FROM unnest(s.reasons) u (reason) GROUP BY u.reason) x))
                 || CASE WHEN p_form = 'snapshot'
                         THEN jsonb_build_object('snapshot_candidates', s.snapshot_candidates,
-                                                'snapshot_dropped', s.snapshot_dropped)
+                                                'snapshot_dropped', s.snapshot_dropped,
+                                                'explorable', s.explorable)
                         ELSE '{}'::jsonb END
        END
   FROM summary s
@@ -250,9 +306,33 @@ SELECT CASE p_form
     'per_call_cap_usd',  p_agent_cap_usd,
     'as_of',             p_as_of,
     'cooldowns_ignored', s.all_cooling,
+    'quality_as_of',     c.quality_at,
+    'exploration',       s.exploration,
     'candidates',        s.candidates,
     'dropped',           s.dropped) AS doc) d
 );
+END
+$$;
+
+-- The v0.2 form, for a decision with no request (no draw): route_snapshots'
+-- _route_explanation and the released _route call it.
+CREATE OR REPLACE FUNCTION routing._route_document(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz,
+    p_form          text
+) RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of, p_form,
+                                   NULL, NULL) - 'explorable';
 END
 $$;
 
@@ -276,12 +356,16 @@ BEGIN
 END
 $$;
 
+-- v0.3: p_request_id (the old signature is replaced, so a v0.2 call resolves to this one).
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing.choose_route(uuid, text, int, int, timestamptz);
 CREATE OR REPLACE FUNCTION routing.choose_route(
     p_agent_id     uuid,
     p_task_type    text,
     p_input_tokens int,
     p_max_tokens   int,
-    p_as_of        timestamptz DEFAULT now()
+    p_as_of        timestamptz DEFAULT now(),
+    p_request_id   text DEFAULT NULL
 ) RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
@@ -293,11 +377,15 @@ DECLARE
 BEGIN
     PERFORM routing._check_route_args('choose_route', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
     PERFORM routing._require_timestamp('choose_route', 'p_as_of', p_as_of);
+    IF p_request_id IS NOT NULL THEN
+        PERFORM routing._require_text('choose_route', 'p_request_id', p_request_id, 255);
+    END IF;
     SELECT a.per_call_cap_usd INTO v_cap FROM routing.agents a WHERE a.id = p_agent_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'choose_route: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
-    RETURN routing._route_document(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document');
+    RETURN routing._route_document(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document',
+                                   p_agent_id, p_request_id);
 END
 $$;
 
@@ -326,15 +414,18 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) IS
-    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999), P0002 on an unknown agent.';
+COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) IS
+    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. The floor gate compares the posterior-mean estimate (routing.settings.quality_prior_weight, quality_half_life) with the floor; with p_request_id it returns what insert_decision decides for that request at p_as_of, deterministic Thompson draws for learned models below the floor included (quality_explore_share); without it, no draw. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999, p_request_id empty or over 255 characters), P0002 on an unknown agent.';
 
 REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route(numeric, text, int, int, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._check_route_args(text, uuid, text, int, int) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) TO routing_app;
+REVOKE ALL ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) TO routing_app;
 REVOKE ALL ON routing.model_cooldowns, routing.model_task_quality FROM PUBLIC;
 GRANT SELECT ON routing.model_cooldowns, routing.model_task_quality TO routing_readonly;
+
+UPDATE routing.route_epochs e SET epoch = e.epoch + 1 WHERE e.source = 'catalog';
 
 COMMIT;

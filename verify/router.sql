@@ -17,6 +17,9 @@ BEGIN
     ASSERT (SELECT prosrc LIKE '%_quality_draw%' FROM pg_catalog.pg_proc
              WHERE oid = 'routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text)'::regprocedure),
            'routing._route_document has no draw at the floor gate (router v0.3)';
+    ASSERT (SELECT prosrc LIKE '%quality_gate_z%' FROM pg_catalog.pg_proc
+             WHERE oid = 'routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text)'::regprocedure),
+           'routing._route_document does not clear the floor with confidence (quality_gate_z)';
 END
 $$;
 

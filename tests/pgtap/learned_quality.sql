@@ -2,9 +2,11 @@
 -- judge_queue v0.3): the estimate has no step at any label count, a label's weight halves
 -- at one half-life, a late label counts at its outcome's time, the gate's draws are
 -- deterministic per request and choose_route(..., p_request_id) is insert_decision's
--- decision, and explain_outcome shows the quality figures.
+-- decision, explain_outcome shows the quality figures, and (change quality_gate, router
+-- after v0.3.0) a learned model clears the floor with confidence: estimate
+-- - z sd k / (k + w), else only by its capped draw.
 BEGIN;
-SELECT plan(26);
+SELECT plan(41);
 
 SET LOCAL TimeZone = 'UTC';
 DELETE FROM routing.models;
@@ -167,6 +169,86 @@ SELECT is((SELECT count(*) FROM decided d WHERE routing.explain_outcome(d.outcom
 
 SELECT throws_ok($$SELECT routing.choose_route('b0000000-0000-4000-8000-000000000001', 'code', 1, 1, now(), '')$$,
     '22023', NULL, 'an empty p_request_id is 22023');
+
+---------------------------------------------------- the floor cleared with confidence
+
+SELECT is((SELECT quality_gate_z FROM routing.settings), 0.5::numeric, 'settings: quality_gate_z 0.5 by default');
+SELECT throws_ok($$UPDATE routing.settings SET quality_gate_z = -0.1$$, '23514', NULL, 'a negative quality_gate_z is refused');
+SELECT throws_ok($$UPDATE routing.settings SET quality_gate_z = 10.5$$, '23514', NULL, 'a quality_gate_z over 10 is refused');
+
+-- lq-cheap (prior 0.80) with 5 labels at 0.76: estimate (8 + 3.8) / 15 = 0.7867, above the
+-- code floor (0.78) but not surely: sd sqrt(0.7867 * 0.2133 / 16) = 0.1024, the prior
+-- carrying 10 / 15 of it, so its gate figure is 0.7867 - 0.5 * 0.1024 * 10 / 15 = 0.7525.
+UPDATE routing.settings SET quality_explore_share = 0;
+UPDATE routing.model_task_quality SET weights_at = now(), label_weight = 5, weighted_score = 3.8
+ WHERE model_slug = 'lq-cheap';
+SELECT is(pg_temp.route('code', now(), 'gate-0') ->> 'chosen_model_slug', 'lq-mid',
+    'a learned model above the floor by its estimate but not by its bound is not admitted (no draw)');
+SELECT results_eq(
+    $$SELECT e ->> 'reason', (e ->> 'effective_quality')::numeric, (e ->> 'gate_quality')::numeric
+        FROM pg_temp.entry(pg_temp.route('code', now(), 'gate-0'), 'lq-cheap') e$$,
+    $$VALUES ('below_quality_floor', 0.7867, round(11.8 / 15 - 0.5 * sqrt(11.8 / 15 * (1 - 11.8 / 15) / 16) * 10 / 15, 4))$$,
+    '... dropped below_quality_floor: its estimate 0.7867, its gate figure estimate - z sd k / (k + w) = 0.7525');
+UPDATE routing.settings SET quality_gate_z = 0;
+SELECT is(pg_temp.route('code', now()) ->> 'chosen_model_slug', 'lq-cheap',
+    'with quality_gate_z 0 the same model is admitted by its estimate (v0.3.0''s rule)');
+UPDATE routing.settings SET quality_gate_z = 0.5;
+
+-- With the default share it is admitted only by its draw, on the share of requests whose
+-- draw falls in it (a model just under its bound clears the floor on every such draw).
+UPDATE routing.settings SET quality_explore_share = 0.03;
+CREATE TEMP TABLE gate_draws AS
+SELECT 'gate-' || g AS r, pg_temp.route('code', now(), 'gate-' || g) AS doc FROM generate_series(1, 400) g;
+SELECT is((SELECT count(*) FROM gate_draws WHERE (doc ->> 'chosen_model_slug' = 'lq-cheap')
+                                              <> (doc ->> 'exploration')::boolean), 0::bigint,
+    'it is chosen only by its draw: exactly on the requests that explore');
+SELECT is((SELECT count(*) FROM gate_draws WHERE (doc ->> 'exploration')::boolean),
+          (SELECT count(*) FROM generate_series(1, 400) g
+            WHERE routing._quality_draw('b0000000-0000-4000-8000-000000000001', 'gate-' || g, 'lq-cheap') < 0.03),
+    '... on every request whose draw falls in the share (its Thompson figure then clears the floor)');
+SELECT ok((SELECT count(*) FROM gate_draws WHERE (doc ->> 'exploration')::boolean) BETWEEN 2 AND 30,
+    '... a few per cent of requests, not none');
+
+-- insert_decision (through the task's route plan) decides as choose_route(..., p_request_id)
+-- did, for two exploring requests and two others.
+CREATE TEMP TABLE gate_decided AS
+SELECT d.r, d.doc, i.*
+  FROM gate_draws d, LATERAL routing.insert_decision(d.r, 'b0000000-0000-4000-8000-000000000001', 'code', 100, 100) i
+ WHERE d.r IN ((SELECT x.r FROM gate_draws x WHERE (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 2)
+                UNION ALL
+                (SELECT x.r FROM gate_draws x WHERE NOT (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 2));
+SELECT is((SELECT count(*) FROM gate_decided WHERE model_slug IS DISTINCT FROM doc ->> 'chosen_model_slug'), 0::bigint,
+    'insert_decision routes each request under the bound to choose_route(..., p_request_id)''s choice');
+SELECT is((SELECT count(*) FROM gate_decided d WHERE routing.explain_outcome(d.outcome_id) <> d.doc), 0::bigint,
+    '... and explain_outcome returns that document, gate figures included');
+
+-- With enough labels at the same side of the floor the margin vanishes: 200 labels at 0.80,
+-- estimate (8 + 160) / 210 = 0.8, gate figure 0.8 - 0.5 * 0.0275 * 10 / 210 = 0.7993.
+UPDATE routing.model_task_quality SET weights_at = now(), label_weight = 200, weighted_score = 160
+ WHERE model_slug = 'lq-cheap';
+SELECT is(pg_temp.route('code', now()) ->> 'chosen_model_slug', 'lq-cheap',
+    'with enough labels it is admitted by its estimate, no draw needed');
+SELECT results_eq(
+    $$SELECT (e ->> 'gate_quality')::numeric, (e ->> 'explored')::boolean, (d ->> 'exploration')::boolean
+        FROM (SELECT pg_temp.route('code', now(), 'gate-1') d) x, pg_temp.entry(x.d, 'lq-cheap') e$$,
+    $$VALUES (round(0.8 - 0.5 * sqrt(0.8 * 0.2 / 211) * 10 / 210, 4), false, false)$$,
+    '... its gate figure shown, not an exploration');
+
+-- Labels faded to nothing: the prior alone no longer carries a measured model (0.80 - 0.5 *
+-- sqrt(0.8 * 0.2 / 11) = 0.7397), while a model never labelled is admitted on its q_prior.
+UPDATE routing.model_task_quality SET weights_at = now() - interval '100 years', label_weight = 1, weighted_score = 0.8
+ WHERE model_slug = 'lq-cheap';
+SELECT results_eq(
+    $$SELECT e ->> 'reason', e ->> 'quality_source', (e ->> 'effective_quality')::numeric, (e ->> 'gate_quality')::numeric
+        FROM pg_temp.entry(pg_temp.route('code', now()), 'lq-cheap') e$$,
+    $$VALUES ('below_quality_floor', 'learned', 0.8000, 0.7397)$$,
+    'a model whose labels have faded must clear the floor with confidence: its prior 0.80 alone does not');
+DELETE FROM routing.model_task_quality WHERE model_slug = 'lq-cheap';
+SELECT results_eq(
+    $$SELECT d ->> 'chosen_model_slug', e ->> 'quality_source', (e ->> 'gate_quality')::numeric
+        FROM (SELECT pg_temp.route('code', now()) d) x, pg_temp.entry(x.d, 'lq-cheap') e$$,
+    $$VALUES ('lq-cheap', 'prior', 0.8000)$$,
+    'a model with no labels is admitted by its prior, as before (gate figure = estimate)');
 
 SELECT * FROM finish();
 ROLLBACK;

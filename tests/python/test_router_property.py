@@ -7,11 +7,13 @@ per-call cap and a task type, and checks that
 ``routing.choose_route`` agrees with the oracle on the decision rule, the winner, the
 ranked survivors (the failover order) and the reason every other model was dropped.
 v0.2: models serve chat or embeddings, task ``embed`` needs embeddings and every other
-task chat; the first gate is ``wrong_endpoint``.
+task chat; the first gate is ``wrong_endpoint``. After v0.3.0 a model with labels clears
+the floor with confidence: estimate - z sd k / (k + n) (settings.quality_gate_z, 0.5).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -33,6 +35,7 @@ EMBEDDINGS_TASKS = {"embed"}
 DEFAULT_FLOOR = Decimal("0.5")
 MIN_SAMPLES = 30
 PRIOR_WEIGHT = 10.0
+GATE_Z = 0.5
 INPUT_TOKENS, MAX_TOKENS = 1200, 400
 
 
@@ -83,6 +86,23 @@ models = st.lists(
 )
 
 
+def gate_quality(m: Model) -> Decimal | None:
+    """After v0.3.0 (change quality_gate): the figure the floor gate compares. A model with
+    labels: estimate - z sd k / (k + n), sd = sqrt(q (1 - q) / (k + n + 1)), z = 0.5,
+    in double precision in the router's order, rounded as the estimate is; without: the
+    estimate."""
+    quality, source = effective_quality(m)
+    if quality is None or source == "prior":
+        return quality
+    x_sum = max(m.score_sum - m.samples, 0) / 4
+    mean = min(
+        max((PRIOR_WEIGHT * float(m.q_prior or 0) + x_sum) / (PRIOR_WEIGHT + m.samples), 0.0), 1.0
+    )
+    sd = math.sqrt(mean * (1 - mean) / (PRIOR_WEIGHT + m.samples + 1))
+    bound = mean - GATE_Z * sd * PRIOR_WEIGHT / (PRIOR_WEIGHT + m.samples)
+    return Decimal(f"{bound:.15g}").quantize(Decimal("0.0001"), ROUND_HALF_UP)
+
+
 def effective_quality(m: Model) -> tuple[Decimal | None, str]:
     """v0.3: the posterior mean (k q_prior + sum x) / (k + n), k = 10, labels given at the
     decision's instant (weight 1 each), computed in double precision as the router does
@@ -106,6 +126,7 @@ def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, An
     rows = []
     for m in catalog:
         quality, _ = effective_quality(m)
+        gate_figure = gate_quality(m)
         priced = (m.price_in or 0) > 0 and (m.price_out or 0) > 0
         cost = None
         if priced:
@@ -124,7 +145,7 @@ def oracle(catalog: list[Model], task: str, cap: Decimal | None) -> dict[str, An
             gate = "m_allowed_veto"
         elif not m.enabled:
             gate = "disabled"
-        elif quality is None or quality < floor:
+        elif gate_figure is None or gate_figure < floor:
             gate = "below_quality_floor"
         elif cap is not None and cost is not None and cost > cap:
             gate = "exceeds_budget_cap"

@@ -1,0 +1,340 @@
+-- Revert routing_ledger:router from pg
+--
+-- Back to the router as released at @v0.2.1: the body of deploy/router@v0.2.1.sql (its
+-- 6-argument _route_document and 5-argument choose_route put back), after dropping v0.3's
+-- request-taking router and choose_route(..., p_request_id).
+
+BEGIN;
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
+
+-- v0.3's objects first: the request-taking router and choose_route's new signature.
+DROP FUNCTION IF EXISTS routing.choose_route(uuid, text, int, int, timestamptz, text);
+DROP FUNCTION IF EXISTS routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text);
+
+CREATE TABLE IF NOT EXISTS routing.model_cooldowns (
+    model_slug        text PRIMARY KEY REFERENCES routing.models (slug) ON DELETE CASCADE,
+    cooling_until     timestamptz NOT NULL,
+    last_inference_id bigint,
+    retry_after_ms    int,
+    updated_at        timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE routing.model_cooldowns IS
+    'Shared cooldown: a model answered 429, so every gateway process routes around it until cooling_until. Written by fail_inference.';
+
+CREATE TABLE IF NOT EXISTS routing.model_task_quality (
+    model_slug      text NOT NULL REFERENCES routing.models (slug) ON DELETE CASCADE,
+    task_type       text NOT NULL,
+    judged_samples  bigint NOT NULL DEFAULT 0 CHECK (judged_samples >= 0),
+    score_sum       numeric NOT NULL DEFAULT 0 CHECK (score_sum >= 0),
+    -- Judge scores are 1..5; quality is on the q_prior scale 0..1.
+    learned_quality numeric GENERATED ALWAYS AS
+                    (CASE WHEN judged_samples > 0 THEN round((score_sum / judged_samples - 1) / 4, 4) END) STORED,
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_slug, task_type)
+);
+COMMENT ON TABLE routing.model_task_quality IS
+    'Learned quality per (model, task type) from judge labels: (mean score - 1) / 4. The router uses it instead of q_prior once judged_samples >= routing.settings.min_judged_samples.';
+
+-- The router proper, for an agent's per-call cap already read, in one of three forms
+-- (p_form), all from one read of the catalog:
+-- - 'document': choose_route's document, every candidate and every dropped model;
+-- - 'compact': the document's header, its first max_attempts candidates,
+--   candidate_count, dropped_counts (by reason) and snapshot, the hex sha256 of the
+--   ranked rows' catalog inputs (everything the two lists say except projected costs;
+--   the session's TimeZone, which the lists' timestamps are rendered in). No list is
+--   built, so a request whose snapshot already exists pays for the top candidates only;
+-- - 'snapshot': the compact form plus snapshot_candidates and snapshot_dropped, the two
+--   lists with each projected cost replaced by the model's two prices (the shared,
+--   token-independent record route_snapshots stores under that key).
+-- Private: choose_route and insert_decision validate their arguments and read the
+-- agent, then call this (through routing._route for the document).
+CREATE OR REPLACE FUNCTION routing._route_document(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz,
+    p_form          text
+) RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+-- The catalog is small and every parameter is a value, so the generic plan is the
+-- right plan; cached by PL/pgSQL, it saves the ~1 ms of planning a custom plan (chosen
+-- otherwise, because the generic estimate looks dear) would cost on every request.
+SET plan_cache_mode = force_generic_plan
+-- Never JIT-compiled: on a catalog without statistics (a fresh deploy, before autovacuum
+-- has analysed it) the planner's estimate of this query passes jit_above_cost, and
+-- compiling it then costs ~150 ms on every request for a query that runs in 0.3 ms.
+SET jit = off
+AS $$
+BEGIN
+IF p_form IS NULL OR p_form NOT IN ('document', 'compact', 'snapshot') THEN
+    RAISE EXCEPTION '_route_document: p_form must be document, compact or snapshot, got %', coalesce(p_form, 'NULL')
+        USING ERRCODE = 'invalid_parameter_value';
+END IF;
+RETURN (
+WITH cfg AS (
+    SELECT coalesce(f.min_quality, s.default_min_quality) AS min_quality,
+           coalesce(f.endpoint::text, 'chat') AS endpoint,
+           s.min_judged_samples,
+           coalesce(s.max_attempts, 1) AS keep
+      FROM routing.settings s
+      LEFT JOIN routing.task_floors f ON f.task_type = p_task_type
+),
+scored AS (
+    SELECT m.slug, m.provider, m.provider_model, m.m_allowed, m.enabled, m.q_prior,
+           m.endpoint::text AS endpoint, cfg.endpoint AS task_endpoint,
+           m.price_in_per_mtok_usd, m.price_out_per_mtok_usd,
+           m.price_in_per_mtok_usd + m.price_out_per_mtok_usd AS price_per_mtok_usd,
+           round(p_input_tokens * m.price_in_per_mtok_usd / 1e6
+                 + p_max_tokens * m.price_out_per_mtok_usd / 1e6, 6) AS projected_cost_usd,
+           CASE WHEN q.judged_samples >= cfg.min_judged_samples THEN q.learned_quality
+                ELSE m.q_prior END AS effective_quality,
+           CASE WHEN q.judged_samples >= cfg.min_judged_samples THEN 'learned'
+                ELSE 'q_prior' END AS quality_source,
+           q.judged_samples,
+           c.cooling_until,
+           cfg.min_quality,
+           cfg.keep
+      FROM routing.models m
+     CROSS JOIN cfg
+      LEFT JOIN routing.model_task_quality q
+             ON q.model_slug = m.slug AND q.task_type = p_task_type
+      LEFT JOIN routing.model_cooldowns c
+             ON c.model_slug = m.slug AND c.cooling_until > p_as_of
+),
+gated AS (
+    -- Each model falls at the first gate it fails, in the contract's order.
+    SELECT s.*,
+           CASE
+               WHEN s.endpoint <> s.task_endpoint       THEN 'wrong_endpoint'
+               WHEN NOT (coalesce(s.price_in_per_mtok_usd, 0) > 0
+                         AND coalesce(s.price_out_per_mtok_usd, 0) > 0) THEN 'not_enrolled_no_price'
+               WHEN s.q_prior IS NULL                    THEN 'not_enrolled_no_q_prior'
+               WHEN s.m_allowed IS NOT TRUE              THEN 'm_allowed_veto'
+               WHEN NOT s.enabled                        THEN 'disabled'
+               WHEN s.effective_quality < s.min_quality  THEN 'below_quality_floor'
+               WHEN s.projected_cost_usd > p_agent_cap_usd THEN 'exceeds_budget_cap'
+           END AS gate_reason
+      FROM scored s
+),
+judged AS (
+    -- Cooldowns are ignored when every otherwise-eligible model is cooling down:
+    -- a slow answer beats no answer.
+    SELECT w.*,
+           coalesce(w.gate_reason,
+                    CASE WHEN w.cooling_until IS NOT NULL AND NOT w.all_cooling THEN 'cooling_down' END) AS reason
+      FROM (SELECT g.*,
+                   coalesce(bool_and(g.cooling_until IS NOT NULL)
+                                FILTER (WHERE g.gate_reason IS NULL) OVER (), false) AS all_cooling
+              FROM gated g) w
+),
+ranked AS (
+    SELECT j.*,
+           CASE WHEN j.reason IS NULL THEN
+               (row_number() OVER (PARTITION BY j.reason IS NULL
+                                   ORDER BY j.price_per_mtok_usd, j.effective_quality DESC, j.slug) - 1)::int
+           END AS rank
+      FROM judged j
+),
+items AS (
+    -- A list entry as the document lists it, built only where the form lists it.
+    SELECT r.*,
+           CASE WHEN p_form = 'compact' AND NOT (r.reason IS NULL AND r.rank < r.keep) THEN NULL
+                WHEN r.reason IS NULL THEN
+                    jsonb_build_object(
+                        'slug', r.slug, 'rank', r.rank,
+                        'provider', r.provider, 'provider_model', r.provider_model,
+                        'price_per_mtok_usd', r.price_per_mtok_usd,
+                        'projected_cost_usd', r.projected_cost_usd,
+                        'effective_quality', r.effective_quality,
+                        'quality_source', r.quality_source,
+                        'cooling_until', r.cooling_until)
+                ELSE
+                    jsonb_strip_nulls(jsonb_build_object(
+                        'slug', r.slug, 'reason', r.reason,
+                        'endpoint', CASE WHEN r.reason = 'wrong_endpoint' THEN r.endpoint END,
+                        'effective_quality', CASE WHEN r.reason = 'below_quality_floor' THEN r.effective_quality END,
+                        'projected_cost_usd', CASE WHEN r.reason = 'exceeds_budget_cap' THEN r.projected_cost_usd END,
+                        'cooling_until', CASE WHEN r.reason = 'cooling_down' THEN r.cooling_until END,
+                        'price_per_mtok_usd', CASE WHEN r.reason = 'm_allowed_veto' THEN r.price_per_mtok_usd END))
+           END AS item
+      FROM ranked r
+),
+entries AS (
+    -- The snapshot form's entry trades the projected cost (the one figure that depends
+    -- on the token counts) for the model's two prices.
+    SELECT i.*,
+           CASE WHEN p_form = 'snapshot' AND i.item ? 'projected_cost_usd'
+                THEN (i.item - 'projected_cost_usd')
+                     || jsonb_build_object('price_in_per_mtok_usd', i.price_in_per_mtok_usd,
+                                           'price_out_per_mtok_usd', i.price_out_per_mtok_usd)
+                WHEN p_form = 'snapshot' THEN i.item
+           END AS snapshot_item
+      FROM items i
+),
+summary AS (
+    -- One pass over the ranked catalog: the winner (rank 0), the cheapest vetoed price,
+    -- whether anything fell at the floor, budget or cooldown gates, and what the form
+    -- lists.
+    SELECT max(r.slug)               FILTER (WHERE r.rank = 0) AS slug,
+           max(r.provider)           FILTER (WHERE r.rank = 0) AS provider,
+           max(r.provider_model)     FILTER (WHERE r.rank = 0) AS provider_model,
+           max(r.projected_cost_usd) FILTER (WHERE r.rank = 0) AS projected_cost_usd,
+           max(r.price_per_mtok_usd) FILTER (WHERE r.rank = 0) AS price_per_mtok_usd,
+           min(r.price_per_mtok_usd) FILTER (WHERE r.reason = 'm_allowed_veto') AS cheapest_vetoed,
+           coalesce(bool_or(r.reason IN ('below_quality_floor', 'exceeds_budget_cap', 'cooling_down')), false)
+               AS fell_at_floor,
+           coalesce(bool_or(r.all_cooling), false) AS all_cooling,
+           coalesce(jsonb_agg(r.item ORDER BY r.rank)
+                        FILTER (WHERE r.reason IS NULL AND (p_form = 'document' OR r.rank < r.keep)),
+                    '[]'::jsonb) AS candidates,
+           coalesce(jsonb_agg(r.item ORDER BY r.slug)
+                        FILTER (WHERE r.reason IS NOT NULL AND p_form = 'document'), '[]'::jsonb) AS dropped,
+           count(*) FILTER (WHERE r.reason IS NULL) AS candidate_count,
+           array_agg(r.reason) FILTER (WHERE r.reason IS NOT NULL AND p_form <> 'document') AS reasons,
+           coalesce(jsonb_agg(r.snapshot_item ORDER BY r.rank)
+                        FILTER (WHERE r.reason IS NULL AND p_form = 'snapshot'), '[]'::jsonb) AS snapshot_candidates,
+           coalesce(jsonb_agg(r.snapshot_item ORDER BY r.slug)
+                        FILTER (WHERE r.reason IS NOT NULL AND p_form = 'snapshot'), '[]'::jsonb) AS snapshot_dropped,
+           -- The snapshot key: every input of the two lists but the token counts, as
+           -- record text (injective), cooling times as epochs.
+           sha256(convert_to(current_setting('TimeZone') || E'\n'
+                             || coalesce(string_agg(ROW(r.slug, r.rank, r.reason, r.provider, r.provider_model,
+                                                        r.endpoint, r.price_in_per_mtok_usd, r.price_out_per_mtok_usd,
+                                                        r.effective_quality, r.quality_source,
+                                                        extract(epoch FROM r.cooling_until))::text, E'\n'
+                                                    ORDER BY r.rank NULLS LAST, r.slug)
+                                             FILTER (WHERE p_form <> 'document'), ''),
+                             'UTF8')) AS snapshot_key
+      FROM entries r
+)
+SELECT CASE p_form
+           -- The document is returned as built: concatenating it would copy it again.
+           WHEN 'document' THEN d.doc
+           ELSE (d.doc - 'dropped')
+                || jsonb_build_object(
+                       'snapshot', encode(s.snapshot_key, 'hex'),
+                       'candidate_count', s.candidate_count,
+                       'dropped_counts', (SELECT coalesce(jsonb_object_agg(x.reason, x.n), '{}'::jsonb)
+                                            FROM (SELECT u.reason, count(*) AS n
+                                                    FROM unnest(s.reasons) u (reason) GROUP BY u.reason) x))
+                || CASE WHEN p_form = 'snapshot'
+                        THEN jsonb_build_object('snapshot_candidates', s.snapshot_candidates,
+                                                'snapshot_dropped', s.snapshot_dropped)
+                        ELSE '{}'::jsonb END
+       END
+  FROM summary s
+ CROSS JOIN cfg c
+ CROSS JOIN LATERAL (SELECT jsonb_build_object(
+    'decision_rule',
+        CASE
+            WHEN s.slug IS NOT NULL THEN
+                CASE WHEN s.cheapest_vetoed < s.price_per_mtok_usd
+                     THEN 'm_allowed_veto_applied' ELSE 'cheapest_clearing_floor' END
+            WHEN s.fell_at_floor THEN 'no_candidate_clears_floor'
+            ELSE 'no_candidate_enrolled'
+        END,
+    'chosen_model_slug', s.slug,
+    'provider',          s.provider,
+    'provider_model',    s.provider_model,
+    'projected_cost_usd', s.projected_cost_usd,
+    'task_type',         p_task_type,
+    'endpoint',          c.endpoint,
+    'min_quality',       c.min_quality,
+    'input_tokens',      p_input_tokens,
+    'max_tokens',        p_max_tokens,
+    'per_call_cap_usd',  p_agent_cap_usd,
+    'as_of',             p_as_of,
+    'cooldowns_ignored', s.all_cooling,
+    'candidates',        s.candidates,
+    'dropped',           s.dropped) AS doc) d
+);
+END
+$$;
+
+-- The document form under the released name, for callers of v0.1's private _route (the
+-- released write path, after a revert of write_path); choose_route calls the router directly.
+CREATE OR REPLACE FUNCTION routing._route(
+    p_agent_cap_usd numeric,
+    p_task_type     text,
+    p_input_tokens  int,
+    p_max_tokens    int,
+    p_as_of         timestamptz
+) RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+BEGIN
+    RETURN routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.choose_route(
+    p_agent_id     uuid,
+    p_task_type    text,
+    p_input_tokens int,
+    p_max_tokens   int,
+    p_as_of        timestamptz DEFAULT now()
+) RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+DECLARE
+    v_cap numeric;
+BEGIN
+    PERFORM routing._check_route_args('choose_route', p_agent_id, p_task_type, p_input_tokens, p_max_tokens);
+    PERFORM routing._require_timestamp('choose_route', 'p_as_of', p_as_of);
+    SELECT a.per_call_cap_usd INTO v_cap FROM routing.agents a WHERE a.id = p_agent_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'choose_route: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN routing._route_document(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document');
+END
+$$;
+
+-- Shared by choose_route and insert_decision so both name the same argument the same way.
+-- The task's endpoint is read only for p_max_tokens = 0, the one value whose validity
+-- depends on it, so the usual call costs no lookup.
+CREATE OR REPLACE FUNCTION routing._check_route_args(
+    p_fn text, p_agent_id uuid, p_task_type text, p_input_tokens int, p_max_tokens int
+) RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    PERFORM routing._require_not_null(p_fn, 'p_agent_id', p_agent_id);
+    PERFORM routing._require_text(p_fn, 'p_task_type', p_task_type, 64);
+    PERFORM routing._require_int(p_fn, 'p_input_tokens', p_input_tokens);
+    PERFORM routing._require_int(p_fn, 'p_max_tokens', p_max_tokens);
+    IF p_max_tokens = 0
+       AND coalesce((SELECT f.endpoint::text FROM routing.task_floors f WHERE f.task_type = p_task_type), 'chat') <> 'embeddings'
+    THEN
+        RAISE EXCEPTION '%: p_max_tokens must be >= 1 for task type % (a chat task), got 0', p_fn, quote_literal(p_task_type)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'only an embeddings task (routing.task_floors.endpoint) may ask for 0 output tokens';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) IS
+    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999), P0002 on an unknown agent.';
+
+REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._route(numeric, text, int, int, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._check_route_args(text, uuid, text, int, int) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz) TO routing_app;
+REVOKE ALL ON routing.model_cooldowns, routing.model_task_quality FROM PUBLIC;
+GRANT SELECT ON routing.model_cooldowns, routing.model_task_quality TO routing_readonly;
+
+COMMIT;
