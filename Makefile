@@ -15,6 +15,16 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_FLAGS ?= -ra -v --durations=5
+# Every pytest run of make test is spread over PYTEST_WORKERS processes (pytest-xdist). Each
+# worker starts its own throwaway cluster and deploys its own template (conftest.py's session
+# fixtures run once per worker), so a test that crash-restarts its server, creates cluster-wide
+# roles or changes settings never disturbs another worker's tests; ports are free ones and
+# clone names carry the worker's pid. Two: CI's machine has 2 cores, and much of the suite
+# waits on PostgreSQL, subprocesses and sleeps rather than computing. --dist loadgroup runs
+# the tests marked xdist_group(name) in one worker (a module's own expensive cluster is then
+# started once). PYTEST_WORKERS=0: one process, as before.
+PYTEST_WORKERS ?= 2
+PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 
 # The server itself (postgresql-15) is expected to be there; these are the test tools.
 # libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
@@ -75,7 +85,7 @@ $(VENV_STAMP): python_client/pyproject.toml
 
 # The pytest fixtures start the throwaway cluster and stop it at the end, pass or fail.
 test: setup
-	$(VENV)/bin/pytest $(PYTEST_FLAGS) tests/python
+	$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python
 	$(MAKE) --no-print-directory test-partitioned
 	$(MAKE) --no-print-directory test-majors
 
@@ -97,7 +107,7 @@ test-majors: setup
 	for dir in $(PG_MAJOR_DIRS); do \
 	  cp "$$pgtap"/pgtap* "$$root/$$dir/share/postgresql/extension/" || exit 1; \
 	  echo "== PostgreSQL $$("$$root/$$dir/bin/postgres" --version | awk '{print $$3}')"; \
-	  PG_BINDIR="$$root/$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) \
+	  PG_BINDIR="$$root/$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
 	    tests/python/test_deploy_roles.py tests/python/test_pgtap.py || status=1; \
 	done; \
 	exit $$status
@@ -173,7 +183,7 @@ PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
   test_ops_api.py::test_repair_round_trip_on_legacy_history
 test-partitioned: setup
-	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) \
+	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
 	  $(patsubst %,tests/python/%.py,$(PARTITIONED_PYTEST)) tests/python/test_pgtap.py \
 	  -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' $(patsubst %,--deselect tests/python/%,$(PARTITIONED_DESELECT))
 

@@ -29,10 +29,11 @@ TEMPLATE_DB = "rl_template"
 
 _db_counter = itertools.count(1)
 
-#: pgTAP results per file and for the all-files run, filled by test_pgtap.py and printed
-#: in the terminal summary.
-PGTAP_RESULTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
-PGTAP_TOTAL_KEY = pytest.StashKey[dict[str, Any]]()
+#: The user_properties names under which test_pgtap.py records what pg_prove counted (per
+#: file, and for the all-files run), printed in the terminal summary. Test reports carry
+#: them back from pytest-xdist's workers, where a config stash would stay behind.
+PGTAP_FILE_PROPERTY = "pgtap_file"
+PGTAP_TOTAL_PROPERTY = "pgtap_total"
 
 
 def connect(conninfo: str, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -100,7 +101,6 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[PGTAP_RESULTS_KEY] = {}
     # A SIGTERM (a CI timeout, a killed `make`) would otherwise end the process without
     # fixture teardown; as an interrupt, pytest still stops the cluster.
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -109,8 +109,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print what pg_prove counted, so `make test` shows pgTAP's numbers as well."""
-    results = config.stash.get(PGTAP_RESULTS_KEY, {})
-    total = config.stash.get(PGTAP_TOTAL_KEY, None)
+    results: dict[str, dict[str, Any]] = {}
+    total: dict[str, Any] | None = None
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            for name, value in getattr(report, "user_properties", ()):
+                if name == PGTAP_FILE_PROPERTY:
+                    results[value["file"]] = value
+                elif name == PGTAP_TOTAL_PROPERTY:
+                    total = value
     if not results and total is None:
         return
     tr = terminalreporter

@@ -346,16 +346,35 @@ def test_timeout_while_waiting_for_a_retry_closes_the_scheduled_attempt(catalog,
     def alarm(signum: int, frame: Any) -> None:
         raise TimeoutError("gateway deadline exceeded")
 
+    # The deadline strikes once the retry is scheduled in the ledger, i.e. while the call
+    # waits it out. (A fixed 0.4 s timer could strike during the first attempt on a loaded
+    # machine, as under make test's parallel workers.)
+    main_thread = threading.get_ident()
+    done = threading.Event()
+
+    def deadline_once_the_retry_is_scheduled() -> None:
+        with psycopg.connect(catalog.db, autocommit=True) as watcher:
+            while not done.is_set():
+                if watcher.execute(
+                    "SELECT 1 FROM routing.inferences WHERE attempt_no > 1"
+                ).fetchone():
+                    signal.pthread_kill(main_thread, signal.SIGALRM)
+                    return
+                time.sleep(0.02)
+
     previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, 0.4)
+    watcher = threading.Thread(target=deadline_once_the_retry_is_scheduled, daemon=True)
     try:
         with Ledger(catalog.db, providers_for(server)) as ledger:
             started = time.monotonic()
+            watcher.start()
             with pytest.raises(TimeoutError):
                 ledger.call(AGENT, TASK, MESSAGES, 32, "deadline")
             assert time.monotonic() - started < 2.0  # interrupted in the sleep
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        done.set()
+        if watcher.is_alive():
+            watcher.join(timeout=10)
         signal.signal(signal.SIGALRM, previous)
 
     outcome = catalog.outcome_for("deadline")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import PGTAP_RESULTS_KEY, PGTAP_TOTAL_KEY, clone_template
+from conftest import PGTAP_FILE_PROPERTY, PGTAP_TOTAL_PROPERTY, clone_template
 from routing_ledger.testing.cluster import LocalCluster, find_project_dir
 
 PGTAP_DIR = find_project_dir(Path(__file__).resolve().parent) / "tests" / "pgtap"
@@ -91,10 +91,9 @@ def test_pgtap_file(
     finally:
         cluster.drop_database(dbname)
     counts = _counts(output)
-    request.config.stash[PGTAP_RESULTS_KEY][pgtap_file.name] = {
-        "ok": returncode == 0,
-        "tests": counts[1] if counts else None,
-    }
+    tests = counts[1] if counts else None
+    result = {"file": pgtap_file.name, "ok": returncode == 0, "tests": tests}
+    request.node.user_properties.append((PGTAP_FILE_PROPERTY, result))
     print(output)
     assert returncode == 0, f"pg_prove failed on {pgtap_file.name}:\n{output}"
     assert counts is not None and counts[1] > 0, f"pg_prove ran no assertion:\n{output}"
@@ -113,7 +112,9 @@ def test_pgtap_total(
     counts = _counts(output)
     assert counts is not None, f"no 'Files=…, Tests=…' line in pg_prove's output:\n{output}"
     files, tests = counts
-    request.config.stash[PGTAP_TOTAL_KEY] = {"ok": returncode == 0, "files": files, "tests": tests}
+    request.node.user_properties.append(
+        (PGTAP_TOTAL_PROPERTY, {"ok": returncode == 0, "files": files, "tests": tests})
+    )
     print(f"pgTAP total: Files={files}, Tests={tests}")
     assert returncode == 0, f"pg_prove failed:\n{output}"
     assert files == len(PGTAP_FILES)

@@ -49,6 +49,11 @@ def status_of(conn: psycopg.Connection[Any], inference_id: int) -> tuple[str, st
     return row[0], row[1]
 
 
+#: make test's pytest-xdist workers (--dist loadgroup) run the tests on ``cron_cluster`` in one
+#: worker, so its deploy happens once.
+CRON_CLUSTER_GROUP = pytest.mark.xdist_group("pg_cron_cluster")
+
+
 @pytest.fixture(scope="module")
 def cron_cluster() -> Iterator[LocalCluster]:
     settings = {
@@ -67,6 +72,7 @@ def cron_cluster() -> Iterator[LocalCluster]:
         yield cluster
 
 
+@CRON_CLUSTER_GROUP
 def test_pg_cron_schedules_the_reaper_and_it_runs(cron_cluster: LocalCluster) -> None:
     with cron_cluster.connect(LEDGER_DB) as conn:
         version = conn.execute(
@@ -144,6 +150,7 @@ def test_the_script_refuses_without_pg_cron(cluster: LocalCluster, db: str) -> N
     assert "routing-ledger reap --every 60s" in proc.stderr
 
 
+@CRON_CLUSTER_GROUP
 def test_the_script_refuses_a_bad_threshold_before_scheduling(cron_cluster: LocalCluster) -> None:
     proc = cron_cluster.psql(
         LEDGER_DB, "-v", "reap_older_than=soon", "-f", str(SCRIPT), check=False
