@@ -60,9 +60,9 @@ BEGIN
                                 ORDER BY p.min_input_tokens DESC, p.effective_from DESC LIMIT 1)) / 1e6, 10));
     END IF;
     -- Cache tokens: each cache class at its own rate, or else the request's input rate.
-    v_cr  := coalesce(p_cache_read_tokens, 0);
-    v_cw  := coalesce(p_cache_write_tokens, 0);
-    v_ch  := coalesce(p_cache_write_1h_tokens, 0);
+    v_cr  := coalesce(p_cache_read_tokens, 0)::bigint;
+    v_cw  := coalesce(p_cache_write_tokens, 0)::bigint;
+    v_ch  := coalesce(p_cache_write_1h_tokens, 0)::bigint;
     v_in  := routing._rate_in_force(p_model_slug, 'input', p_created_at, p_input_tokens);
     v_out := routing._rate_in_force(p_model_slug, 'output', p_created_at, p_input_tokens);
     RETURN pg_catalog.round(((p_input_tokens - v_cr - v_cw - v_ch) * v_in
