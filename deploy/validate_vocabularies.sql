@@ -1,0 +1,23 @@
+-- Deploy routing_ledger:validate_vocabularies to pg
+-- requires: vocabularies
+-- requires: judge_queue
+-- requires: integrity
+-- requires: repair
+--
+-- VALIDATE the CHECKs vocabularies re-added NOT VALID. VALIDATE CONSTRAINT takes SHARE
+-- UPDATE EXCLUSIVE: inserts and updates go on while it scans. The lists are those the
+-- released CHECKs held, so this can only fail on a row someone wrote by hand in between.
+
+BEGIN;
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '30min';
+
+ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT routing_outcomes_outcome_status_check;
+ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT routing_outcomes_judge_status_check;
+ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT outcome_requires_inference_when_model_chosen;
+ALTER TABLE routing.inferences VALIDATE CONSTRAINT inferences_error_code_check;
+ALTER TABLE routing.retry_policy VALIDATE CONSTRAINT retry_policy_error_code_check;
+ALTER TABLE routing.retry_policy VALIDATE CONSTRAINT retry_policy_give_up_status_check;
+
+COMMIT;

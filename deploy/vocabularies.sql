@@ -1,0 +1,128 @@
+-- Deploy routing_ledger:vocabularies to pg
+-- requires: ledger_tables
+-- requires: write_path
+-- requires: validate_inference_streaming
+-- requires: validate_outcome_requires_inference
+--
+-- Each word list of the ledger, and the test of an orphan, has one definition, here or in
+-- write_path, and every CHECK, function and view that needs one calls it:
+--   routing._client_error_codes()  the error codes a client reports (write_path's)
+--   routing._error_codes()         those and the reaper's own 'abandoned'
+--   routing._outcome_statuses()    an outcome's terminal statuses
+--   routing._judge_verdicts()      what a judge records
+--   routing._judge_statuses()      the queue's unlabeled and claimed, then the verdicts
+--   routing._outcome_is_orphan()   a dispatched outcome that names no attempt
+--
+-- Each is a LANGUAGE sql function, IMMUTABLE, with no SET clause, not STRICT and not
+-- SECURITY DEFINER, so the planner inlines it. A list is folded to a constant when a
+-- statement is planned (a CHECK costs what its literal list cost). The orphan test
+-- becomes its three column tests before the planner matches partial indexes, so the
+-- indexes routing_outcomes_orphans and routing_outcomes_orphans_judge, whose predicate
+-- is that same test, still answer the queries that call it.
+--
+-- IMMUTABLE is a promise: PostgreSQL checks no row again when a function that a CHECK
+-- calls is replaced. So a list may only grow by CREATE OR REPLACE (every row still
+-- passes). Narrowing a list, or changing the orphan test, is a new change that also
+-- drops and re-adds the CHECKs that use it NOT VALID and validates them.
+--
+-- The CHECKs keep their released names and hold the same lists as at @v0.3.0, so every
+-- row already passes. Each table's are dropped and re-added NOT VALID in one statement
+-- (a short ACCESS EXCLUSIVE lock, no scan); validate_vocabularies validates them under
+-- SHARE UPDATE EXCLUSIVE.
+
+BEGIN;
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '1min';
+
+CREATE OR REPLACE FUNCTION routing._error_codes()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT routing._client_error_codes() || 'abandoned'::text
+$$;
+COMMENT ON FUNCTION routing._error_codes() IS
+    'Every error code an attempt can carry: routing._client_error_codes() and the reaper''s abandoned.';
+
+CREATE OR REPLACE FUNCTION routing._outcome_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['succeeded', 'failed_rate_limited', 'failed_provider', 'failed_timeout',
+                 'failed_bad_request', 'failed_client', 'failed_abandoned',
+                 'failed_pre_dispatch', 'rejected', 'failed_stream_interrupted', 'cancelled']
+$$;
+COMMENT ON FUNCTION routing._outcome_statuses() IS
+    'The terminal statuses of an outcome (routing_outcomes.outcome_status; NULL while in flight).';
+
+CREATE OR REPLACE FUNCTION routing._judge_verdicts()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['labeled', 'error', 'cannot_evaluate']
+$$;
+COMMENT ON FUNCTION routing._judge_verdicts() IS
+    'What routing.record_judgement records: labeled (with a score) or error / cannot_evaluate (without one). The Python judge worker mirrors it.';
+
+CREATE OR REPLACE FUNCTION routing._judge_statuses()
+RETURNS text[]
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT ARRAY['unlabeled', 'claimed'] || routing._judge_verdicts()
+$$;
+COMMENT ON FUNCTION routing._judge_statuses() IS
+    'routing_outcomes.judge_status: the queue''s unlabeled and claimed, then routing._judge_verdicts().';
+
+-- decision_rule is NOT NULL, so the test is never NULL.
+CREATE OR REPLACE FUNCTION routing._outcome_is_orphan(
+    p_inference_id bigint, p_chosen_model_slug text, p_decision_rule text
+) RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_inference_id IS NULL AND p_chosen_model_slug IS NOT NULL
+       AND p_decision_rule <> 'failed_pre_dispatch'
+$$;
+COMMENT ON FUNCTION routing._outcome_is_orphan(bigint, text, text) IS
+    'An outcome is an orphan when a model was dispatched (chosen, not failed_pre_dispatch) and it names no attempt: history of the older write path. Called with the outcome''s inference_id, chosen_model_slug and decision_rule; inlined, the partial indexes on it answer.';
+
+ALTER TABLE routing.routing_outcomes
+    DROP CONSTRAINT IF EXISTS routing_outcomes_outcome_status_check,
+    ADD CONSTRAINT routing_outcomes_outcome_status_check
+        CHECK (outcome_status = ANY (routing._outcome_statuses())) NOT VALID,
+    DROP CONSTRAINT IF EXISTS routing_outcomes_judge_status_check,
+    ADD CONSTRAINT routing_outcomes_judge_status_check
+        CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID,
+    DROP CONSTRAINT IF EXISTS outcome_requires_inference_when_model_chosen,
+    ADD CONSTRAINT outcome_requires_inference_when_model_chosen
+        CHECK (NOT routing._outcome_is_orphan(inference_id, chosen_model_slug, decision_rule)) NOT VALID;
+COMMENT ON CONSTRAINT outcome_requires_inference_when_model_chosen ON routing.routing_outcomes IS
+    'A dispatched outcome names its attempt. No in-flight escape: insert_decision writes outcome and first inference atomically.';
+
+ALTER TABLE routing.inferences
+    DROP CONSTRAINT IF EXISTS inferences_error_code_check,
+    ADD CONSTRAINT inferences_error_code_check
+        CHECK (error_code = ANY (routing._error_codes())) NOT VALID;
+
+-- A give-up status ends a failed attempt: never success, nor a status decided before
+-- any dispatch.
+ALTER TABLE routing.retry_policy
+    DROP CONSTRAINT IF EXISTS retry_policy_error_code_check,
+    ADD CONSTRAINT retry_policy_error_code_check
+        CHECK (error_code = ANY (routing._error_codes())) NOT VALID,
+    DROP CONSTRAINT IF EXISTS retry_policy_give_up_status_check,
+    ADD CONSTRAINT retry_policy_give_up_status_check
+        CHECK (give_up_status = ANY (routing._outcome_statuses())
+               AND give_up_status NOT IN ('succeeded', 'failed_pre_dispatch', 'rejected')) NOT VALID;
+
+REVOKE ALL ON FUNCTION routing._error_codes(), routing._outcome_statuses(), routing._judge_verdicts(),
+                        routing._judge_statuses(), routing._outcome_is_orphan(bigint, text, text) FROM PUBLIC;
+-- The view routing.orphan_outcomes calls it, and a view's functions run with its reader's
+-- EXECUTE right (and are inlined only when the reader has it). A pure predicate.
+GRANT EXECUTE ON FUNCTION routing._outcome_is_orphan(bigint, text, text) TO routing_readonly;
+
+COMMIT;

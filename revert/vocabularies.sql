@@ -1,0 +1,60 @@
+-- Revert routing_ledger:vocabularies from pg
+--
+-- The CHECKs as @v0.3.0 left them: literal lists, validated. Adding a validated CHECK
+-- scans its table under this transaction's ACCESS EXCLUSIVE lock (every row passes: the
+-- lists are the same). Then the functions, which nothing else calls any more.
+
+BEGIN;
+
+SET LOCAL lock_timeout = '5s';
+SET LOCAL statement_timeout = '30min';
+
+ALTER TABLE routing.routing_outcomes
+    DROP CONSTRAINT routing_outcomes_outcome_status_check,
+    ADD CONSTRAINT routing_outcomes_outcome_status_check CHECK (outcome_status IN (
+        'succeeded', 'failed_rate_limited', 'failed_provider',
+        'failed_timeout', 'failed_bad_request', 'failed_client',
+        'failed_abandoned', 'failed_pre_dispatch', 'rejected',
+        'failed_stream_interrupted', 'cancelled')),
+    DROP CONSTRAINT routing_outcomes_judge_status_check,
+    ADD CONSTRAINT routing_outcomes_judge_status_check
+        CHECK (judge_status IN ('unlabeled', 'claimed', 'labeled', 'error', 'cannot_evaluate')),
+    DROP CONSTRAINT outcome_requires_inference_when_model_chosen,
+    ADD CONSTRAINT outcome_requires_inference_when_model_chosen
+        CHECK (chosen_model_slug IS NULL
+               OR decision_rule = 'failed_pre_dispatch'
+               OR inference_id IS NOT NULL);
+COMMENT ON CONSTRAINT outcome_requires_inference_when_model_chosen ON routing.routing_outcomes IS
+    'A dispatched outcome names its attempt. No in-flight escape: insert_decision writes outcome and first inference atomically.';
+
+ALTER TABLE routing.inferences
+    DROP CONSTRAINT inferences_error_code_check,
+    ADD CONSTRAINT inferences_error_code_check CHECK (error_code IN (
+        'rate_limited', 'server_error', 'timeout', 'connection_error',
+        'bad_request', 'auth', 'client_error', 'abandoned',
+        'stream_interrupted', 'cancelled'));
+
+ALTER TABLE routing.retry_policy
+    DROP CONSTRAINT retry_policy_error_code_check,
+    ADD CONSTRAINT retry_policy_error_code_check CHECK (error_code IN (
+        'rate_limited', 'server_error', 'timeout', 'connection_error',
+        'bad_request', 'auth', 'client_error', 'abandoned',
+        'stream_interrupted', 'cancelled')),
+    DROP CONSTRAINT retry_policy_give_up_status_check,
+    ADD CONSTRAINT retry_policy_give_up_status_check CHECK (give_up_status IN (
+        'failed_rate_limited', 'failed_provider', 'failed_timeout',
+        'failed_bad_request', 'failed_client', 'failed_abandoned',
+        'failed_stream_interrupted', 'cancelled'));
+
+-- squawk-ignore ban-drop-function
+DROP FUNCTION routing._outcome_is_orphan(bigint, text, text);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION routing._judge_statuses();
+-- squawk-ignore ban-drop-function
+DROP FUNCTION routing._judge_verdicts();
+-- squawk-ignore ban-drop-function
+DROP FUNCTION routing._outcome_statuses();
+-- squawk-ignore ban-drop-function
+DROP FUNCTION routing._error_codes();
+
+COMMIT;
