@@ -15,7 +15,6 @@ SET LOCAL statement_timeout = '30min';
 
 ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT routing_outcomes_outcome_status_check;
 ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT routing_outcomes_judge_status_check;
-ALTER TABLE routing.routing_outcomes VALIDATE CONSTRAINT outcome_requires_inference_when_model_chosen;
 ALTER TABLE routing.inferences VALIDATE CONSTRAINT inferences_error_code_check;
 ALTER TABLE routing.retry_policy VALIDATE CONSTRAINT retry_policy_error_code_check;
 ALTER TABLE routing.retry_policy VALIDATE CONSTRAINT retry_policy_give_up_status_check;

@@ -26,7 +26,9 @@
 -- drops and re-adds the CHECKs that use it NOT VALID and validates them.
 --
 -- The CHECKs keep their released names and hold the same lists as at @v0.3.0, so every
--- row already passes. Each table's are dropped and re-added NOT VALID in one statement
+-- row already passes. One CHECK keeps its literal text: outcome_requires_inference_when_
+-- model_chosen, the negation of the orphan test, which the contract states word for word
+-- and rollback_repair re-adds from its own text. Each table's are dropped and re-added NOT VALID in one statement
 -- (a short ACCESS EXCLUSIVE lock, no scan); validate_vocabularies validates them under
 -- SHARE UPDATE EXCLUSIVE.
 
@@ -96,12 +98,7 @@ ALTER TABLE routing.routing_outcomes
         CHECK (outcome_status = ANY (routing._outcome_statuses())) NOT VALID,
     DROP CONSTRAINT IF EXISTS routing_outcomes_judge_status_check,
     ADD CONSTRAINT routing_outcomes_judge_status_check
-        CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID,
-    DROP CONSTRAINT IF EXISTS outcome_requires_inference_when_model_chosen,
-    ADD CONSTRAINT outcome_requires_inference_when_model_chosen
-        CHECK (NOT routing._outcome_is_orphan(inference_id, chosen_model_slug, decision_rule)) NOT VALID;
-COMMENT ON CONSTRAINT outcome_requires_inference_when_model_chosen ON routing.routing_outcomes IS
-    'A dispatched outcome names its attempt. No in-flight escape: insert_decision writes outcome and first inference atomically.';
+        CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID;
 
 ALTER TABLE routing.inferences
     DROP CONSTRAINT IF EXISTS inferences_error_code_check,

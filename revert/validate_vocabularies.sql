@@ -14,12 +14,7 @@ ALTER TABLE routing.routing_outcomes
         CHECK (outcome_status = ANY (routing._outcome_statuses())) NOT VALID,
     DROP CONSTRAINT routing_outcomes_judge_status_check,
     ADD CONSTRAINT routing_outcomes_judge_status_check
-        CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID,
-    DROP CONSTRAINT outcome_requires_inference_when_model_chosen,
-    ADD CONSTRAINT outcome_requires_inference_when_model_chosen
-        CHECK (NOT routing._outcome_is_orphan(inference_id, chosen_model_slug, decision_rule)) NOT VALID;
-COMMENT ON CONSTRAINT outcome_requires_inference_when_model_chosen ON routing.routing_outcomes IS
-    'A dispatched outcome names its attempt. No in-flight escape: insert_decision writes outcome and first inference atomically.';
+        CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID;
 
 ALTER TABLE routing.inferences
     DROP CONSTRAINT inferences_error_code_check,

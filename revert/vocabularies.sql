@@ -18,14 +18,7 @@ ALTER TABLE routing.routing_outcomes
         'failed_stream_interrupted', 'cancelled')),
     DROP CONSTRAINT routing_outcomes_judge_status_check,
     ADD CONSTRAINT routing_outcomes_judge_status_check
-        CHECK (judge_status IN ('unlabeled', 'claimed', 'labeled', 'error', 'cannot_evaluate')),
-    DROP CONSTRAINT outcome_requires_inference_when_model_chosen,
-    ADD CONSTRAINT outcome_requires_inference_when_model_chosen
-        CHECK (chosen_model_slug IS NULL
-               OR decision_rule = 'failed_pre_dispatch'
-               OR inference_id IS NOT NULL);
-COMMENT ON CONSTRAINT outcome_requires_inference_when_model_chosen ON routing.routing_outcomes IS
-    'A dispatched outcome names its attempt. No in-flight escape: insert_decision writes outcome and first inference atomically.';
+        CHECK (judge_status IN ('unlabeled', 'claimed', 'labeled', 'error', 'cannot_evaluate'));
 
 ALTER TABLE routing.inferences
     DROP CONSTRAINT inferences_error_code_check,
