@@ -29,11 +29,11 @@
 -- Every argument is checked first, with 22023 naming it (routing._require_*).
 --
 -- routing._restoring_repair_run, which the ledger's guard triggers ask on every UPDATE,
--- is defined here, beside the table it reads: it lets rollback_repair's exact restore
--- through, and only rollback_repair, which runs here, can make it true. ledger_tables
--- created it first, for its triggers, before this table existed; that body read
--- routing.repair_runs only once a run was named, which nothing could do before this
--- change. The definition below is the one in force.
+-- is defined here, beside routing.repair_runs, which it reads: it lets rollback_repair's
+-- exact restore through, and only rollback_repair (below) can make it true. ledger_tables
+-- created it first, because its triggers call it, before this table existed; that body
+-- reads the table only once a run is named, which nothing can do before this change.
+-- The definition here is the one in force.
 
 BEGIN;
 

@@ -3,6 +3,7 @@
 -- requires: write_path
 -- requires: validate_inference_streaming
 -- requires: validate_outcome_requires_inference
+-- requires: partitioned_ledger
 --
 -- Each word list of the ledger, and the test of an orphan, has one definition, here or in
 -- write_path, and every CHECK, function and view that needs one calls it:
@@ -115,6 +116,17 @@ ALTER TABLE routing.retry_policy
     ADD CONSTRAINT retry_policy_give_up_status_check
         CHECK (give_up_status = ANY (routing._outcome_statuses())
                AND give_up_status NOT IN ('succeeded', 'failed_pre_dispatch', 'rejected')) NOT VALID;
+
+-- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
+-- definitions are recorded for unpartition_ledger to put back: record these CHECKs as
+-- they now read, or a back-out would bring the literal lists back.
+UPDATE routing.ledger_layout_ddl d
+   SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
+  FROM pg_catalog.pg_constraint c
+ WHERE d.kind = 'constraint'
+   AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
+   AND d.name IN ('routing_outcomes_outcome_status_check', 'routing_outcomes_judge_status_check',
+                  'inferences_error_code_check');
 
 REVOKE ALL ON FUNCTION routing._error_codes(), routing._outcome_statuses(), routing._judge_verdicts(),
                         routing._judge_statuses(), routing._outcome_is_orphan(bigint, text, text) FROM PUBLIC;

@@ -39,6 +39,17 @@ ALTER TABLE routing.retry_policy
         'failed_bad_request', 'failed_client', 'failed_abandoned',
         'failed_stream_interrupted', 'cancelled'));
 
+-- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
+-- definitions are recorded for unpartition_ledger to put back: record these CHECKs as
+-- they read again.
+UPDATE routing.ledger_layout_ddl d
+   SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
+  FROM pg_catalog.pg_constraint c
+ WHERE d.kind = 'constraint'
+   AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
+   AND d.name IN ('routing_outcomes_outcome_status_check', 'routing_outcomes_judge_status_check',
+                  'inferences_error_code_check');
+
 -- squawk-ignore ban-drop-function
 DROP FUNCTION routing._outcome_is_orphan(bigint, text, text);
 -- squawk-ignore ban-drop-function
