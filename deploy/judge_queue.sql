@@ -19,7 +19,10 @@
 -- its outcome's time however late the judge runs, and the router's estimate reads the
 -- sums from the first label on.
 --
--- Every argument is checked first, with 22023 naming it (routing._require_*).
+-- Every argument is checked first, with 22023 naming it (routing._require_*): p_worker
+-- and p_judge_model non-empty and at most 255 characters, p_rationale at most 10000
+-- (NULL or '' allowed), p_limit 1..10000, p_as_of a finite timestamp in 1970..9999,
+-- p_score a finite number 1..5 for a label and NULL otherwise.
 --
 -- Lock order: the outcome row, then its model_task_quality row; nothing locks them the
 -- other way round.

@@ -26,7 +26,9 @@
 --
 -- An orphan is what routing._outcome_is_orphan() says (change vocabularies), the
 -- predicate of the partial index routing_outcomes_orphans, which the matching reads.
--- Every argument is checked first, with 22023 naming it (routing._require_*).
+-- Every argument is checked first, with 22023 naming it (routing._require_*): intervals
+-- within 0..100 years, p_as_of a finite timestamp in 1970..9999, p_apply and p_run_id not
+-- NULL.
 --
 -- routing._restoring_repair_run, which the ledger's guard triggers ask on every UPDATE,
 -- is defined here, beside routing.repair_runs, which it reads: it lets rollback_repair's
