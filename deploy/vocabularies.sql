@@ -130,8 +130,15 @@ UPDATE routing.ledger_layout_ddl d
 
 REVOKE ALL ON FUNCTION routing._error_codes(), routing._outcome_statuses(), routing._judge_verdicts(),
                         routing._judge_statuses(), routing._outcome_is_orphan(bigint, text, text) FROM PUBLIC;
--- The view routing.orphan_outcomes calls it, and a view's functions run with its reader's
--- EXECUTE right (and are inlined only when the reader has it). A pure predicate.
-GRANT EXECUTE ON FUNCTION routing._outcome_is_orphan(bigint, text, text) TO routing_readonly;
+-- Every package role may call them, pure constants and a pure predicate: the planner folds
+-- a CHECK's calls with the reader's EXECUTE right whenever it considers the CHECK (on every
+-- partition of a partitioned ledger, for constraint exclusion), a view's calls run with
+-- its reader's right (routing.orphan_outcomes), and a function is inlined only for a role
+-- that may execute it. routing._client_error_codes() too, which routing._error_codes()
+-- calls. Granted to the roles, not to PUBLIC, which write_path revokes.
+GRANT EXECUTE ON FUNCTION routing._client_error_codes(), routing._error_codes(), routing._outcome_statuses(),
+                          routing._judge_verdicts(), routing._judge_statuses(),
+                          routing._outcome_is_orphan(bigint, text, text)
+    TO routing_app, routing_judge, routing_ops, routing_readonly;
 
 COMMIT;

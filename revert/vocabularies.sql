@@ -50,6 +50,9 @@ UPDATE routing.ledger_layout_ddl d
    AND d.name IN ('routing_outcomes_outcome_status_check', 'routing_outcomes_judge_status_check',
                   'inferences_error_code_check');
 
+REVOKE EXECUTE ON FUNCTION routing._client_error_codes()
+    FROM routing_app, routing_judge, routing_ops, routing_readonly;
+
 -- squawk-ignore ban-drop-function
 DROP FUNCTION routing._outcome_is_orphan(bigint, text, text);
 -- squawk-ignore ban-drop-function
