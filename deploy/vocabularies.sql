@@ -130,15 +130,17 @@ UPDATE routing.ledger_layout_ddl d
 
 REVOKE ALL ON FUNCTION routing._error_codes(), routing._outcome_statuses(), routing._judge_verdicts(),
                         routing._judge_statuses(), routing._outcome_is_orphan(bigint, text, text) FROM PUBLIC;
--- Every package role may call them, pure constants and a pure predicate: the planner folds
--- a CHECK's calls with the reader's EXECUTE right whenever it considers the CHECK (on every
--- partition of a partitioned ledger, for constraint exclusion), a view's calls run with
--- its reader's right (routing.orphan_outcomes), and a function is inlined only for a role
--- that may execute it. routing._client_error_codes() too, which routing._error_codes()
--- calls. Granted to the roles, not to PUBLIC, which write_path revokes.
+-- The roles that read the ledger tables or views over them (routing_readonly, and
+-- routing_judge through routing.judge_queue) may call them, pure constants and a pure
+-- predicate: the planner folds a CHECK's calls with the reader's EXECUTE right whenever it
+-- considers the CHECK (on every partition of a partitioned ledger, for constraint
+-- exclusion), a view's calls run with its reader's right (routing.orphan_outcomes), and a
+-- function is inlined only for a role that may execute it. routing._client_error_codes()
+-- too, which routing._error_codes() calls. Granted to the roles, not to PUBLIC, which
+-- write_path revokes; routing_app and routing_ops only call SECURITY DEFINER functions.
 GRANT EXECUTE ON FUNCTION routing._client_error_codes(), routing._error_codes(), routing._outcome_statuses(),
                           routing._judge_verdicts(), routing._judge_statuses(),
                           routing._outcome_is_orphan(bigint, text, text)
-    TO routing_app, routing_judge, routing_ops, routing_readonly;
+    TO routing_judge, routing_readonly;
 
 COMMIT;

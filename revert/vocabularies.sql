@@ -51,7 +51,7 @@ UPDATE routing.ledger_layout_ddl d
                   'inferences_error_code_check');
 
 REVOKE EXECUTE ON FUNCTION routing._client_error_codes()
-    FROM routing_app, routing_judge, routing_ops, routing_readonly;
+    FROM routing_judge, routing_readonly;
 
 -- squawk-ignore ban-drop-function
 DROP FUNCTION routing._outcome_is_orphan(bigint, text, text);

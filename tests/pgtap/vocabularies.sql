@@ -54,8 +54,8 @@ SELECT is_empty(
                        'routing._judge_statuses()'::regprocedure,
                        'routing._outcome_is_orphan(bigint, text, text)'::regprocedure)
          AND r.rolname IN ('routing_app', 'routing_judge', 'routing_ops', 'routing_readonly')
-         AND NOT has_function_privilege(r.oid, p.oid, 'EXECUTE')$$,
-    'every package role may call every home (a CHECK is folded, and a view''s calls run, with the reader''s right)');
+         AND (r.rolname IN ('routing_judge', 'routing_readonly')) <> has_function_privilege(r.oid, p.oid, 'EXECUTE')$$,
+    'the roles that read the ledger (routing_readonly, routing_judge) may call every home, routing_app and routing_ops none');
 -- constraint_exclusion = on makes the planner fold the table's CHECKs for a plain SELECT,
 -- as it does on every partition of a partitioned ledger by default.
 SET LOCAL constraint_exclusion = on;
