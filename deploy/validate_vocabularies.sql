@@ -3,8 +3,11 @@
 -- requires: judge_queue
 -- requires: integrity
 -- requires: repair
+-- requires: inference_streaming
+-- requires: outcome_stream_statuses
 --
--- VALIDATE the CHECKs vocabularies re-added NOT VALID. VALIDATE CONSTRAINT takes SHARE
+-- VALIDATE the CHECKs vocabularies and the reworks of inference_streaming and
+-- outcome_stream_statuses re-added NOT VALID. VALIDATE CONSTRAINT takes SHARE
 -- UPDATE EXCLUSIVE: inserts and updates go on while it scans. The lists are those the
 -- released CHECKs held, so this can only fail on a row someone wrote by hand in between.
 

@@ -26,12 +26,16 @@
 -- passes). Narrowing a list, or changing the orphan test, is a new change that also
 -- drops and re-adds the CHECKs that use it NOT VALID and validates them.
 --
+-- This change re-points the judge-status CHECK of routing_outcomes and retry_policy's
+-- two CHECKs. The outcome-status CHECK and the error-code CHECK of inferences belong to
+-- the released changes outcome_stream_statuses and inference_streaming: their reworks,
+-- next in the plan, re-point them (the verify script Sqitch runs is the rework's).
 -- The CHECKs keep their released names and hold the same lists as at @v0.3.0, so every
 -- row already passes. One CHECK keeps its literal text: outcome_requires_inference_when_
 -- model_chosen, the negation of the orphan test, which the contract states word for word
--- and rollback_repair re-adds from its own text. Each table's are dropped and re-added NOT VALID in one statement
--- (a short ACCESS EXCLUSIVE lock, no scan); validate_vocabularies validates them under
--- SHARE UPDATE EXCLUSIVE.
+-- and rollback_repair re-adds from its own text. Each table's are dropped and re-added
+-- NOT VALID in one statement (a short ACCESS EXCLUSIVE lock, no scan);
+-- validate_vocabularies validates them under SHARE UPDATE EXCLUSIVE.
 
 BEGIN;
 
@@ -94,17 +98,9 @@ COMMENT ON FUNCTION routing._outcome_is_orphan(bigint, text, text) IS
     'An outcome is an orphan when a model was dispatched (chosen, not failed_pre_dispatch) and it names no attempt: history of the older write path. Called with the outcome''s inference_id, chosen_model_slug and decision_rule; inlined, the partial indexes on it answer.';
 
 ALTER TABLE routing.routing_outcomes
-    DROP CONSTRAINT IF EXISTS routing_outcomes_outcome_status_check,
-    ADD CONSTRAINT routing_outcomes_outcome_status_check
-        CHECK (outcome_status = ANY (routing._outcome_statuses())) NOT VALID,
     DROP CONSTRAINT IF EXISTS routing_outcomes_judge_status_check,
     ADD CONSTRAINT routing_outcomes_judge_status_check
         CHECK (judge_status = ANY (routing._judge_statuses())) NOT VALID;
-
-ALTER TABLE routing.inferences
-    DROP CONSTRAINT IF EXISTS inferences_error_code_check,
-    ADD CONSTRAINT inferences_error_code_check
-        CHECK (error_code = ANY (routing._error_codes())) NOT VALID;
 
 -- A give-up status ends a failed attempt: never success, nor a status decided before
 -- any dispatch.
@@ -118,15 +114,15 @@ ALTER TABLE routing.retry_policy
                AND give_up_status NOT IN ('succeeded', 'failed_pre_dispatch', 'rejected')) NOT VALID;
 
 -- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
--- definitions are recorded for unpartition_ledger to put back: record these CHECKs as
--- they now read, or a back-out would bring the literal lists back.
+-- definitions are recorded for unpartition_ledger to put back: record this CHECK as it
+-- now reads, or a back-out would bring the literal list back (retry_policy is not
+-- partitioned).
 UPDATE routing.ledger_layout_ddl d
    SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
   FROM pg_catalog.pg_constraint c
  WHERE d.kind = 'constraint'
    AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
-   AND d.name IN ('routing_outcomes_outcome_status_check', 'routing_outcomes_judge_status_check',
-                  'inferences_error_code_check');
+   AND d.name = 'routing_outcomes_judge_status_check';
 
 REVOKE ALL ON FUNCTION routing._error_codes(), routing._outcome_statuses(), routing._judge_verdicts(),
                         routing._judge_statuses(), routing._outcome_is_orphan(bigint, text, text) FROM PUBLIC;

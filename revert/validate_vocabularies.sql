@@ -2,7 +2,8 @@
 --
 -- PostgreSQL cannot un-validate a constraint: each is dropped and added back NOT VALID
 -- in one statement per table (a short ACCESS EXCLUSIVE lock, no scan), exactly as
--- vocabularies left it.
+-- vocabularies and the reworks of inference_streaming and outcome_stream_statuses left
+-- them.
 
 BEGIN;
 
