@@ -1,37 +1,27 @@
 -- Deploy routing_ledger:integrity to pg
--- requires: integrity@v0.1.0
--- requires: inference_streaming
--- requires: outcome_stream_index
--- requires: argument_checks
--- requires: budget_ledger
+-- requires: integrity@v0.3.0
+-- requires: vocabularies
 --
 -- What an operator looks at first on the day something went wrong: one row per
 -- metric, each a count of rows that break (or, for the informational ones, describe)
 -- the ledger's promise that every routed request ends in exactly one terminal state
 -- and every dispatched outcome is linked to its inference.
 --
--- Every count is driven by a partial index built by ledger_tables (same expressions,
--- same predicates), so its cost follows the size of the anomaly, not of the ledger:
--- on a healthy database with millions of outcomes the report reads a few index pages.
+-- Every count is driven by a partial index (same expressions, same predicates), so its
+-- cost follows the size of the anomaly, not of the ledger: on a healthy database with
+-- millions of outcomes the report reads a few index pages. The orphan counts call
+-- routing._outcome_is_orphan() (change vocabularies), which the planner inlines into the
+-- predicate of routing_outcomes_orphans and routing_outcomes_orphans_judge; the orphans'
+-- judge counts are index-only on the latter, flat in history. An attempt's age is
+-- routing._routed_past_due(), the reaper's own predicate, on inferences_routed_age.
 -- A check that no index can answer (does every outcome's inference belong to it?)
 -- would make the report as slow as the ledger is big, so it is a view of its own,
 -- routing.link_mismatches, that an operator queries knowing it reads both tables.
 --
 -- Each metric is described in routing.integrity_metrics, so that the database, not
 -- a client, says which ones are violations (a doctor exits non-zero on those) and
--- which only inform.
---
--- v0.2: stuck_routed_1h (and the view stuck_inferences) count an attempt's age from the
--- latest of created_at, not_before and heartbeat_at (routing._routed_past_due, the
--- reaper's own predicate); two info metrics count the streams interrupted
--- (failed_stream_interrupted) and the requests cancelled in the 24 hours before p_as_of,
--- on the partial index routing_outcomes_stream_endings; p_as_of is bounded (a finite
--- timestamp in 1970..9999, so p_as_of - 24 hours always fits).
--- Flat in history (issue 12, P6): terminal_outcome_with_routed_inference looks each routed
--- attempt's outcome up by key (a subplan, whatever the ledger's size), and the orphans'
--- judge counts are index-only on routing_outcomes_orphans_judge, the covering partial
--- index of the later change orphan_judge_index (built CONCURRENTLY, so it cannot live in
--- this transaction); before it exists they are right, only slower on a big ledger.
+-- which only inform. p_as_of is a finite timestamp in 1970..9999 (22023 otherwise), so
+-- p_as_of - 24 hours always fits.
 
 BEGIN;
 
@@ -136,19 +126,16 @@ BEGIN
         SELECT count(*) FILTER (WHERE o.outcome_status = 'succeeded' AND o.judge_status IS NOT NULL) AS succeeded_judged,
                count(*) FILTER (WHERE o.judge_status = 'unlabeled') AS unlabeled
           FROM routing.routing_outcomes o
-         WHERE o.inference_id IS NULL AND o.chosen_model_slug IS NOT NULL
-           AND o.decision_rule <> 'failed_pre_dispatch'
+         WHERE routing._outcome_is_orphan(o.inference_id, o.chosen_model_slug, o.decision_rule)
     ),
     v (metric, value) AS (
         VALUES
         ('orphan_outcomes', (
             SELECT count(*) FROM routing.routing_outcomes o
-             WHERE o.inference_id IS NULL AND o.chosen_model_slug IS NOT NULL
-               AND o.decision_rule <> 'failed_pre_dispatch')),
+             WHERE routing._outcome_is_orphan(o.inference_id, o.chosen_model_slug, o.decision_rule))),
         ('orphan_outcomes_24h', (
             SELECT count(*) FROM routing.routing_outcomes o
-             WHERE o.inference_id IS NULL AND o.chosen_model_slug IS NOT NULL
-               AND o.decision_rule <> 'failed_pre_dispatch'
+             WHERE routing._outcome_is_orphan(o.inference_id, o.chosen_model_slug, o.decision_rule)
                AND o.created_at > p_as_of - interval '24 hours' AND o.created_at <= p_as_of)),
         ('stuck_routed_1h', (
             SELECT count(*) FROM routing.inferences i
@@ -227,7 +214,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.integrity_report(timestamptz) IS
-    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges), budget_spend_drift and rows_in_default_partition (violations of the daily cap''s counters and of partition upkeep), cost_mismatch_24h (gauge: computed and provider-reported costs apart). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
+    'One row per metric of routing.integrity_metrics, in its order (kind violation: 0 on a healthy ledger; or info), windows ending at p_as_of. Read-only; each count is answered by a partial index, so it costs what the anomalies hold. 22023 on a bad p_as_of.';
 
 -- Dispatched outcomes with no attempt: the rows behind orphan_outcomes.
 CREATE OR REPLACE VIEW routing.orphan_outcomes AS
@@ -235,8 +222,7 @@ SELECT o.id, o.request_id, o.agent_id, o.tenant_id, o.task_type, o.decision_rule
        o.chosen_model_slug, o.outcome_status, o.cost_actual_usd, o.attempts,
        o.judge_status, o.created_at, o.completed_at
   FROM routing.routing_outcomes o
- WHERE o.inference_id IS NULL AND o.chosen_model_slug IS NOT NULL
-   AND o.decision_rule <> 'failed_pre_dispatch';
+ WHERE routing._outcome_is_orphan(o.inference_id, o.chosen_model_slug, o.decision_rule);
 COMMENT ON VIEW routing.orphan_outcomes IS
     'Outcomes whose model was dispatched but that name no inference (metric orphan_outcomes): history of the older write path. See routing.repair_orphans.';
 

@@ -1,31 +1,28 @@
 -- Deploy routing_ledger:judge_queue to pg
--- requires: judge_queue@v0.1.0
--- requires: argument_checks
+-- requires: judge_queue@v0.3.0
+-- requires: vocabularies
 --
--- v0.2 rework: every argument is checked first through the routing._require_* helpers
--- (change argument_checks), with 22023: p_worker and p_judge_model non-empty and at most
--- 255 characters, p_rationale at most 10000 characters (NULL or '' allowed), p_limit 1..10000,
--- the claim's p_as_of a finite timestamp between 1970 and 9999, p_status one of the
--- verdicts, p_score a finite number 1..5 for a label and NULL otherwise. v0.1.0 stored a
--- worker or judge model of any length and let p_as_of = infinity reach the lease
--- arithmetic. Nothing else changes.
+-- How outcomes become the router's training data. A succeeded outcome enters the queue
+-- as judge_status 'unlabeled' (complete_decision, or repair_orphans for history); judge
+-- workers claim batches under FOR UPDATE SKIP LOCKED, so two workers never get the same
+-- outcome, with a lease (routing.settings.judge_lease) after which an unfinished claim is
+-- taken back by the next claim. A verdict is one of routing._judge_verdicts(); the first
+-- recording wins, even over another worker's expired claim, and a repeat of the same
+-- verdict (a retry after a lost reply) counts nothing twice.
 --
--- v0.3 (issue 20, change learned_quality): a label is added to the (model, task)'s
--- decayed sums at its outcome's created_at, in constant time whenever the judge records
--- it: at or after the row's weights_at the sums decay to that instant and gain weight 1
--- and score (score - 1) / 4; before it (a late label) the label is added at its weight
--- at weights_at, 2^-((weights_at - created_at) / half-life). The router's estimate reads
--- those sums from the first label on; min_judged_samples switches nothing any more.
+-- A label (score 1..5) is credited to the model that actually answered (the final
+-- attempt's model, which after a failover is not the chosen one) and the task type, in
+-- routing.model_task_quality's decayed sums, in constant time whenever the judge records
+-- it: at or after the row's weights_at the sums decay to the outcome's created_at and gain
+-- weight 1 and score (score - 1) / 4; before it (a late label) the label is added at its
+-- weight at weights_at, 2^-((weights_at - created_at) / half-life). So a label counts at
+-- its outcome's time however late the judge runs, and the router's estimate reads the
+-- sums from the first label on.
 --
--- How outcomes become the router's training data. A succeeded outcome enters the
--- queue as judge_status 'unlabeled' (complete_decision, or repair_orphans for history);
--- judge workers claim batches under FOR UPDATE SKIP LOCKED, so two workers never get the
--- same outcome, with a lease (routing.settings.judge_lease) after which an unfinished
--- claim is taken back by the next claim; a recorded label (score 1..5) is added to
--- routing.model_task_quality for the model that actually answered (the final attempt's
--- model, which after a failover is not the chosen one) and the task type. The router
--- uses that learned quality instead of q_prior once judged_samples reaches
--- routing.settings.min_judged_samples (30 by default).
+-- Every argument is checked first, with 22023 naming it (routing._require_*): p_worker
+-- and p_judge_model non-empty and at most 255 characters, p_rationale at most 10000
+-- (NULL or '' allowed), p_limit 1..10000, p_as_of a finite timestamp in 1970..9999,
+-- p_score a finite number 1..5 for a label and NULL otherwise.
 --
 -- Lock order: the outcome row, then its model_task_quality row; nothing locks them the
 -- other way round.
@@ -141,9 +138,8 @@ DECLARE
     v_half_life interval;
 BEGIN
     PERFORM routing._require_not_null('record_judgement', 'p_outcome_id', p_outcome_id);
-    -- The verdicts a judge records (judge_status minus the queue's own unlabeled/claimed).
     PERFORM routing._require_member('record_judgement', 'p_status', p_status,
-                                    ARRAY['labeled', 'error', 'cannot_evaluate']);
+                                    routing._judge_verdicts());
     IF p_status = 'labeled' THEN
         PERFORM routing._require_numeric('record_judgement', 'p_score', p_score, 1, 5);
     ELSIF p_score IS NOT NULL THEN
@@ -163,7 +159,7 @@ BEGIN
     END IF;
     SELECT i.model_slug INTO v_model FROM routing.inferences i WHERE i.id = v_out.inference_id;
 
-    IF v_out.judge_status IN ('labeled', 'error', 'cannot_evaluate') THEN
+    IF v_out.judge_status = ANY (routing._judge_verdicts()) THEN
         IF (v_out.judge_status, v_out.judge_score, v_out.judge_rationale, v_out.judge_model)
            IS NOT DISTINCT FROM (p_status, p_score, p_rationale, p_judge_model)
         THEN
@@ -229,9 +225,9 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.claim_judge_batch(text, int) IS
-    'Claims up to p_limit outcomes for judge worker p_worker until now() + routing.settings.judge_lease: first claims whose lease has ended (their worker died), then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 (checked first) on a p_worker that is empty or over 255 characters, or a p_limit outside 1..10000.';
+    'Claims up to p_limit outcomes for p_worker until now() + settings.judge_lease: expired claims first, then routing.judge_queue in id order; SKIP LOCKED, so no two workers get the same outcome. 22023 on a bad p_worker or p_limit.';
 COMMENT ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) IS
-    'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label (weight 1 at its outcome''s created_at, halving every routing.settings.quality_half_life, late labels included) is added in constant time to routing.model_task_quality''s decayed sums for the final attempt''s model and the task type, which the router''s estimate reads from the first label on; judged_samples and learned_quality are the cumulative count and plain mean. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 (checked first) on a bad argument: p_status not a verdict, p_score not finite 1..5 for a label (NULL otherwise), p_rationale over 10000 characters, p_judge_model empty or over 255; P0002 on an unknown outcome.';
+    'Records a verdict (routing._judge_verdicts(); a score 1..5 only for labeled) on a queued or claimed outcome: the first recording wins, a repeat counts once, a label adds to model_task_quality at its outcome''s time. 22023 bad argument, 55000 already judged or not queued, P0002 unknown outcome.';
 
 REVOKE ALL ON routing.judge_queue FROM PUBLIC;
 GRANT SELECT ON routing.judge_queue TO routing_judge, routing_readonly;

@@ -1,11 +1,16 @@
 -- Deploy routing_ledger:outcome_stream_statuses to pg
--- requires: ledger_tables
+-- requires: outcome_stream_statuses@v0.3.0
+-- requires: vocabularies
 --
--- The outcome_status vocabulary gains failed_stream_interrupted (a stream broke after
--- its first token) and cancelled (the caller stopped). Its definition is the released
--- CHECK routing_outcomes_outcome_status_check, widened under its own name: dropped and
--- re-added NOT VALID in one statement (a short ACCESS EXCLUSIVE lock on this table
--- alone, no scan); validate_inference_streaming validates it.
+-- The columns, constraints and functions of the released change are in
+-- deploy/outcome_stream_statuses@v0.3.0.sql. This rework points its CHECK at the
+-- vocabulary's home: routing_outcomes_outcome_status_check calls
+-- routing._outcome_statuses(), which holds the same list as the released literal CHECK,
+-- so every row already passes.
+--
+-- The CHECK keeps its released name. It is dropped and re-added NOT VALID in one
+-- statement (a short ACCESS EXCLUSIVE lock, no scan); validate_vocabularies validates it
+-- under SHARE UPDATE EXCLUSIVE.
 
 BEGIN;
 
@@ -14,10 +19,17 @@ SET LOCAL statement_timeout = '1min';
 
 ALTER TABLE routing.routing_outcomes
     DROP CONSTRAINT IF EXISTS routing_outcomes_outcome_status_check,
-    ADD CONSTRAINT routing_outcomes_outcome_status_check CHECK (outcome_status IN (
-        'succeeded', 'failed_rate_limited', 'failed_provider',
-        'failed_timeout', 'failed_bad_request', 'failed_client',
-        'failed_abandoned', 'failed_pre_dispatch', 'rejected',
-        'failed_stream_interrupted', 'cancelled')) NOT VALID;
+    ADD CONSTRAINT routing_outcomes_outcome_status_check
+        CHECK (outcome_status = ANY (routing._outcome_statuses())) NOT VALID;
+
+-- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
+-- definitions are recorded for unpartition_ledger to put back: record this CHECK as it
+-- now reads, or a back-out would bring the literal list back.
+UPDATE routing.ledger_layout_ddl d
+   SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
+  FROM pg_catalog.pg_constraint c
+ WHERE d.kind = 'constraint'
+   AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
+   AND d.name = 'routing_outcomes_outcome_status_check';
 
 COMMIT;

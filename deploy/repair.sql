@@ -1,13 +1,6 @@
 -- Deploy routing_ledger:repair to pg
--- requires: repair@v0.1.0
--- requires: argument_checks
---
--- v0.2 rework: every argument is checked first through the routing._require_* helpers
--- (change argument_checks), against the package's bounds, with 22023: an interval
--- (p_window, p_older_than) between 0 and 100 years, p_as_of a finite timestamp between
--- 1970 and 9999, p_apply and p_run_id not NULL. v0.1.0 let an interval near the type's
--- limits through to "created_at - p_window", which raised 22008 (timestamp out of range);
--- a p_as_of of +/-infinity did the same. Nothing else changes.
+-- requires: repair@v0.3.0
+-- requires: vocabularies
 --
 -- Re-links history from the older two-phase write path: outcomes written before their
 -- provider call, whose inference id was never back-filled (a 429 in between), and the
@@ -30,6 +23,19 @@
 -- finally stores the after-image, so rollback_repair can restore the before-images
 -- exactly and refuse when a row has changed since (reaped, completed, judged): an
 -- exact restore must not silently undo later work.
+--
+-- An orphan is what routing._outcome_is_orphan() says (change vocabularies), the
+-- predicate of the partial index routing_outcomes_orphans, which the matching reads.
+-- Every argument is checked first, with 22023 naming it (routing._require_*): intervals
+-- within 0..100 years, p_as_of a finite timestamp in 1970..9999, p_apply and p_run_id not
+-- NULL.
+--
+-- routing._restoring_repair_run, which the ledger's guard triggers ask on every UPDATE,
+-- is defined here, beside routing.repair_runs, which it reads: it lets rollback_repair's
+-- exact restore through, and only rollback_repair (below) can make it true. ledger_tables
+-- created it first, because its triggers call it, before this table existed; that body
+-- reads the table only once a run is named, which nothing can do before this change.
+-- The definition here is the one in force.
 
 BEGIN;
 
@@ -75,6 +81,30 @@ CREATE TABLE IF NOT EXISTS routing.repair_backup (
 COMMENT ON TABLE routing.repair_backup IS
     'Before-image (row_data) of every row a repair_orphans run changed, written before the change, and its after-image; routing.rollback_repair restores the before-images.';
 
+-- Whether rollback_repair is putting a run's before-images back, exactly, in this
+-- transaction: then the guard triggers let the restore through. It names the run in a
+-- setting (the cheap test, false on every other write) and marks the run's row, which
+-- only the owner can write, with its own transaction: a setting alone, which any session
+-- can set, lets nothing through. PL/pgSQL (its test of the setting ends most calls before
+-- any query) with no SET clause: it runs on every UPDATE of the ledger, and every name is
+-- qualified.
+CREATE OR REPLACE FUNCTION routing._restoring_repair_run()
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF coalesce(pg_catalog.current_setting('routing.restoring_repair_run', true), '') = '' THEN
+        RETURN false;
+    END IF;
+    RETURN EXISTS (SELECT FROM routing.repair_runs r
+                    WHERE r.run_id::text = pg_catalog.current_setting('routing.restoring_repair_run', true)
+                      AND r.restoring_xact = pg_catalog.pg_current_xact_id_if_assigned());
+END
+$$;
+COMMENT ON FUNCTION routing._restoring_repair_run() IS
+    'True only inside a routing.rollback_repair transaction restoring the run it names: the ledger''s guard triggers then let its exact restore through.';
+
 -- A ledger row as a repair run records it (before- and after-images), and as
 -- rollback_repair compares it: the one definition of "the row as it is now".
 CREATE OR REPLACE FUNCTION routing._ledger_row(p_table text, p_row_id bigint)
@@ -101,15 +131,13 @@ STABLE
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
     WITH orphan AS (
-        -- The predicate of the partial index routing_outcomes_orphans.
+        -- On the partial index routing_outcomes_orphans (the same predicate, inlined).
         SELECT o.id, o.agent_id, o.chosen_model_slug, o.created_at, o.cost_actual_usd,
                (SELECT x.id FROM routing.inferences x
                  WHERE x.outcome_id = o.id
                  ORDER BY x.attempt_no DESC LIMIT 1) AS owned_attempt
           FROM routing.routing_outcomes o
-         WHERE o.inference_id IS NULL
-           AND o.chosen_model_slug IS NOT NULL
-           AND o.decision_rule <> 'failed_pre_dispatch'
+         WHERE routing._outcome_is_orphan(o.inference_id, o.chosen_model_slug, o.decision_rule)
     ),
     pair AS (
         -- The predicate and columns of the partial index inferences_unowned.
@@ -564,16 +592,17 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.repair_orphans(interval, boolean) IS
-    'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 (checked first) on a NULL p_apply or a p_window that is NULL or outside 0..100 years.';
+    'Re-links each orphan outcome to the one unowned inference of the same agent, model and cost within p_window, where each is the other''s only candidate; reports the rest. Dry run by default (writes nothing); apply records before-images for rollback_repair. 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) IS
-    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than. One that owns an attempt is linked to its newest one and follows it (succeeded: succeeded and judgeable; failed: the give-up status of its error; routed: left for the reaper). One that owns none gets a closing attempt (failed, abandoned, a message naming the competing inferences) and, if in flight, becomes failed_abandoned; a succeeded one keeps its status but becomes cannot_evaluate for the judge (its answer is lost). Left alone: relink_first (repair_orphans would re-link it), too_recent, held_with_group (it shares a candidate with an orphan left alone: closing one side of an ambiguity would fake a one-to-one match). Dry run (default) writes nothing (would_close). Apply locks every owned attempt, then the orphans, in id order, records a run (kind close_unmatched) with before-images, undone by rollback_repair (which deletes the closing attempts). 22023 (checked first) on an interval that is NULL or outside 0..100 years, a NULL p_apply, or a p_as_of that is NULL or outside 1970..9999.';
+    'Closes orphans older than p_older_than that repair_orphans must leave alone: linked to the attempt they own, or given a closing abandoned attempt; leaves alone what a re-link or a recent orphan still needs. Dry run by default; apply is undone by rollback_repair. 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.rollback_repair(bigint) IS
-    'Restores every row of an applied repair_orphans or close_unmatched_orphans run exactly from its before-images (deleting the rows the run inserted) and marks the run rolled back; returns the number of rows restored. Works while outcome_requires_inference_when_model_chosen is NOT VALID (it is dropped and re-added NOT VALID with its exact definition in the same transaction, under ACCESS EXCLUSIVE on routing_outcomes). 22023 on NULL, P0002 for an unknown run, 55000 if the run was already rolled back, if the constraint is validated, or if a row changed since the run (reaped, completed, judged).';
+    'Restores an applied repair run exactly from its before-images and marks it rolled back; returns the rows restored. P0002 unknown run; 55000 if already rolled back, if outcome_requires_inference_when_model_chosen is validated, or if a row changed since; 22023 on NULL.';
 
 REVOKE ALL ON routing.repair_runs, routing.repair_backup FROM PUBLIC;
 GRANT SELECT ON routing.repair_runs, routing.repair_backup TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._orphan_matches(interval) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._ledger_row(text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._restoring_repair_run() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.repair_orphans(interval, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.rollback_repair(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) FROM PUBLIC;

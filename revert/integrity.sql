@@ -1,7 +1,6 @@
 -- Revert routing_ledger:integrity from pg
 --
--- Back to integrity@v0.2.1: its deploy script, unchanged, and the description of
--- cost_mismatch_24h, which that report does not return, removed.
+-- Back to integrity@v0.3.0: its deploy script, unchanged (same signatures, same objects).
 
 BEGIN;
 
@@ -51,7 +50,9 @@ INSERT INTO routing.integrity_metrics (metric, ordinal, kind, description) VALUE
      'Requests that ended cancelled in the 24 hours before p_as_of: the caller stopped (the end user disconnected, its own deadline), before or during the stream.'),
     -- 16 is budget_ledger's budget_spend_drift.
     ('rows_in_default_partition', 17, 'violation',
-     'Rows of a partitioned ledger in its DEFAULT partitions (routing_outcomes_default, inferences_default): writes no time partition covered, because partition upkeep (routing.create_partitions_ahead, scheduled daily) has not run ahead. The writes succeeded and are kept; create the missing partitions. Always 0 on an unpartitioned ledger.')
+     'Rows of a partitioned ledger in its DEFAULT partitions (routing_outcomes_default, inferences_default): writes no time partition covered, because partition upkeep (routing.create_partitions_ahead, scheduled daily) has not run ahead. The writes succeeded and are kept; create the missing partitions. Always 0 on an unpartitioned ledger.'),
+    ('cost_mismatch_24h', 18, 'info',
+     'Attempts completed in the 24 hours before p_as_of whose provider-reported cost (inferences.provider_cost_usd) and computed cost (cost_usd, at routing.model_prices; NULL counts as 0) differ by more than 1 % of the provider''s figure and more than 0.000001 USD. A stale or missing price row shows here first: add the provider''s current price with routing.set_model_price.')
 ON CONFLICT (metric) DO UPDATE
    SET ordinal = excluded.ordinal, kind = excluded.kind, description = excluded.description;
 
@@ -177,10 +178,16 @@ BEGIN
             SELECT count(*) FROM routing.routing_outcomes o
              WHERE o.outcome_status = 'cancelled'
                AND o.completed_at > p_as_of - interval '24 hours' AND o.completed_at <= p_as_of)),
-        -- >>> budget_ledger: the running daily spend against the ledger's own sum.
+        -- The running daily spend against the ledger's own sum.
         ('budget_spend_drift', routing._budget_drift(p_as_of)),
-        -- <<< budget_ledger
-        ('rows_in_default_partition', routing._rows_in_default_partition())
+        ('rows_in_default_partition', routing._rows_in_default_partition()),
+        -- On the partial index inferences_provider_cost.
+        ('cost_mismatch_24h', (
+            SELECT count(*) FROM routing.inferences i
+             WHERE i.provider_cost_usd IS NOT NULL
+               AND i.completed_at > p_as_of - interval '24 hours' AND i.completed_at <= p_as_of
+               AND abs(coalesce(i.cost_usd, 0) - i.provider_cost_usd) > 0.01 * i.provider_cost_usd
+               AND abs(coalesce(i.cost_usd, 0) - i.provider_cost_usd) > 0.000001))
     )
     SELECT v.metric, v.value
       FROM v JOIN routing.integrity_metrics m ON m.metric = v.metric
@@ -189,7 +196,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.integrity_report(timestamptz) IS
-    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges), budget_spend_drift and rows_in_default_partition (violations of the daily cap''s counters and of partition upkeep). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
+    'One row per metric, always the same metrics in the same order (routing.integrity_metrics says which are violations and what each counts): orphan_outcomes, orphan_outcomes_24h, stuck_routed_1h, terminal_outcome_with_routed_inference, outcomes_without_terminal_state_1h (violations: 0 on a healthy ledger), in_flight, routed_inferences, unowned_inferences, unowned_inferences_linked_by_outcome, succeeded_not_judgeable, judge_queue, judge_claimed, judge_claims_expired, streams_interrupted_24h, requests_cancelled_24h (gauges), budget_spend_drift and rows_in_default_partition (violations of the daily cap''s counters and of partition upkeep), cost_mismatch_24h (gauge: computed and provider-reported costs apart). Windows end at p_as_of. Read-only; every count is answered by a partial index, so its cost follows the anomalies, not the ledger (the full link check is the view routing.link_mismatches). 22023 on a bad p_as_of (NULL, or not a finite timestamp in 1970..9999).';
 
 -- Dispatched outcomes with no attempt: the rows behind orphan_outcomes.
 CREATE OR REPLACE VIEW routing.orphan_outcomes AS
@@ -238,7 +245,5 @@ REVOKE ALL ON FUNCTION routing.integrity_report(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.integrity_report(timestamptz) TO routing_ops;
 REVOKE ALL ON routing.orphan_outcomes, routing.stuck_inferences, routing.link_mismatches FROM PUBLIC;
 GRANT SELECT ON routing.orphan_outcomes, routing.stuck_inferences, routing.link_mismatches TO routing_readonly;
-
-DELETE FROM routing.integrity_metrics WHERE metric = 'cost_mismatch_24h';
 
 COMMIT;

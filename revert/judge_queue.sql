@@ -1,7 +1,6 @@
 -- Revert routing_ledger:judge_queue from pg
 --
--- Back to the judge queue as released at @v0.2.1: the body of deploy/judge_queue@v0.2.1.sql
--- (record_judgement adds to the cumulative count and sum only). Signatures are unchanged.
+-- Back to judge_queue@v0.3.0: its deploy script, unchanged (same signatures, same objects).
 
 BEGIN;
 
@@ -109,8 +108,9 @@ SET search_path = pg_catalog, routing, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_out   routing.routing_outcomes;
-    v_model text;
+    v_out       routing.routing_outcomes;
+    v_model     text;
+    v_half_life interval;
 BEGIN
     PERFORM routing._require_not_null('record_judgement', 'p_outcome_id', p_outcome_id);
     -- The verdicts a judge records (judge_status minus the queue's own unlabeled/claimed).
@@ -168,12 +168,29 @@ BEGIN
      WHERE o.id = p_outcome_id;
 
     IF p_status = 'labeled' THEN
-        INSERT INTO routing.model_task_quality AS q (model_slug, task_type, judged_samples, score_sum, updated_at)
-        VALUES (v_model, v_out.task_type, 1, p_score, clock_timestamp())
+        SELECT s.quality_half_life INTO v_half_life FROM routing.settings s;
+        INSERT INTO routing.model_task_quality AS q
+               (model_slug, task_type, judged_samples, score_sum, updated_at, label_weight, weighted_score, weights_at)
+        VALUES (v_model, v_out.task_type, 1, p_score, clock_timestamp(),
+                1, ((p_score - 1) / 4)::double precision, v_out.created_at)
         ON CONFLICT (model_slug, task_type) DO UPDATE
            SET judged_samples = q.judged_samples + 1,
                score_sum      = q.score_sum + excluded.score_sum,
-               updated_at     = excluded.updated_at;
+               updated_at     = excluded.updated_at,
+               -- The label counts at its outcome's time (see the header).
+               label_weight   = CASE WHEN q.weights_at IS NULL THEN 1
+                                     WHEN excluded.weights_at >= q.weights_at
+                                     THEN q.label_weight * routing._quality_decay(q.weights_at, excluded.weights_at, v_half_life) + 1
+                                     ELSE q.label_weight + routing._quality_decay(excluded.weights_at, q.weights_at, v_half_life)
+                                END,
+               weighted_score = CASE WHEN q.weights_at IS NULL THEN excluded.weighted_score
+                                     WHEN excluded.weights_at >= q.weights_at
+                                     THEN q.weighted_score * routing._quality_decay(q.weights_at, excluded.weights_at, v_half_life)
+                                          + excluded.weighted_score
+                                     ELSE q.weighted_score
+                                          + excluded.weighted_score * routing._quality_decay(excluded.weights_at, q.weights_at, v_half_life)
+                                END,
+               weights_at     = greatest(q.weights_at, excluded.weights_at);
     END IF;
 
     RETURN QUERY
@@ -186,7 +203,7 @@ $$;
 COMMENT ON FUNCTION routing.claim_judge_batch(text, int) IS
     'Claims up to p_limit outcomes for judge worker p_worker until now() + routing.settings.judge_lease: first claims whose lease has ended (their worker died), then routing.judge_queue in id order, under FOR UPDATE SKIP LOCKED (two workers never receive the same outcome). Returns what a judge needs: ids, task type, chosen and actual model, request and response payloads, the claim''s expiry. 22023 (checked first) on a p_worker that is empty or over 255 characters, or a p_limit outside 1..10000.';
 COMMENT ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) IS
-    'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label adds one sample to routing.model_task_quality for the final attempt''s model and the task type, which the router uses once judged_samples >= routing.settings.min_judged_samples. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 (checked first) on a bad argument: p_status not a verdict, p_score not finite 1..5 for a label (NULL otherwise), p_rationale over 10000 characters, p_judge_model empty or over 255; P0002 on an unknown outcome.';
+    'Records the judge''s verdict on an unlabeled or claimed outcome (a claim is not required; the first recording wins, even over a claim whose lease ran out): labeled with a score 1..5, or error / cannot_evaluate without one. A label (weight 1 at its outcome''s created_at, halving every routing.settings.quality_half_life, late labels included) is added in constant time to routing.model_task_quality''s decayed sums for the final attempt''s model and the task type, which the router''s estimate reads from the first label on; judged_samples and learned_quality are the cumulative count and plain mean. Repeating the same verdict returns it and counts nothing twice; a different verdict on a judged outcome raises 55000, as does judging an outcome not in the queue. 22023 (checked first) on a bad argument: p_status not a verdict, p_score not finite 1..5 for a label (NULL otherwise), p_rationale over 10000 characters, p_judge_model empty or over 255; P0002 on an unknown outcome.';
 
 REVOKE ALL ON routing.judge_queue FROM PUBLIC;
 GRANT SELECT ON routing.judge_queue TO routing_judge, routing_readonly;

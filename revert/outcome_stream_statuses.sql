@@ -1,33 +1,30 @@
 -- Revert routing_ledger:outcome_stream_statuses from pg
 --
--- Puts back the v0.1 list exactly (validated): the ADD scans the table under this
--- transaction's ACCESS EXCLUSIVE lock (docs/runbook.md). Refuses, with the count, while
--- an outcome has a v0.2 status.
+-- The CHECK as @v0.3.0 left it: the literal list, validated. Adding a validated CHECK
+-- scans the table under this transaction's ACCESS EXCLUSIVE lock (every row passes: the
+-- list is the same).
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '30min';
 
-DO $$
-DECLARE
-    v_outcomes bigint;
-BEGIN
-    SELECT count(*) INTO v_outcomes FROM routing.routing_outcomes
-     WHERE outcome_status IN ('failed_stream_interrupted', 'cancelled');
-    IF v_outcomes > 0 THEN
-        RAISE EXCEPTION 'cannot revert outcome_stream_statuses: % outcome(s) are failed_stream_interrupted or cancelled', v_outcomes
-            USING ERRCODE = 'object_not_in_prerequisite_state',
-                  HINT = 'v0.1 has no such states; keep v0.2 deployed, or archive those rows first';
-    END IF;
-END
-$$;
-
 ALTER TABLE routing.routing_outcomes
     DROP CONSTRAINT routing_outcomes_outcome_status_check,
     ADD CONSTRAINT routing_outcomes_outcome_status_check CHECK (outcome_status IN (
         'succeeded', 'failed_rate_limited', 'failed_provider',
         'failed_timeout', 'failed_bad_request', 'failed_client',
-        'failed_abandoned', 'failed_pre_dispatch', 'rejected'));
+        'failed_abandoned', 'failed_pre_dispatch', 'rejected',
+        'failed_stream_interrupted', 'cancelled'));
+
+-- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
+-- definitions are recorded for unpartition_ledger to put back: record this CHECK as it
+-- reads again.
+UPDATE routing.ledger_layout_ddl d
+   SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
+  FROM pg_catalog.pg_constraint c
+ WHERE d.kind = 'constraint'
+   AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
+   AND d.name = 'routing_outcomes_outcome_status_check';
 
 COMMIT;

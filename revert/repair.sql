@@ -1,31 +1,8 @@
--- Revert routing_ledger:repair from pg (the v0.2 rework): back to v0.1.0's functions.
+-- Revert routing_ledger:repair from pg
 --
--- This is deploy/repair@v0.1.0.sql: CREATE OR REPLACE of the same signatures, with
--- v0.1.0's bodies and comments; the tables (IF NOT EXISTS) and their rows are untouched.
---
--- (v0.1.0's header follows.)
---
--- Re-links history from the older two-phase write path: outcomes written before their
--- provider call, whose inference id was never back-filled (a 429 in between), and the
--- inferences they lost, which that path never pointed back at their outcome. Every
--- such outcome is training data for the router, so a link that can be proved is
--- restored, and one that cannot is left alone and reported: a wrong link is worse than
--- none, it would teach the router with another request's answer.
---
--- A pair is proved when the outcome (dispatched model, no inference) and an unowned
--- inference (outcome_id NULL, and no outcome points at it) agree on agent, model and
--- cost, were created within the window of each other, and each is the other's only
--- candidate. Cost is compared with IS NOT DISTINCT FROM: the typical orphan was left
--- in flight with its attempt routed, both costs NULL; a finished pair carries the same
--- cost on both sides (numerically: 0.010 = 0.01); a finished outcome never matches an
--- attempt that incurred no cost, nor the reverse.
---
--- Dry run by default; a dry run writes nothing at all, not even a run record (so it
--- also runs on a read-only connection), and its rows carry run_id NULL. Apply records
--- the run, writes every row's before-image to repair_backup, then links both sides, and
--- finally stores the after-image, so rollback_repair can restore the before-images
--- exactly and refuse when a row has changed since (reaped, completed, judged): an
--- exact restore must not silently undo later work.
+-- Back to repair@v0.3.0: its deploy script, unchanged (same signatures, same objects).
+-- routing._restoring_repair_run keeps its body, which is ledger_tables' to the letter,
+-- and loses the comment that ledger_tables never gave it.
 
 BEGIN;
 
@@ -154,15 +131,8 @@ DECLARE
     v_rel_i bigint[];
     v_n     bigint;
 BEGIN
-    IF p_window IS NULL OR p_window < interval '0' THEN
-        RAISE EXCEPTION 'repair_orphans: p_window must be a non-negative interval, got %',
-                        coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_apply IS NULL THEN
-        RAISE EXCEPTION 'repair_orphans: p_apply must be true or false, not NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('repair_orphans', 'p_window', p_window);
+    PERFORM routing._require_not_null('repair_orphans', 'p_apply', p_apply);
 
     IF NOT p_apply THEN
         RETURN QUERY
@@ -266,9 +236,7 @@ DECLARE
     v_n          bigint;
     v_rows       bigint := 0;
 BEGIN
-    IF p_run_id IS NULL THEN
-        RAISE EXCEPTION 'rollback_repair: p_run_id must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_not_null('rollback_repair', 'p_run_id', p_run_id);
 
     LOCK TABLE routing.repair_runs IN SHARE ROW EXCLUSIVE MODE;
 
@@ -425,23 +393,10 @@ DECLARE
     k            int;
     r            record;
 BEGIN
-    IF p_window IS NULL OR p_window < interval '0' THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_window must be a non-negative interval, got %',
-                        coalesce(p_window::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_older_than IS NULL OR p_older_than < interval '0' THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_older_than must be a non-negative interval, got %',
-                        coalesce(p_older_than::text, 'NULL')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_apply IS NULL THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_apply must be true or false, not NULL'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_as_of IS NULL THEN
-        RAISE EXCEPTION 'close_unmatched_orphans: p_as_of must not be NULL' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
+    PERFORM routing._require_interval('close_unmatched_orphans', 'p_window', p_window);
+    PERFORM routing._require_interval('close_unmatched_orphans', 'p_older_than', p_older_than);
+    PERFORM routing._require_not_null('close_unmatched_orphans', 'p_apply', p_apply);
+    PERFORM routing._require_timestamp('close_unmatched_orphans', 'p_as_of', p_as_of);
 
     IF p_apply THEN
         -- One repair, close or rollback at a time.
@@ -520,9 +475,9 @@ BEGIN
         ELSE
             v_inf := nextval('routing.inferences_id_seq');
             INSERT INTO routing.inferences
-                   (id, outcome_id, attempt_no, agent_id, model_slug, status, error_code,
-                    error_message, created_at, completed_at)
-            VALUES (v_inf, r.id, 1, r.agent_id, r.chosen_model_slug, 'failed', 'abandoned',
+                   (id, outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status,
+                    error_code, error_message, created_at, completed_at)
+            VALUES (v_inf, r.id, r.created_at, 1, r.agent_id, r.chosen_model_slug, 'failed', 'abandoned',
                     format('closed by routing.close_unmatched_orphans (repair run %s): the older write path '
                            'recorded no attempt this outcome could be proved to own (%s); what the provider '
                            'answered, if anything, is lost',
@@ -582,9 +537,9 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.repair_orphans(interval, boolean) IS
-    'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 on a NULL or negative p_window or a NULL p_apply.';
+    'Re-links history from the older write path: an orphan outcome (dispatched model, inference_id NULL; never rejected or failed_pre_dispatch rows) and an unowned inference (outcome_id NULL, no outcome pointing at it) with the same agent, model and cost (IS NOT DISTINCT FROM: both NULL while in flight) created within p_window of each other, only where each is the other''s only candidate. One row per orphan outcome: would_relink (dry run) / relinked (applied), no_match (inference_id NULL), or ambiguous (one row per competing inference; also an orphan that already owns an attempt). Dry run (the default) writes nothing and returns run_id NULL. Apply: one run at a time (others wait), records the run in repair_runs, writes each changed row''s before-image to repair_backup first, sets outcome.inference_id, attempts and inference.outcome_id, and makes a re-linked succeeded outcome judgeable (judge_status unlabeled where NULL). Touches nothing else. 22023 (checked first) on a NULL p_apply or a p_window that is NULL or outside 0..100 years.';
 COMMENT ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) IS
-    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than. One that owns an attempt is linked to its newest one and follows it (succeeded: succeeded and judgeable; failed: the give-up status of its error; routed: left for the reaper). One that owns none gets a closing attempt (failed, abandoned, a message naming the competing inferences) and, if in flight, becomes failed_abandoned; a succeeded one keeps its status but becomes cannot_evaluate for the judge (its answer is lost). Left alone: relink_first (repair_orphans would re-link it), too_recent, held_with_group (it shares a candidate with an orphan left alone: closing one side of an ambiguity would fake a one-to-one match). Dry run (default) writes nothing (would_close). Apply locks every owned attempt, then the orphans, in id order, records a run (kind close_unmatched) with before-images, undone by rollback_repair (which deletes the closing attempts). 22023 on a NULL or negative interval, a NULL p_apply or p_as_of.';
+    'The explicit decision for orphans repair_orphans must leave alone (ambiguous or no match under p_window) and older than p_older_than. One that owns an attempt is linked to its newest one and follows it (succeeded: succeeded and judgeable; failed: the give-up status of its error; routed: left for the reaper). One that owns none gets a closing attempt (failed, abandoned, a message naming the competing inferences) and, if in flight, becomes failed_abandoned; a succeeded one keeps its status but becomes cannot_evaluate for the judge (its answer is lost). Left alone: relink_first (repair_orphans would re-link it), too_recent, held_with_group (it shares a candidate with an orphan left alone: closing one side of an ambiguity would fake a one-to-one match). Dry run (default) writes nothing (would_close). Apply locks every owned attempt, then the orphans, in id order, records a run (kind close_unmatched) with before-images, undone by rollback_repair (which deletes the closing attempts). 22023 (checked first) on an interval that is NULL or outside 0..100 years, a NULL p_apply, or a p_as_of that is NULL or outside 1970..9999.';
 COMMENT ON FUNCTION routing.rollback_repair(bigint) IS
     'Restores every row of an applied repair_orphans or close_unmatched_orphans run exactly from its before-images (deleting the rows the run inserted) and marks the run rolled back; returns the number of rows restored. Works while outcome_requires_inference_when_model_chosen is NOT VALID (it is dropped and re-added NOT VALID with its exact definition in the same transaction, under ACCESS EXCLUSIVE on routing_outcomes). 22023 on NULL, P0002 for an unknown run, 55000 if the run was already rolled back, if the constraint is validated, or if a row changed since the run (reaped, completed, judged).';
 
@@ -598,5 +553,7 @@ REVOKE ALL ON FUNCTION routing.close_unmatched_orphans(interval, interval, boole
 GRANT EXECUTE ON FUNCTION routing.close_unmatched_orphans(interval, interval, boolean, timestamptz) TO routing_ops;
 GRANT EXECUTE ON FUNCTION routing.repair_orphans(interval, boolean) TO routing_ops;
 GRANT EXECUTE ON FUNCTION routing.rollback_repair(bigint) TO routing_ops;
+
+COMMENT ON FUNCTION routing._restoring_repair_run() IS NULL;
 
 COMMIT;

@@ -25,14 +25,17 @@ SELECT results_eq(
              ('routing.retry_policy', 'retry_policy_give_up_status_check', true),
              ('routing.routing_outcomes', 'routing_outcomes_outcome_status_check', true)$$,
     'the widened checks keep their v0.1 names, one each, and are validated by validate_inference_streaming');
-SELECT ok((SELECT pg_get_constraintdef(oid) LIKE '%''stream_interrupted''%''cancelled''%' FROM pg_constraint
-            WHERE conrelid = 'routing.inferences'::regclass AND conname = 'inferences_error_code_check'),
+-- The lists live in their vocabulary functions (change vocabularies), which the CHECKs call.
+SELECT ok((SELECT pg_get_constraintdef(oid) LIKE '%routing._error_codes()%' FROM pg_constraint
+            WHERE conrelid = 'routing.inferences'::regclass AND conname = 'inferences_error_code_check')
+          AND routing._error_codes() @> ARRAY['stream_interrupted', 'cancelled'],
     'inferences.error_code admits stream_interrupted and cancelled');
-SELECT ok((SELECT pg_get_constraintdef(oid) LIKE '%''failed_stream_interrupted''%''cancelled''%' FROM pg_constraint
-            WHERE conrelid = 'routing.routing_outcomes'::regclass AND conname = 'routing_outcomes_outcome_status_check'),
+SELECT ok((SELECT pg_get_constraintdef(oid) LIKE '%routing._outcome_statuses()%' FROM pg_constraint
+            WHERE conrelid = 'routing.routing_outcomes'::regclass AND conname = 'routing_outcomes_outcome_status_check')
+          AND routing._outcome_statuses() @> ARRAY['failed_stream_interrupted', 'cancelled'],
     'routing_outcomes.outcome_status admits failed_stream_interrupted and cancelled');
-SELECT ok((SELECT pg_get_constraintdef(oid) LIKE '%''rate_limited''%''abandoned''%' FROM pg_constraint
-            WHERE conrelid = 'routing.inferences'::regclass AND conname = 'inferences_error_code_check'),
+SELECT ok(routing._error_codes() @> ARRAY['rate_limited', 'server_error', 'timeout', 'connection_error',
+                                           'bad_request', 'auth', 'client_error', 'abandoned'],
     'the v0.1 codes are still admitted');
 
 -- Direct writes: the checks refuse what the vocabulary does not name.

@@ -18,12 +18,13 @@ SELECT is(
       WHERE c.conrelid = 'routing.routing_outcomes'::regclass AND c.contype = 'c'
         AND pg_get_constraintdef(c.oid) LIKE '%outcome_status = ANY%'),
     'routing_outcomes_outcome_status_check', 'it keeps the released name routing_outcomes_outcome_status_check');
--- The vocabulary, parsed from the constraint: exactly v0.1's nine plus the two new ones.
+-- The vocabulary the constraint calls (routing._outcome_statuses(), change vocabularies):
+-- exactly v0.1's nine plus the two new ones.
 SELECT set_eq(
-    $$SELECT m[1] FROM pg_catalog.pg_constraint c,
-             regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m
+    $$SELECT s FROM pg_catalog.pg_constraint c, unnest(routing._outcome_statuses()) s
        WHERE c.conrelid = 'routing.routing_outcomes'::regclass
-         AND c.conname = 'routing_outcomes_outcome_status_check'$$,
+         AND c.conname = 'routing_outcomes_outcome_status_check'
+         AND pg_get_constraintdef(c.oid) = 'CHECK ((outcome_status = ANY (routing._outcome_statuses())))'$$,
     ARRAY['succeeded', 'failed_rate_limited', 'failed_provider', 'failed_timeout', 'failed_bad_request',
           'failed_client', 'failed_abandoned', 'failed_pre_dispatch', 'rejected',
           'failed_stream_interrupted', 'cancelled'],

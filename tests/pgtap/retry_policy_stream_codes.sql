@@ -22,16 +22,17 @@ SELECT results_eq(
     $$VALUES ('retry_policy_error_code_check', true), ('retry_policy_give_up_status_check', true)$$,
     'one CHECK per list, under the released names, validated (validate_inference_streaming)');
 SELECT set_eq(
-    $$SELECT m[1] FROM pg_catalog.pg_constraint c,
-             regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m
-       WHERE c.conrelid = 'routing.retry_policy'::regclass AND c.conname = 'retry_policy_error_code_check'$$,
+    $$SELECT s FROM pg_catalog.pg_constraint c, unnest(routing._error_codes()) s
+       WHERE c.conrelid = 'routing.retry_policy'::regclass AND c.conname = 'retry_policy_error_code_check'
+         AND pg_get_constraintdef(c.oid) = 'CHECK ((error_code = ANY (routing._error_codes())))'$$,
     ARRAY['rate_limited', 'server_error', 'timeout', 'connection_error', 'bad_request', 'auth',
           'client_error', 'abandoned', 'stream_interrupted', 'cancelled'],
     'retry_policy_error_code_check: the v0.1 codes plus stream_interrupted and cancelled');
 SELECT set_eq(
-    $$SELECT m[1] FROM pg_catalog.pg_constraint c,
-             regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m
-       WHERE c.conrelid = 'routing.retry_policy'::regclass AND c.conname = 'retry_policy_give_up_status_check'$$,
+    $$SELECT s FROM pg_catalog.pg_constraint c, unnest(routing._outcome_statuses()) s
+       WHERE c.conrelid = 'routing.retry_policy'::regclass AND c.conname = 'retry_policy_give_up_status_check'
+         AND pg_get_constraintdef(c.oid) LIKE 'CHECK (((give_up_status = ANY (routing._outcome_statuses())) AND %'
+         AND s NOT IN (SELECT m[1] FROM regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''::text', 'g') m)$$,
     ARRAY['failed_rate_limited', 'failed_provider', 'failed_timeout', 'failed_bad_request', 'failed_client',
           'failed_abandoned', 'failed_stream_interrupted', 'cancelled'],
     'retry_policy_give_up_status_check: the v0.1 statuses plus failed_stream_interrupted and cancelled');

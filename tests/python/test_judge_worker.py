@@ -20,6 +20,7 @@ from legacy_fixture import seed_catalog
 from psycopg.rows import dict_row
 
 from routing_ledger.testing import Fault, FaultInjectingProvider
+from routing_ledger.worker import _VERDICT_STATUSES, verdict_from
 
 JUDGE_SCRIPT = textwrap.dedent(
     """
@@ -163,3 +164,15 @@ def test_judge_worker_waits_for_work_and_stops_on_sigterm(
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "recorded labeled 1" in out
+
+
+def test_the_worker_verdicts_mirror_the_database(conn: psycopg.Connection[Any]) -> None:
+    """The worker's list is a mirror of ``routing._judge_verdicts()``, the one definition:
+    the same verdicts in the same order, and each is one the worker passes on as is."""
+    row = conn.execute("SELECT routing._judge_verdicts()").fetchone()
+    assert row is not None
+    assert tuple(row[0]) == _VERDICT_STATUSES
+    for status in row[0]:
+        document = {"status": status, "score": 4 if status == "labeled" else None}
+        assert verdict_from(document).status == status
+    assert verdict_from({"status": "maybe"}).status == "error"

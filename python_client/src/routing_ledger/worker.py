@@ -51,6 +51,10 @@ log = logging.getLogger("routing_ledger.worker")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _MAX_RATIONALE = 2000
+# The verdicts ``routing.record_judgement`` accepts: a mirror of ``routing._judge_verdicts()``,
+# the one definition, which refuses anything else with 22023. Kept here so that a judge's
+# answer is checked without a round trip per answer; tests/python/test_judge_worker.py
+# compares the two.
 _VERDICT_STATUSES = ("labeled", "error", "cannot_evaluate")
 
 
