@@ -216,7 +216,8 @@ bench-quality: setup
 
 # The same lifecycles counted in CPU instructions (tests/bench/lifecycle_instructions.py):
 # @v0.2.1 against the checkout, each in a single-user backend under valgrind, which does not
-# drift with the machine's load as wall-clock figures do (~10-20 min; valgrind is installed
+# drift with the machine's load as wall-clock figures do (repeat a run: the same plan varies up to
+# 10 % between runs; ~10-20 min; valgrind is installed
 # when missing and make runs as root). INSTRUCTIONS_BENCH_ARGS="--try FILE.sql" for a candidate.
 INSTRUCTIONS_BENCH_ARGS ?=
 .PHONY: bench-instructions

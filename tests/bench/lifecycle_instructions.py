@@ -3,7 +3,8 @@
 Not part of ``make test``: ``make bench-instructions``. Wall-clock and server-time figures
 (``make bench-lifecycle``) drift by tens of per cent on a shared machine, more than the
 differences between two versions of a function. This counts instructions instead, which do
-not depend on what else the machine is doing.
+not depend on what else the machine is doing (they still differ between runs, by up to 10 %
+for the same plan: each database's physical history; compare within one run, and repeat).
 
 It deploys ``@v0.2.1`` and the checkout (and ``--try FILE.sql``: a copy of the checkout with
 that SQL applied) into one throwaway cluster, gives each the lifecycle bench's catalog and
