@@ -40,6 +40,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lifecycle_bench as lb
+
 from routing_ledger.testing.cluster import (
     LocalCluster,
     find_project_dir,
@@ -55,11 +56,13 @@ DECLARE
     a uuid := CASE WHEN p_path = 'capped' THEN 'CAPPED_AGENT'::uuid ELSE 'BENCH_AGENT'::uuid END;
 BEGIN
     FOR k IN 1 .. p_n LOOP
-        SELECT * INTO d FROM routing.insert_decision(p_path || k || '-' || clock_timestamp()::text, a,
-                                                     'general', 12, 64, '{}'::jsonb);
+        SELECT * INTO d
+          FROM routing.insert_decision(p_path || k || '-' || clock_timestamp()::text, a,
+                                       'general', 12, 64, '{}'::jsonb);
         COMMIT;
         IF p_path = 'failover' THEN
-            SELECT * INTO f FROM routing.fail_inference(d.inference_id, 'server_error', 'bench', 503, NULL::int);
+            SELECT * INTO f
+              FROM routing.fail_inference(d.inference_id, 'server_error', 'bench', 503, NULL::int);
             COMMIT;
             PERFORM routing.complete_decision(f.next_inference_id, '{}'::jsonb, 12, 3, 5);
         ELSE
@@ -86,9 +89,7 @@ $tick$;
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--n", type=int, default=60, help="lifecycles counted per run (60)"
-    )
+    parser.add_argument("--n", type=int, default=60, help="lifecycles counted per run (60)")
     parser.add_argument("--warm", type=int, default=10, help="lifecycles left out (10)")
     parser.add_argument("--models", type=int, default=3, help="catalog size (3)")
     parser.add_argument("--paths", default="call,capped,failover")
@@ -162,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _runner(
-    valgrind: str, bindir: Path, data_dir: Path
-) -> Callable[[str, int, str], int]:
+def _runner(valgrind: str, bindir: Path, data_dir: Path) -> Callable[[str, int, str], int]:
     """A function running n lifecycles in a single-user backend; returns its instructions."""
     demote = None
     if os.geteuid() == 0:  # the server refuses root: run it as the cluster's owner
