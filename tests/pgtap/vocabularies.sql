@@ -1,5 +1,5 @@
 -- pgTAP for the vocabularies change: each word list and the orphan test defined once, in
--- an inlinable function; every CHECK that needs a list calls its function (and refuses a
+-- an IMMUTABLE function; every CHECK that needs a list calls its function (and refuses a
 -- word outside it with 23514); no other function, view or CHECK spells a list out; the
 -- users of the orphan test agree on which outcomes are orphans, and the partial indexes
 -- on it still answer the queries that call it.
@@ -20,12 +20,12 @@ SELECT results_eq(
                        'routing._outcome_is_orphan(bigint, text, text)'::regprocedure)
        ORDER BY 1$$,
     $$VALUES ('routing._client_error_codes()', 'sql', 'i', 's', false, false, true),
-             ('routing._error_codes()', 'sql', 'i', 's', false, false, true),
-             ('routing._judge_statuses()', 'sql', 'i', 's', false, false, true),
-             ('routing._judge_verdicts()', 'sql', 'i', 's', false, false, true),
+             ('routing._error_codes()', 'plpgsql', 'i', 's', false, false, true),
+             ('routing._judge_statuses()', 'plpgsql', 'i', 's', false, false, true),
+             ('routing._judge_verdicts()', 'plpgsql', 'i', 's', false, false, true),
              ('routing._outcome_is_orphan(bigint,text,text)', 'sql', 'i', 's', false, false, true),
-             ('routing._outcome_statuses()', 'sql', 'i', 's', false, false, true)$$,
-    'each home is SQL, IMMUTABLE, PARALLEL SAFE, INVOKER, not STRICT, with no SET clause: inlinable');
+             ('routing._outcome_statuses()', 'plpgsql', 'i', 's', false, false, true)$$,
+    'each home is IMMUTABLE, PARALLEL SAFE, INVOKER, not STRICT, with no SET clause; the lists PL/pgSQL (folded where a CHECK is prepared), the orphan test SQL (inlined)');
 SELECT is(routing._judge_verdicts(), ARRAY['labeled', 'error', 'cannot_evaluate'], 'the judge verdicts');
 SELECT is(routing._judge_statuses(), ARRAY['unlabeled', 'claimed', 'labeled', 'error', 'cannot_evaluate'],
     'the judge statuses: the queue''s two, then the verdicts');
