@@ -185,8 +185,8 @@ BEGIN
     -- The compact explanation (routing.explain_outcome
     -- gives the whole document back), from the task's route plan while it is current.
     -- The request is passed in for its deterministic quality draws.
-    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
-                                                p_agent_id, p_request_id);
+    v_route     := routing._explain_from_plan(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
+                                              p_agent_id, p_request_id);
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
@@ -406,6 +406,29 @@ BEGIN
 END
 $$;
 
+-- The ranked candidates of a stored explanation, every one of them: failover's list
+-- (stage 5 of an explanation; the stages are listed in deploy/route_plans.sql).
+CREATE OR REPLACE FUNCTION routing._expand_candidates(p_explanation jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    IF p_explanation IS NULL OR NOT p_explanation ? 'snapshot'
+       OR (p_explanation ->> 'candidate_count')::int <= jsonb_array_length(p_explanation -> 'candidates') THEN
+        RETURN p_explanation -> 'candidates';
+    END IF;
+    -- Failover reads slug and rank only, which a snapshot keeps as they were.
+    RETURN (SELECT s.candidates FROM routing.route_snapshots s
+             WHERE s.snapshot_key = decode(p_explanation ->> 'snapshot', 'hex'));
+END
+$$;
+
+-- The old name (route_snapshots), put back by the revert.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route_candidates(jsonb);
+
 -- The decision fail_inference took for a failed attempt, read back from the ledger:
 -- the next attempt if there is one (same model: retry, else failover), else give_up.
 CREATE OR REPLACE FUNCTION routing._failure_decision(p_inference routing.inferences)
@@ -624,7 +647,7 @@ BEGIN
                    m.provider, m.provider_model
               INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
               -- Every ranked candidate, from the shared snapshot
-              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              FROM jsonb_to_recordset(routing._expand_candidates(v_out.explanation)) AS c (slug text, rank int)
               JOIN routing.models m ON m.slug = c.slug AND m.enabled
               LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
              WHERE c.slug <> ALL (v_tried)
@@ -787,6 +810,7 @@ REVOKE ALL ON FUNCTION routing._cost_usd(text, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._raise_unlinked_or_changed(text, bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._expand_candidates(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) FROM PUBLIC;
