@@ -444,4 +444,18 @@ DROP FUNCTION IF EXISTS routing._expand_candidates(jsonb);
 
 REVOKE ALL ON FUNCTION routing._route_candidates(jsonb) FROM PUBLIC;
 
+-- The comments as released.
+COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
+    'Routes one request and records it atomically, in one transaction: the outcome and, when a model is dispatched, its first routed attempt (streamed = p_streamed), linked both ways from the first statement on. No candidate: the outcome is written rejected. Suspended agent or daily cap exceeded: written failed_pre_dispatch. Idempotent on (agent_id, request_id): a repeat returns the existing row, with the open attempt''s not_before (wait until then before dispatching), and writes nothing. 22023 on a bad argument (p_request_id empty or over 255 characters, p_task_type over 64, negative tokens, p_max_tokens 0 for a chat task, NULLs), P0002 on an unknown agent.';
+
+COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) IS
+    'Marks a routed attempt succeeded (usage_source = p_usage_source: provider or estimated; p_usage: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens within their totals and provider_cost_usd, stored on the attempt; cost_usd by token class at the rates in force at the attempt''s created_at and its long-context tier, 10 decimals) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
+
+COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) IS
+    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output by token class (p_usage, as for complete_decision) at the rates in force at its created_at (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
+
+COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
+    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+
+
 COMMIT;
