@@ -119,10 +119,10 @@ COMMENT ON FUNCTION routing.ops_metrics(interval, timestamptz) IS
     'day or a bad p_as_of.';
 
 COMMENT ON FUNCTION routing.set_model_price(text, text, numeric, timestamptz, int) IS
-    'Adds a price of p_token_class for requests of at least p_min_input_tokens, in force from '
-    'p_effective_from until a later row (past charges stay); audited. Returns inserted, updated '
-    '(not yet in force) or unchanged. 22023 on a bad argument (a past p_effective_from), P0002 on '
-    'an unknown model.';
+    'Adds a price of p_token_class (input, output, cache_read, cache_write, cache_write_1h) for '
+    'requests of p_min_input_tokens or more, from p_effective_from; audited. Returns inserted, '
+    'updated (not yet in force) or unchanged. 22023 on a bad argument or a past p_effective_from, '
+    'P0002 on an unknown model.';
 
 COMMENT ON TABLE routing.model_prices IS
     'Versioned prices per model, token class and long-context tier (min_input_tokens), in USD per '

@@ -13,8 +13,19 @@
 --   (routed) in one transaction: the outcome already carries the attempt's id (drawn
 --   from its sequence first) and the deferred foreign key is satisfied before commit, so
 --   the CHECK outcome_requires_inference_when_model_chosen holds on every statement.
---   A repeat of (agent_id, request_id) returns the existing row and writes nothing; two
---   racing calls end with one outcome, the loser reading the winner's.
+--   A repeat of (agent_id, request_id) returns the existing row, with its open attempt's
+--   not_before (the caller dispatches no earlier), and writes nothing; two racing calls
+--   end with one outcome, the loser reading the winner's. No candidate: the outcome is
+--   written rejected; a suspended agent or an exceeded daily cap: failed_pre_dispatch.
+-- - complete_decision makes the outcome succeeded and judgeable (judge_status unlabeled);
+--   an embeddings call completes with p_output_tokens = 0.
+-- - fail_inference decides in the same transaction: after the first token
+--   (mark_first_token) every error gives up (failed_stream_interrupted, or cancelled);
+--   cancelled always gives up; otherwise routing.retry_policy: retry the same model
+--   (not_before = backoff with jitter, never before Retry-After), fail over to the next
+--   survivor, or give up (the outcome terminal with the failed_* status and the attempt's
+--   cost, linked to that last attempt, never judged). A 429 also puts the model into the
+--   shared cooldown. A repeat with the same error_code returns the earlier decision.
 -- - Lock order: the ledger first (insert_decision's repeat probe is its first read of
 --   routing_outcomes, before the agent, the route plan and the attempt sequence), then,
 --   in complete_decision and fail_inference, the attempt (one UPDATE ... WHERE status =
@@ -794,7 +805,7 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
-    'Routes a request and records, in one transaction, the outcome and its first routed attempt. No candidate: rejected; agent suspended or over its daily cap: failed_pre_dispatch. A repeat of (agent_id, request_id) returns the row and writes nothing. 22023 on a bad argument, P0002 on an unknown agent.';
+    'Routes a request, writing its outcome and first routed attempt in one transaction. No candidate: rejected; agent suspended or over its daily cap: failed_pre_dispatch. A repeat (agent_id, request_id) writes nothing, returns the row and not_before. 22023 on a bad argument, P0002 on an unknown agent.';
 COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) IS
     'Marks a routed attempt succeeded (p_usage kept, cost_usd by token class at the rates in force at its created_at) and its outcome succeeded, for the judge. A repeat returns the same row and writes nothing. 55000 if the attempt already failed, P0002 if unknown, 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) IS
