@@ -6,6 +6,8 @@
 -- requires: catalog_admin
 -- requires: route_snapshots
 -- requires: outcome_request_keys
+-- requires: ops_metrics
+-- requires: model_prices
 --
 -- A COMMENT ON text says the guarantee and the SQLSTATEs in a few lines; the reasoning
 -- lives in the defining change's header. These are the comments that were longer than 300
@@ -109,5 +111,23 @@ COMMENT ON TABLE routing.outcome_request_keys IS
     'Idempotency on a partitioned ledger: one row per (agent_id, request_id) naming its outcome, '
     'unpartitioned, so a retry finds its outcome across partitions. Written by a trigger, purged '
     'after retention; empty on the unpartitioned layout.';
+
+COMMENT ON FUNCTION routing.ops_metrics(interval, timestamptz) IS
+    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report, then '
+    'the write path over the window ending at p_as_of (routing.describe_metrics lists them). '
+    'Read-only; its cost follows the window''s traffic. 22023 on p_window outside 1 second .. 1 '
+    'day or a bad p_as_of.';
+
+COMMENT ON FUNCTION routing.set_model_price(text, text, numeric, timestamptz, int) IS
+    'Adds a price of p_token_class (input, output, cache_read, cache_write, cache_write_1h) for '
+    'requests of p_min_input_tokens or more, from p_effective_from; audited. Returns inserted, '
+    'updated (not yet in force) or unchanged. 22023 on a bad argument or a past p_effective_from, '
+    'P0002 on an unknown model.';
+
+COMMENT ON TABLE routing.model_prices IS
+    'Versioned prices per model, token class and long-context tier (min_input_tokens), in USD per '
+    'Mtok: at t, a pair''s row with the latest effective_from <= t; the largest tier <= the '
+    'request''s input tokens applies to all of it. Written by set_model_price and upsert_model; '
+    'never updated once in force.';
 
 COMMIT;

@@ -32,15 +32,27 @@ BEGIN;
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
 
+-- What waiting for the judge means, written once: a succeeded outcome that names its
+-- attempt and is not labelled yet. The queue and the claim test it; inlined (a plain SQL
+-- expression), the partial index routing_outcomes_judge_unlabeled still answers.
+CREATE OR REPLACE FUNCTION routing._outcome_awaits_judge(
+    p_judge_status text, p_inference_id bigint, p_outcome_status text
+) RETURNS boolean
+LANGUAGE sql
+IMMUTABLE PARALLEL SAFE
+AS $$
+    SELECT p_judge_status = 'unlabeled' AND p_inference_id IS NOT NULL AND p_outcome_status = 'succeeded'
+$$;
+COMMENT ON FUNCTION routing._outcome_awaits_judge(text, bigint, text) IS
+    'An outcome waits for the judge when it succeeded, names its attempt and is unlabeled (the rows of routing.judge_queue). Called with the outcome''s judge_status, inference_id and outcome_status; inlined, the partial index on unlabeled outcomes answers.';
+
 -- The contract's queue: unclaimed, judgeable outcomes. Expired claims are not listed
 -- (they are 'claimed'); claim_judge_batch takes them back first.
 CREATE OR REPLACE VIEW routing.judge_queue AS
 SELECT o.id, o.task_type, o.agent_id, o.tenant_id, o.chosen_model_slug, o.inference_id,
        o.created_at, o.completed_at
   FROM routing.routing_outcomes o
- WHERE o.judge_status = 'unlabeled'
-   AND o.inference_id IS NOT NULL
-   AND o.outcome_status = 'succeeded';
+ WHERE routing._outcome_awaits_judge(o.judge_status, o.inference_id, o.outcome_status);
 COMMENT ON VIEW routing.judge_queue IS
     'Succeeded outcomes waiting for the judge, one row per outcome (judge_status unlabeled, linked to their inference). Claimed with routing.claim_judge_batch, labelled with routing.record_judgement.';
 
@@ -83,9 +95,7 @@ BEGIN
     IF cardinality(v_ids) < p_limit THEN
         SELECT array_agg(s.id) INTO v_more
           FROM (SELECT o.id FROM routing.routing_outcomes o
-                 WHERE o.judge_status = 'unlabeled'
-                   AND o.inference_id IS NOT NULL
-                   AND o.outcome_status = 'succeeded'
+                 WHERE routing._outcome_awaits_judge(o.judge_status, o.inference_id, o.outcome_status)
                  ORDER BY o.id
                  LIMIT p_limit - cardinality(v_ids)
                    FOR UPDATE SKIP LOCKED) s;
@@ -231,6 +241,9 @@ COMMENT ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) 
 
 REVOKE ALL ON routing.judge_queue FROM PUBLIC;
 GRANT SELECT ON routing.judge_queue TO routing_judge, routing_readonly;
+-- The roles that read the queue run its test (inlined only for a role that may execute it).
+REVOKE ALL ON FUNCTION routing._outcome_awaits_judge(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing._outcome_awaits_judge(text, bigint, text) TO routing_judge, routing_readonly;
 REVOKE ALL ON FUNCTION routing._claim_judge_batch(text, int, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.claim_judge_batch(text, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) FROM PUBLIC;

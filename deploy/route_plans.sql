@@ -3,12 +3,29 @@
 -- requires: router
 -- requires: route_snapshots
 --
+-- The stages of an outcome's explanation, in the order they run (the private functions
+-- sort together: _explain_* build it, _expand_* read it back):
+--   1. routing._explain_route (router): the catalog ranked for a request, in one of
+--      three forms: document (choose_route's: every model), compact (the header, the
+--      first max_attempts candidates, counts by reason, the snapshot key) or snapshot
+--      (compact, plus the two lists with each model's prices for its projected cost).
+--   2. routing._build_route_plan: a task's route plan, stage 1 with no cap and no tokens,
+--      stored with its route snapshot.
+--   3. routing._explain_from_plan: a request's compact explanation from its task's
+--      current plan with the request's figures put in (insert_decision stores it), or
+--   4. routing._explain_from_catalog: routed in full (a per-call cap that could drop a
+--      model, a long-context request, an exploring draw), its snapshot written first.
+--      Both give the same jsonb for the same request.
+--   5. routing._expand_explanation (route_snapshots): a stored explanation back to the
+--      full document (explain_outcome; jsonb-equal to choose_route's at the decision),
+--      and routing._expand_candidates (write_path): its whole ranked list, for failover.
+--
 -- The router's catalog work done once, not on every request. Everything the router
 -- decides from the catalog (gates, ranking, the snapshot and its key, the drop counts)
 -- depends on the catalog tables, not on the request: of a request, only the token
 -- counts (projected costs), the agent's per-call cap (a gate) and the instant (which
 -- cooldowns are still running) enter it. So the write path keeps, per task type, a
--- route plan: the compact explanation routing._route_document builds for that task
+-- route plan: the compact explanation routing._explain_route builds for that task
 -- with no cap and no tokens, the prices of its top candidates, and the interval of
 -- instants over which no cooldown starts or ends. A request whose plan is current pays
 -- for one index lookup and for its own few projected costs, whatever the catalog's size.
@@ -29,7 +46,7 @@
 -- - A per-call cap: the plan is used only when even the dearest model of the task's
 --   endpoint would fit under the cap at this request's token counts (then the cap gate
 --   drops nothing and the router's answer is the plan's); otherwise the request is
---   routed exactly as before (routing._route_explanation).
+--   routed in full (routing._explain_from_catalog).
 -- - Plans are a cache: routing.route_plans is UNLOGGED (empty after a crash or on a
 --   promoted standby, and rebuilt on the next request), written only when a request
 --   finds no current plan (an upsert that does not put back a plan of older epochs), by
@@ -52,11 +69,11 @@
 --   draw admits a model (the usual case) the plan's explanation is the request's, exactly;
 --   when one does (an exploration: at most the share times the explorable models of the
 --   requests), the request is routed in full with its draws
---   (routing._route_request_explanation) and writes its own route snapshot, its Thompson
+--   (routing._explain_from_catalog) and writes its own route snapshot, its Thompson
 --   figure being in it. So a request's routing cost stays flat in the catalog's size but
 --   on an exploring request.
--- - _planned_explanation takes the request (p_agent_id, p_request_id); the v0.2
---   signature stays, with no request (no draw).
+-- - _explain_from_plan takes the request (p_agent_id, p_request_id); its no-request
+--   form stays (no draw).
 -- - What a request pays on a current plan: one statement that finds the plan and
 --   compares its epochs, plain-value tests (no query) for the cap and the tier, the draws'
 --   query only for a plan that lists explorable models, and its projected costs added to
@@ -181,7 +198,7 @@ BEGIN
            v_plan.quality_epoch, v_doc, v_plan.max_price_in, v_plan.max_price_out,
            v_plan.tier_from_tokens
       -- OFFSET 0: evaluated once (a flattened subquery would call the router per model below).
-      FROM (SELECT routing._route_document(NULL, p_task_type, 0, 0, p_as_of, 'snapshot', NULL, NULL) AS doc
+      FROM (SELECT routing._explain_route(NULL, p_task_type, 0, 0, p_as_of, 'snapshot', NULL, NULL) AS doc
             OFFSET 0) d
      -- The rates in force, and the first long-context tier
      CROSS JOIN LATERAL (SELECT max(r.input) AS max_in, max(r.output) AS max_out,
@@ -237,9 +254,9 @@ BEGIN
 END
 $$;
 
--- routing._route_explanation for a request: its draws taken (the compact form, its
--- snapshot written first if no row has that key yet).
-CREATE OR REPLACE FUNCTION routing._route_request_explanation(
+-- Stage 4: a request routed in full from the catalog, its draws taken (the compact form,
+-- its snapshot written first if no row has that key yet).
+CREATE OR REPLACE FUNCTION routing._explain_from_catalog(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
@@ -255,12 +272,12 @@ AS $$
 DECLARE
     v_explanation jsonb;
 BEGIN
-    v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
-                                             p_as_of, 'compact', p_agent_id, p_request_id);
+    v_explanation := routing._explain_route(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                            p_as_of, 'compact', p_agent_id, p_request_id);
     IF NOT EXISTS (SELECT FROM routing.route_snapshots s
                     WHERE s.snapshot_key = decode(v_explanation ->> 'snapshot', 'hex')) THEN
-        v_explanation := routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
-                                                 p_as_of, 'snapshot', p_agent_id, p_request_id);
+        v_explanation := routing._explain_route(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens,
+                                                p_as_of, 'snapshot', p_agent_id, p_request_id);
         INSERT INTO routing.route_snapshots (snapshot_key, candidates, dropped)
         VALUES (decode(v_explanation ->> 'snapshot', 'hex'),
                 v_explanation -> 'snapshot_candidates', v_explanation -> 'snapshot_dropped')
@@ -271,8 +288,8 @@ BEGIN
 END
 $$;
 
--- The v0.2 signature: a decision with no request, so no draw.
-CREATE OR REPLACE FUNCTION routing._planned_explanation(
+-- Stage 3 for a decision with no request, so no draw.
+CREATE OR REPLACE FUNCTION routing._explain_from_plan(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
@@ -282,16 +299,16 @@ CREATE OR REPLACE FUNCTION routing._planned_explanation(
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    RETURN routing._planned_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
-                                        NULL, NULL);
+    RETURN routing._explain_from_plan(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
+                                      NULL, NULL);
 END
 $$;
 
--- The outcome's compact explanation for a request, equal (jsonb =) to what
--- routing._route_request_explanation returns for it: from the task's current plan with
--- this request's figures put in, or routed in full when the per-call cap could drop a
--- model or one of the request's draws falls in the exploration share.
-CREATE OR REPLACE FUNCTION routing._planned_explanation(
+-- Stage 3: the outcome's compact explanation for a request, equal (jsonb =) to what
+-- routing._explain_from_catalog returns for it: from the task's current plan with this
+-- request's figures put in, or routed in full when the per-call cap could drop a model
+-- or one of the request's draws falls in the exploration share.
+CREATE OR REPLACE FUNCTION routing._explain_from_plan(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
@@ -334,8 +351,8 @@ BEGIN
                               >= (v_plan.explanation ->> 'min_quality')::numeric);
     END IF;
     IF v_full THEN
-        RETURN routing._route_request_explanation(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
-                                                  p_agent_id, p_request_id);
+        RETURN routing._explain_from_catalog(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of,
+                                             p_agent_id, p_request_id);
     END IF;
     RETURN v_plan.explanation || jsonb_build_object(
         'input_tokens',       p_input_tokens,
@@ -353,13 +370,21 @@ BEGIN
 END
 $$;
 
+-- The stages' old names (route_plans@v0.3.0), put back by the revert.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._planned_explanation(numeric, text, int, int, timestamptz);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text);
+
 REVOKE ALL ON routing.route_epochs, routing.route_plans FROM PUBLIC;
 GRANT SELECT ON routing.route_epochs, routing.route_plans TO routing_readonly;
 REVOKE ALL ON FUNCTION routing._bump_route_epoch() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_epochs() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._build_route_plan(text, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._explain_from_plan(numeric, text, int, int, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._explain_from_plan(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._explain_from_catalog(numeric, text, int, int, timestamptz, uuid, text) FROM PUBLIC;
 
 COMMIT;

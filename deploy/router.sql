@@ -82,8 +82,9 @@ CREATE TABLE IF NOT EXISTS routing.model_task_quality (
 COMMENT ON TABLE routing.model_task_quality IS
     'Learned quality per (model, task type) from judge labels: (mean score - 1) / 4. The router uses it instead of q_prior once judged_samples >= routing.settings.min_judged_samples.';
 
--- The router proper, for an agent's per-call cap already read, in one of three forms
--- (p_form), all from one read of the catalog:
+-- Stage 1 of an explanation (the stages are listed in deploy/route_plans.sql): the router
+-- proper, for an agent's per-call cap already read, in one of three forms (p_form), all
+-- from one read of the catalog:
 -- - 'document': choose_route's document, every candidate and every dropped model;
 -- - 'compact': the document's header, its first max_attempts candidates,
 --   candidate_count, dropped_counts (by reason) and snapshot, the hex sha256 of the
@@ -94,8 +95,8 @@ COMMENT ON TABLE routing.model_task_quality IS
 --   lists with each projected cost replaced by the model's two prices (the shared,
 --   token-independent record route_snapshots stores under that key).
 -- Private: choose_route and insert_decision validate their arguments and read the
--- agent, then call this (through routing._route for the document).
-CREATE OR REPLACE FUNCTION routing._route_document(
+-- agent, then call this (insert_decision through the route plan's stages, in route_plans).
+CREATE OR REPLACE FUNCTION routing._explain_route(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
@@ -119,7 +120,7 @@ SET jit = off
 AS $$
 BEGIN
 IF p_form IS NULL OR p_form NOT IN ('document', 'compact', 'snapshot') THEN
-    RAISE EXCEPTION '_route_document: p_form must be document, compact or snapshot, got %', coalesce(p_form, 'NULL')
+    RAISE EXCEPTION '_explain_route: p_form must be document, compact or snapshot, got %', coalesce(p_form, 'NULL')
         USING ERRCODE = 'invalid_parameter_value';
 END IF;
 RETURN (
@@ -368,9 +369,8 @@ SELECT CASE p_form
 END
 $$;
 
--- The v0.2 form, for a decision with no request (no draw): route_snapshots'
--- _route_explanation and the released _route call it.
-CREATE OR REPLACE FUNCTION routing._route_document(
+-- The form for a decision with no request (no draw).
+CREATE OR REPLACE FUNCTION routing._explain_route(
     p_agent_cap_usd numeric,
     p_task_type     text,
     p_input_tokens  int,
@@ -385,28 +385,8 @@ SET plan_cache_mode = force_generic_plan
 SET jit = off
 AS $$
 BEGIN
-    RETURN routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of, p_form,
-                                   NULL, NULL) - 'explorable';
-END
-$$;
-
--- The document form under the released name, for callers of v0.1's private _route (the
--- released write path, after a revert of write_path); choose_route calls the router directly.
-CREATE OR REPLACE FUNCTION routing._route(
-    p_agent_cap_usd numeric,
-    p_task_type     text,
-    p_input_tokens  int,
-    p_max_tokens    int,
-    p_as_of         timestamptz
-) RETURNS jsonb
-LANGUAGE plpgsql
-STABLE
-SET search_path = pg_catalog, routing, pg_temp
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-AS $$
-BEGIN
-    RETURN routing._route_document(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document');
+    RETURN routing._explain_route(p_agent_cap_usd, p_task_type, p_input_tokens, p_max_tokens, p_as_of, p_form,
+                                  NULL, NULL) - 'explorable';
 END
 $$;
 
@@ -438,8 +418,8 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'choose_route: unknown agent %', p_agent_id USING ERRCODE = 'no_data_found';
     END IF;
-    RETURN routing._route_document(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document',
-                                   p_agent_id, p_request_id);
+    RETURN routing._explain_route(v_cap, p_task_type, p_input_tokens, p_max_tokens, p_as_of, 'document',
+                                  p_agent_id, p_request_id);
 END
 $$;
 
@@ -468,12 +448,21 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) IS
-    'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. The floor gate compares the posterior-mean estimate (routing.settings.quality_prior_weight, quality_half_life) with the floor, for a model with label weight w less quality_gate_z * sd * k / (k + w) (a floor cleared with confidence); with p_request_id it returns what insert_decision decides for that request at p_as_of, deterministic Thompson draws for learned models that miss it included (quality_explore_share); without it, no draw. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999, p_request_id empty or over 255 characters), P0002 on an unknown agent.';
+-- The old names, put back by the revert: the router proper was _route_document; _route
+-- (its document form under v0.1's name) has no caller left. (route_snapshots' rework,
+-- next, drops _route_explanation, the one other caller of the old name.)
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route(numeric, text, int, int, timestamptz);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route_document(numeric, text, int, int, timestamptz, text);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text);
 
-REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION routing._route(numeric, text, int, int, timestamptz) FROM PUBLIC;
+COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) IS
+    'Read-only router: gates each model (endpoint, price, q_prior, m_allowed, enabled, quality floor with confidence, cap, cooldown), ranks the rest by price, quality, slug; returns the document insert_decision stores (its decision, given p_request_id). 22023 on a bad argument, P0002 on an unknown agent.';
+
+REVOKE ALL ON FUNCTION routing._explain_route(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._explain_route(numeric, text, int, int, timestamptz, text, uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._check_route_args(text, uuid, text, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) TO routing_app;

@@ -13,8 +13,19 @@
 --   (routed) in one transaction: the outcome already carries the attempt's id (drawn
 --   from its sequence first) and the deferred foreign key is satisfied before commit, so
 --   the CHECK outcome_requires_inference_when_model_chosen holds on every statement.
---   A repeat of (agent_id, request_id) returns the existing row and writes nothing; two
---   racing calls end with one outcome, the loser reading the winner's.
+--   A repeat of (agent_id, request_id) returns the existing row, with its open attempt's
+--   not_before (the caller dispatches no earlier), and writes nothing; two racing calls
+--   end with one outcome, the loser reading the winner's. No candidate: the outcome is
+--   written rejected; a suspended agent or an exceeded daily cap: failed_pre_dispatch.
+-- - complete_decision makes the outcome succeeded and judgeable (judge_status unlabeled);
+--   an embeddings call completes with p_output_tokens = 0.
+-- - fail_inference decides in the same transaction: after the first token
+--   (mark_first_token) every error gives up (failed_stream_interrupted, or cancelled);
+--   cancelled always gives up; otherwise routing.retry_policy: retry the same model
+--   (not_before = backoff with jitter, never before Retry-After), fail over to the next
+--   survivor, or give up (the outcome terminal with the failed_* status and the attempt's
+--   cost, linked to that last attempt, never judged). A 429 also puts the model into the
+--   shared cooldown. A repeat with the same error_code returns the earlier decision.
 -- - Lock order: the ledger first (insert_decision's repeat probe is its first read of
 --   routing_outcomes, before the agent, the route plan and the attempt sequence), then,
 --   in complete_decision and fail_inference, the attempt (one UPDATE ... WHERE status =
@@ -185,8 +196,8 @@ BEGIN
     -- The compact explanation (routing.explain_outcome
     -- gives the whole document back), from the task's route plan while it is current.
     -- The request is passed in for its deterministic quality draws.
-    v_route     := routing._planned_explanation(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
-                                                p_agent_id, p_request_id);
+    v_route     := routing._explain_from_plan(v_agent.per_call_cap_usd, p_task_type, p_input_tokens, p_max_tokens, now(),
+                                              p_agent_id, p_request_id);
     v_rule      := v_route ->> 'decision_rule';
     v_slug      := v_route ->> 'chosen_model_slug';
     v_projected := (v_route ->> 'projected_cost_usd')::numeric;
@@ -406,6 +417,29 @@ BEGIN
 END
 $$;
 
+-- The ranked candidates of a stored explanation, every one of them: failover's list
+-- (stage 5 of an explanation; the stages are listed in deploy/route_plans.sql).
+CREATE OR REPLACE FUNCTION routing._expand_candidates(p_explanation jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    IF p_explanation IS NULL OR NOT p_explanation ? 'snapshot'
+       OR (p_explanation ->> 'candidate_count')::int <= jsonb_array_length(p_explanation -> 'candidates') THEN
+        RETURN p_explanation -> 'candidates';
+    END IF;
+    -- Failover reads slug and rank only, which a snapshot keeps as they were.
+    RETURN (SELECT s.candidates FROM routing.route_snapshots s
+             WHERE s.snapshot_key = decode(p_explanation ->> 'snapshot', 'hex'));
+END
+$$;
+
+-- The old name (route_snapshots), put back by the revert.
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._route_candidates(jsonb);
+
 -- The decision fail_inference took for a failed attempt, read back from the ledger:
 -- the next attempt if there is one (same model: retry, else failover), else give_up.
 CREATE OR REPLACE FUNCTION routing._failure_decision(p_inference routing.inferences)
@@ -624,7 +658,7 @@ BEGIN
                    m.provider, m.provider_model
               INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
               -- Every ranked candidate, from the shared snapshot
-              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              FROM jsonb_to_recordset(routing._expand_candidates(v_out.explanation)) AS c (slug text, rank int)
               JOIN routing.models m ON m.slug = c.slug AND m.enabled
               LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
              WHERE c.slug <> ALL (v_tried)
@@ -771,13 +805,13 @@ END
 $$;
 
 COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
-    'Routes one request and records it atomically, in one transaction: the outcome and, when a model is dispatched, its first routed attempt (streamed = p_streamed), linked both ways from the first statement on. No candidate: the outcome is written rejected. Suspended agent or daily cap exceeded: written failed_pre_dispatch. Idempotent on (agent_id, request_id): a repeat returns the existing row, with the open attempt''s not_before (wait until then before dispatching), and writes nothing. 22023 on a bad argument (p_request_id empty or over 255 characters, p_task_type over 64, negative tokens, p_max_tokens 0 for a chat task, NULLs), P0002 on an unknown agent.';
+    'Routes a request, writing its outcome and first routed attempt in one transaction. No candidate: rejected; agent suspended or over its daily cap: failed_pre_dispatch. A repeat (agent_id, request_id) writes nothing, returns the row and not_before. 22023 on a bad argument, P0002 on an unknown agent.';
 COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) IS
-    'Marks a routed attempt succeeded (usage_source = p_usage_source: provider or estimated; p_usage: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens within their totals and provider_cost_usd, stored on the attempt; cost_usd by token class at the rates in force at the attempt''s created_at and its long-context tier, 10 decimals) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
+    'Marks a routed attempt succeeded (p_usage kept, cost_usd by token class at the rates in force at its created_at) and its outcome succeeded, for the judge. A repeat returns the same row and writes nothing. 55000 if the attempt already failed, P0002 if unknown, 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) IS
-    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output by token class (p_usage, as for complete_decision) at the rates in force at its created_at (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
+    'Marks a routed attempt failed (partial output and cost kept) and decides at once by routing.retry_policy: retry, fail over or give up (always after the first token); a 429 cools the model down. A repeat returns that decision; another error_code: 55000. 22023 on a bad argument, P0002 if unknown.';
 COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
-    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+    'The routed attempt started forwarding output: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. A repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument.';
 COMMENT ON FUNCTION routing.heartbeat_inference(bigint, int) IS
     'A running stream is alive: stamps heartbeat_at (the reaper counts age from it) and, when given, the partial output_tokens. Returns true while the attempt is routed, false once it is closed (by the reaper, say): stop streaming. P0002 if unknown, 22023 on a bad argument (NULL id, negative count).';
 
@@ -787,6 +821,7 @@ REVOKE ALL ON FUNCTION routing._cost_usd(text, int, int) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._raise_unlinked_or_changed(text, bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._decision_row(uuid, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._failure_decision(routing.inferences) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._expand_candidates(jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) FROM PUBLIC;

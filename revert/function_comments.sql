@@ -61,4 +61,13 @@ COMMENT ON TABLE routing.route_snapshots IS
 COMMENT ON TABLE routing.outcome_request_keys IS
     $c$Idempotency of insert_decision on a partitioned ledger: one row per (agent_id, request_id), naming its outcome (id, created_at), not partitioned, so a retry finds its outcome across partition boundaries. Written by the request-key trigger of the partitioned routing_outcomes; purged after retention. Empty on the unpartitioned layout, whose unique key (request_id, agent_id) does the same.$c$;
 
+COMMENT ON FUNCTION routing.ops_metrics(interval, timestamptz) IS
+    'One row per sample (metric, labels, value) for a metrics scrape: the integrity report with each metric''s kind, then the write path over the window ending at p_as_of (routing.describe_metrics lists them). Read-only; every figure is index-driven, so its cost follows the window''s traffic, not the ledger''s size. 22023 on a p_window outside 1 second .. 1 day or a NULL or out-of-range p_as_of.';
+
+COMMENT ON FUNCTION routing.set_model_price(text, text, numeric, timestamptz, int) IS
+    'Adds a price: p_usd_per_mtok per million tokens of p_token_class (input, output, cache_read, cache_write, cache_write_1h) for requests of at least p_min_input_tokens input tokens (a long-context tier; 0: every request), in force from p_effective_from (default now; later is fine) until a later row of the same class and tier. Attempts are charged at the rates in force at their created_at, so nothing already charged changes. Audited in catalog_changes. Returns inserted, updated (a price not yet in force corrected) or unchanged (that rate is already in force then, and nothing later is announced: no row). 22023 on a bad argument (an effective_from in the past included), P0002 on an unknown model.';
+
+COMMENT ON TABLE routing.model_prices IS
+    'Versioned prices per model and token class (input, output, cache_read, cache_write, cache_write_1h), USD per million tokens. The rate of a (class, min_input_tokens) pair at t is its row with the latest effective_from <= t; the pair with the largest min_input_tokens <= the request''s input tokens applies to the whole request. Written by set_model_price and by upsert_model (input and output, tier 0); never updated once in force.';
+
 COMMIT;

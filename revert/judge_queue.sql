@@ -213,4 +213,7 @@ REVOKE ALL ON FUNCTION routing.record_judgement(bigint, text, numeric, text, tex
 GRANT EXECUTE ON FUNCTION routing.claim_judge_batch(text, int) TO routing_judge;
 GRANT EXECUTE ON FUNCTION routing.record_judgement(bigint, text, numeric, text, text) TO routing_judge;
 
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._outcome_awaits_judge(text, bigint, text);
+
 COMMIT;

@@ -59,4 +59,8 @@ BEGIN
 END
 $$;
 
+-- The comment as released.
+COMMENT ON FUNCTION routing._attempt_cost(text, timestamptz, int, int, int, int, int) IS
+    'An attempt''s cost: uncached input at the input rate, each cache class at its rate (else the input rate), output (reasoning included) at the output rate, at the rates in force at p_created_at for the tier of p_input_tokens, rounded to 10 decimals; NULL when a total or the input/output rate is unknown.';
+
 COMMIT;

@@ -1,9 +1,9 @@
 -- Revert routing_ledger:router from pg
 --
 -- Back to the router as released at @v0.3.0: the body of deploy/router@v0.3.0.sql (the
--- floor gate on the posterior-mean estimate alone; the signatures are the same, so every
--- function is replaced in place), and the route plans built by the reworked router made
--- stale.
+-- floor gate on the posterior-mean estimate alone), under its released names
+-- (_route_document, _route; choose_route is replaced in place), and the route plans built
+-- by the reworked router made stale.
 
 BEGIN;
 
@@ -416,6 +416,11 @@ $$;
 
 COMMENT ON FUNCTION routing.choose_route(uuid, text, int, int, timestamptz, text) IS
     'Read-only router (cheapest_clearing_floor). Gates each catalog model in order (endpoint, price, q_prior, m_allowed, enabled, quality floor, per-call cap, cooldown), ranks survivors by price per Mtok, then quality, then slug; rank 0 wins and the ranks are the failover order. The floor gate compares the posterior-mean estimate (routing.settings.quality_prior_weight, quality_half_life) with the floor; with p_request_id it returns what insert_decision decides for that request at p_as_of, deterministic Thompson draws for learned models below the floor included (quality_explore_share); without it, no draw. Returns the explanation document insert_decision stores. p_max_tokens may be 0 only for an embeddings task. 22023 on a bad argument (NULL, negative tokens, p_task_type over 64 characters, p_as_of not a finite timestamp in 1970..9999, p_request_id empty or over 255 characters), P0002 on an unknown agent.';
+
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._explain_route(numeric, text, int, int, timestamptz, text);
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._explain_route(numeric, text, int, int, timestamptz, text, uuid, text);
 
 REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._route_document(numeric, text, int, int, timestamptz, text, uuid, text) FROM PUBLIC;

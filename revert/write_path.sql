@@ -1,8 +1,9 @@
 -- Revert routing_ledger:write_path from pg
 --
--- Back to the write path as released at @v0.3.0 (deploy/write_path@v0.3.0.sql): only
--- insert_decision's body changed (same signature, grants and comment, kept by CREATE OR
--- REPLACE), and it is put back as released.
+-- Back to the write path as released at @v0.3.0 (deploy/write_path@v0.3.0.sql):
+-- insert_decision and fail_inference as released (same signatures, grants and comments,
+-- kept by CREATE OR REPLACE), fail_inference calling route_snapshots' _route_candidates,
+-- which is put back.
 
 BEGIN;
 
@@ -165,5 +166,296 @@ BEGIN
     RETURN NEXT;
 END
 $$;
+
+-- The ranked candidates of a stored explanation, every one of them: failover's list.
+CREATE OR REPLACE FUNCTION routing._route_candidates(p_explanation jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    IF p_explanation IS NULL OR NOT p_explanation ? 'snapshot'
+       OR (p_explanation ->> 'candidate_count')::int <= jsonb_array_length(p_explanation -> 'candidates') THEN
+        RETURN p_explanation -> 'candidates';
+    END IF;
+    -- Failover reads slug and rank only, which a snapshot keeps as they were.
+    RETURN (SELECT s.candidates FROM routing.route_snapshots s
+             WHERE s.snapshot_key = decode(p_explanation ->> 'snapshot', 'hex'));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.fail_inference(
+    p_inference_id   bigint,
+    p_error_code     text,
+    p_error_message  text,
+    p_http_status    int DEFAULT NULL,
+    p_retry_after_ms int DEFAULT NULL,
+    p_output_tokens  int DEFAULT NULL,
+    p_usage_source   text DEFAULT NULL,
+    p_usage          jsonb DEFAULT NULL
+) RETURNS TABLE (action text, outcome_id bigint, next_inference_id bigint, model_slug text,
+                 provider text, provider_model text, not_before timestamptz, outcome_status text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, routing, pg_temp
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_inf       routing.inferences;
+    v_out       routing.routing_outcomes;
+    v_policy    routing.retry_policy;
+    v_settings  routing.settings;
+    v_now       timestamptz := clock_timestamp();
+    v_on_model  int;
+    v_tried     text[];
+    v_action    text;
+    v_next_slug text;
+    v_next_provider text;
+    v_next_provider_model text;
+    v_not_before timestamptz;
+    v_delay_ms  numeric;
+    v_next_id   bigint;
+    v_status    text;
+    v_cost      numeric;
+    v_cache_read      int;
+    v_cache_write     int;
+    v_cache_write_1h  int;
+    v_reasoning       int;
+    v_provider_cost   numeric;
+BEGIN
+    IF (p_inference_id IS NOT NULL AND p_error_code = ANY (routing._client_error_codes())
+        AND p_error_message ~ '[^[:space:]]'
+        AND (p_http_status IS NULL OR p_http_status BETWEEN 100 AND 599)
+        AND (p_retry_after_ms IS NULL OR p_retry_after_ms >= 0)
+        AND (p_output_tokens IS NULL OR p_output_tokens >= 0)
+        AND (p_usage_source IS NULL OR p_usage_source = ANY (routing._usage_sources()))) IS NOT TRUE THEN
+        PERFORM routing._require_not_null('fail_inference', 'p_inference_id', p_inference_id);
+        IF p_error_code IS NULL OR NOT (p_error_code = ANY (routing._client_error_codes())) THEN
+            RAISE EXCEPTION 'fail_inference: unknown p_error_code %',
+                            coalesce(quote_literal(left(p_error_code, 64)), 'NULL')
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'one of ' || array_to_string(routing._client_error_codes(), ', ')
+                             || ' (abandoned is set by the reaper only)';
+        END IF;
+        PERFORM routing._require_text('fail_inference', 'p_error_message', p_error_message, 2147483647);
+        PERFORM routing._require_int('fail_inference', 'p_http_status', p_http_status, 100, 599, true);
+        PERFORM routing._require_int('fail_inference', 'p_retry_after_ms', p_retry_after_ms, p_nullable => true);
+        PERFORM routing._require_int('fail_inference', 'p_output_tokens', p_output_tokens, p_nullable => true);
+        PERFORM routing._require_member('fail_inference', 'p_usage_source', p_usage_source, routing._usage_sources(), true);
+    END IF;
+    IF p_usage IS NOT NULL THEN
+        SELECT u.* INTO v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning, v_provider_cost
+          FROM routing._usage_parts('fail_inference', p_usage) u;
+        -- The totals are the attempt's (the request's input estimate, the partial output):
+        -- read only when parts were reported, so the usual failure costs no extra lookup.
+        IF coalesce(v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning) IS NOT NULL THEN
+            PERFORM routing._require_usage_within('fail_inference', v_cache_read, v_cache_write, v_cache_write_1h,
+                                                  v_reasoning, i.input_tokens, coalesce(p_output_tokens, i.output_tokens))
+               FROM routing.inferences i WHERE i.id = p_inference_id AND i.status = 'routed';
+        END IF;
+    END IF;
+
+    -- The transition itself, one UPDATE of the routed attempt. The output produced before
+    -- the failure: this call's count, else the last heartbeat's. Known output makes a cost
+    -- (input + partial output); unknown stays NULL.
+    UPDATE routing.inferences i
+       SET status = 'failed', error_code = p_error_code, error_message = left(p_error_message, 2000),
+           http_status = p_http_status, retry_after_ms = p_retry_after_ms,
+           output_tokens = coalesce(p_output_tokens, i.output_tokens),
+           usage_source = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                               THEN coalesce(p_usage_source, i.usage_source, 'estimated') END,
+           cache_read_tokens = v_cache_read, cache_write_tokens = v_cache_write,
+           cache_write_1h_tokens = v_cache_write_1h, reasoning_tokens = v_reasoning,
+           provider_cost_usd = v_provider_cost,
+           cost_usd = CASE WHEN coalesce(p_output_tokens, i.output_tokens) IS NOT NULL
+                           THEN routing._attempt_cost(i.model_slug, i.created_at, i.input_tokens,
+                                                      coalesce(p_output_tokens, i.output_tokens),
+                                                      v_cache_read, v_cache_write, v_cache_write_1h) END,
+           completed_at = v_now
+     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+    RETURNING i.* INTO v_inf;
+    IF NOT FOUND THEN
+        -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
+        -- changes again, so this reads without a lock.)
+        SELECT * INTO v_inf FROM routing.inferences i WHERE i.id = p_inference_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'fail_inference: unknown inference %', p_inference_id USING ERRCODE = 'no_data_found';
+        END IF;
+        IF v_inf.status = 'succeeded' THEN
+            RAISE EXCEPTION 'fail_inference: inference % already succeeded, it cannot fail', p_inference_id
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        IF v_inf.status = 'failed' THEN
+            IF v_inf.error_code = p_error_code THEN
+                -- Repeating the call: return the decision the first one took.
+                RETURN QUERY SELECT * FROM routing._failure_decision(v_inf);
+                RETURN;
+            END IF;
+            RAISE EXCEPTION 'fail_inference: inference % already failed with %, not %',
+                            p_inference_id, v_inf.error_code, p_error_code
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE WHEN v_inf.error_code = 'abandoned'
+                                  THEN 'the reaper closed this attempt'
+                                  ELSE 'an attempt reaches one terminal state' END;
+        END IF;
+        PERFORM routing._raise_unlinked_or_changed('fail_inference', p_inference_id, v_inf.outcome_id, 'failed');
+    END IF;
+    v_cost := v_inf.cost_usd;
+
+    -- Every error below undoes the attempt's update. The outcome is read without a lock
+    -- (a row lock is a write): what this call needs of it, its explanation and created_at,
+    -- never changes, and every writer that could end it first takes its routed attempt,
+    -- whose lock this call holds. The outcome's own UPDATE below locks it and checks again
+    -- that it is still open.
+    SELECT * INTO v_out FROM routing.routing_outcomes o WHERE o.id = v_inf.outcome_id;
+    IF v_out.outcome_status IS NOT NULL THEN
+        -- Only history can get here (a terminal outcome whose attempt was left routed):
+        -- a new attempt on a finished request would be a second terminal state.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %',
+                        v_out.id, p_inference_id, v_out.outcome_status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'routing.reap_stuck_inferences closes such an attempt';
+    END IF;
+
+    SELECT * INTO v_policy FROM routing.retry_policy r WHERE r.error_code = p_error_code;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'fail_inference: routing.retry_policy has no row for error_code %', p_error_code
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'restore the seeded row: the policy decides retry, failover or give-up';
+    END IF;
+
+    SELECT * INTO v_settings FROM routing.settings;
+
+    IF p_error_code = 'rate_limited' THEN
+        -- Shared cooldown: every gateway process routes around this model for a while.
+        INSERT INTO routing.model_cooldowns AS c (model_slug, cooling_until, last_inference_id, retry_after_ms, updated_at)
+        VALUES (v_inf.model_slug,
+                v_now + make_interval(secs => coalesce(p_retry_after_ms, v_settings.rate_limit_cooldown_ms) / 1000.0),
+                p_inference_id, p_retry_after_ms, v_now)
+        ON CONFLICT (model_slug) DO UPDATE
+           SET cooling_until     = greatest(c.cooling_until, excluded.cooling_until),
+               last_inference_id = excluded.last_inference_id,
+               retry_after_ms    = excluded.retry_after_ms,
+               updated_at        = excluded.updated_at;
+    END IF;
+
+    IF v_inf.first_token_at IS NOT NULL THEN
+        -- The caller has seen output from this attempt: another attempt would hand it a
+        -- second, different answer. Whatever the error, the request ends here.
+        v_action := 'give_up';
+        v_status := CASE WHEN p_error_code = 'cancelled' THEN 'cancelled' ELSE 'failed_stream_interrupted' END;
+    ELSIF v_inf.attempt_no >= v_settings.max_attempts THEN
+        v_action := 'give_up';
+    ELSE
+        -- Every attempt of this request, through (outcome_id, attempt_no): the one index a
+        -- plan cached while the ledger was empty cannot get wrong.
+        SELECT (count(*) FILTER (WHERE i.model_slug = v_inf.model_slug))::int, array_agg(i.model_slug)
+          INTO v_on_model, v_tried
+          FROM routing.inferences i
+         WHERE i.outcome_id = v_inf.outcome_id;
+
+        IF v_on_model <= v_policy.same_model_retries THEN
+            v_action    := 'retry';
+            v_next_slug := v_inf.model_slug;
+            -- Exponential backoff with equal jitter, never earlier than Retry-After (the
+            -- contract's rule). The request's own retries follow the policy; the shared
+            -- cooldown steers every other request (with a Retry-After the two coincide).
+            v_delay_ms  := least(v_policy.max_backoff_ms, v_policy.base_backoff_ms * 2::numeric ^ (v_on_model - 1));
+            v_delay_ms  := greatest(v_delay_ms / 2 + random()::numeric * v_delay_ms / 2, coalesce(p_retry_after_ms, 0));
+            v_not_before := v_now + make_interval(secs => v_delay_ms / 1000.0);
+            SELECT m.provider, m.provider_model INTO v_next_provider, v_next_provider_model
+              FROM routing.models m WHERE m.slug = v_next_slug;
+        ELSIF v_policy.then_action = 'failover' THEN
+            -- The next survivor in rank order that this request has not tried and that is
+            -- still enabled; one not cooling down first, else the one whose cooldown ends
+            -- soonest, dispatched when it ends.
+            SELECT c.slug, CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END,
+                   m.provider, m.provider_model
+              INTO v_next_slug, v_not_before, v_next_provider, v_next_provider_model
+              -- Every ranked candidate, from the shared snapshot
+              FROM jsonb_to_recordset(routing._route_candidates(v_out.explanation)) AS c (slug text, rank int)
+              JOIN routing.models m ON m.slug = c.slug AND m.enabled
+              LEFT JOIN routing.model_cooldowns cd ON cd.model_slug = c.slug
+             WHERE c.slug <> ALL (v_tried)
+             ORDER BY coalesce(cd.cooling_until > v_now, false),
+                      CASE WHEN cd.cooling_until > v_now THEN cd.cooling_until END NULLS FIRST,
+                      c.rank
+             LIMIT 1;
+            v_action := CASE WHEN v_next_slug IS NULL THEN 'give_up' ELSE 'failover' END;
+        ELSE
+            v_action := 'give_up';
+        END IF;
+    END IF;
+
+    IF v_action = 'give_up' THEN
+        v_status := coalesce(v_status, v_policy.give_up_status);
+        -- The outcome ends on this attempt and carries its cost (a partial answer's, or
+        -- NULL when nothing is known). Never a judge_status: only a success is judged.
+        UPDATE routing.routing_outcomes o
+           SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
+         WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+        IF NOT FOUND THEN
+            -- Ended since it was read, by a write that did not go through its attempt.
+            RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                            (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+                USING ERRCODE = 'object_not_in_prerequisite_state';
+        END IF;
+        action := 'give_up';
+        outcome_id := v_out.id;
+        outcome_status := v_status;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+
+    INSERT INTO routing.inferences AS i
+           (outcome_id, outcome_created_at, attempt_no, agent_id, model_slug, status, not_before,
+            request_payload, input_tokens, streamed)
+    VALUES (v_out.id, v_out.created_at, v_inf.attempt_no + 1, v_inf.agent_id, v_next_slug, 'routed',
+            v_not_before, v_inf.request_payload, v_inf.input_tokens, v_inf.streamed)
+    RETURNING i.id INTO v_next_id;
+
+    UPDATE routing.routing_outcomes o
+       SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
+     WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+    IF NOT FOUND THEN
+        -- Ended since it was read, by a write that did not go through its attempt.
+        RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
+                        (SELECT o.outcome_status FROM routing.routing_outcomes o WHERE o.id = v_out.id)
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+
+    -- The result row, without a query.
+    action := v_action;
+    outcome_id := v_out.id;
+    next_inference_id := v_next_id;
+    model_slug := v_next_slug;
+    provider := v_next_provider;
+    provider_model := v_next_provider_model;
+    not_before := v_not_before;
+    RETURN NEXT;
+END
+$$;
+
+-- squawk-ignore ban-drop-function
+DROP FUNCTION IF EXISTS routing._expand_candidates(jsonb);
+
+REVOKE ALL ON FUNCTION routing._route_candidates(jsonb) FROM PUBLIC;
+
+-- The comments as released.
+COMMENT ON FUNCTION routing.insert_decision(text, uuid, text, int, int, jsonb, boolean) IS
+    'Routes one request and records it atomically, in one transaction: the outcome and, when a model is dispatched, its first routed attempt (streamed = p_streamed), linked both ways from the first statement on. No candidate: the outcome is written rejected. Suspended agent or daily cap exceeded: written failed_pre_dispatch. Idempotent on (agent_id, request_id): a repeat returns the existing row, with the open attempt''s not_before (wait until then before dispatching), and writes nothing. 22023 on a bad argument (p_request_id empty or over 255 characters, p_task_type over 64, negative tokens, p_max_tokens 0 for a chat task, NULLs), P0002 on an unknown agent.';
+
+COMMENT ON FUNCTION routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb) IS
+    'Marks a routed attempt succeeded (usage_source = p_usage_source: provider or estimated; p_usage: cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens within their totals and provider_cost_usd, stored on the attempt; cost_usd by token class at the rates in force at the attempt''s created_at and its long-context tier, 10 decimals) and its outcome succeeded and judgeable (judge_status unlabeled). An embeddings call completes with p_output_tokens = 0. Repeating it returns the same row and writes nothing. 55000 if the attempt already failed (the reaper included), P0002 if unknown, 22023 on a bad argument.';
+
+COMMENT ON FUNCTION routing.fail_inference(bigint, text, text, int, int, int, text, jsonb) IS
+    'Marks a routed attempt failed, keeping its partial output_tokens (p_output_tokens, else the last heartbeat''s) and cost_usd = input + partial output by token class (p_usage, as for complete_decision) at the rates in force at its created_at (NULL when the output is unknown), and in the same transaction decides: after the first token (mark_first_token) every error gives up, failed_stream_interrupted or cancelled; cancelled always gives up; otherwise routing.retry_policy: retry the same model (not_before = backoff with jitter, never before Retry-After), fail over to the next survivor, or give up (outcome terminal with the failed_* status and the attempt''s cost, linked to this last attempt, never judged). A 429 also puts the model into the shared cooldown. Repeating it with the same error_code returns the earlier decision; a different code raises 55000. 22023 on a bad argument, P0002 on an unknown inference.';
+
+COMMENT ON FUNCTION routing.mark_first_token(bigint, int) IS
+    'The routed attempt started forwarding output to its caller: stamps first_token_at and ttft_ms; from then on fail_inference gives up on any error. Idempotent: a repeat returns the first stamp. 55000 if the attempt closed without one, P0002 if unknown, 22023 on a bad argument (NULL, negative p_ttft_ms).';
+
 
 COMMIT;

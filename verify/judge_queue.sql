@@ -18,6 +18,10 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT pg_catalog.has_function_privilege('routing_judge', f, 'EXECUTE'), 'routing_judge must be able to run ' || f;
     END LOOP;
+    ASSERT to_regprocedure('routing._outcome_awaits_judge(text, bigint, text)') IS NOT NULL,
+           'routing._outcome_awaits_judge is missing';
+    ASSERT pg_catalog.pg_get_viewdef('routing.judge_queue'::regclass) LIKE '%_outcome_awaits_judge(%',
+           'routing.judge_queue must test routing._outcome_awaits_judge';
     ASSERT (SELECT prosrc LIKE '%weights_at%' FROM pg_catalog.pg_proc
              WHERE oid = 'routing.record_judgement(bigint, text, numeric, text, text)'::regprocedure),
            'record_judgement does not feed the decayed sums (judge_queue v0.3)';

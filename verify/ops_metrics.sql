@@ -14,6 +14,9 @@ BEGIN
                f || ' must be SECURITY DEFINER with a pinned search_path';
         ASSERT NOT has_function_privilege('public', to_regprocedure(f), 'EXECUTE'), f || ' must not be executable by PUBLIC';
     END LOOP;
+    ASSERT (SELECT prosrc LIKE '%routing._outcome_awaits_judge(%' FROM pg_catalog.pg_proc
+             WHERE oid = 'routing.ops_metrics(interval,timestamptz)'::regprocedure),
+           'routing.ops_metrics must find the judge queue''s head with routing._outcome_awaits_judge';
     -- Every integrity metric reaches a scrape.
     ASSERT (SELECT count(*) FROM routing.ops_metrics() WHERE metric = 'integrity')
          = (SELECT count(*) FROM routing.integrity_metrics),

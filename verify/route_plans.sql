@@ -18,12 +18,19 @@ BEGIN
         'routing._bump_route_epoch()',
         'routing._route_epochs()',
         'routing._build_route_plan(text, timestamptz)',
-        'routing._planned_explanation(numeric, text, int, int, timestamptz)',
-        'routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text)',
-        'routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text)'] LOOP
+        'routing._explain_from_plan(numeric, text, int, int, timestamptz)',
+        'routing._explain_from_plan(numeric, text, int, int, timestamptz, uuid, text)',
+        'routing._explain_from_catalog(numeric, text, int, int, timestamptz, uuid, text)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
         ASSERT NOT pg_catalog.has_function_privilege('routing_app', to_regprocedure(f), 'EXECUTE'),
                f || ' must be private';
+    END LOOP;
+    -- The stages' old names are gone.
+    FOREACH f IN ARRAY ARRAY[
+        'routing._planned_explanation(numeric, text, int, int, timestamptz)',
+        'routing._planned_explanation(numeric, text, int, int, timestamptz, uuid, text)',
+        'routing._route_request_explanation(numeric, text, int, int, timestamptz, uuid, text)'] LOOP
+        ASSERT to_regprocedure(f) IS NULL, f || ' is renamed: its old name must be gone';
     END LOOP;
     FOREACH t IN ARRAY ARRAY['models', 'task_floors', 'settings', 'model_task_quality', 'model_cooldowns',
                              'route_snapshots'] LOOP

@@ -10,18 +10,18 @@ DECLARE
 BEGIN
     FOREACH f IN ARRAY ARRAY[
         'routing._projected_cost(int, int, numeric, numeric)',
-        'routing._route_explanation(numeric, text, int, int, timestamptz)',
         'routing._expand_snapshot_list(jsonb, int, int)',
-        'routing._full_explanation(jsonb)',
-        'routing._route_candidates(jsonb)'] LOOP
+        'routing._expand_explanation(jsonb)'] LOOP
         ASSERT to_regprocedure(f) IS NOT NULL, f || ' is missing';
         ASSERT NOT pg_catalog.has_function_privilege('routing_app', to_regprocedure(f), 'EXECUTE'),
                f || ' must be private';
     END LOOP;
-    ASSERT to_regprocedure('routing.explain_outcome(bigint)') IS NOT NULL, 'routing.explain_outcome is missing';
-    ASSERT (SELECT prosecdef AND proconfig IS NOT NULL FROM pg_catalog.pg_proc
-             WHERE oid = 'routing.explain_outcome(bigint)'::regprocedure),
-           'routing.explain_outcome must be SECURITY DEFINER with a pinned search_path';
+    ASSERT to_regprocedure('routing._full_explanation(jsonb)') IS NULL
+           AND to_regprocedure('routing._route_explanation(numeric, text, int, int, timestamptz)') IS NULL,
+           'the old names _full_explanation and _route_explanation must be gone';
+    ASSERT (SELECT prosecdef AND proconfig IS NOT NULL AND prosrc LIKE '%routing._expand_explanation(%'
+              FROM pg_catalog.pg_proc WHERE oid = 'routing.explain_outcome(bigint)'::regprocedure),
+           'routing.explain_outcome must be SECURITY DEFINER with a pinned search_path, calling routing._expand_explanation';
     ASSERT pg_catalog.has_function_privilege('routing_readonly', 'routing.explain_outcome(bigint)', 'EXECUTE')
        AND pg_catalog.has_function_privilege('routing_ops', 'routing.explain_outcome(bigint)', 'EXECUTE'),
            'routing_readonly and routing_ops must be able to execute routing.explain_outcome';

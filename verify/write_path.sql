@@ -25,6 +25,11 @@ BEGIN
     ASSERT to_regprocedure('routing.insert_decision(text, uuid, text, int, int, jsonb)') IS NULL,
            'the v0.1 signature of insert_decision must be gone (no ambiguous overload)';
     ASSERT (SELECT count(*) FROM routing.retry_policy) >= 8, 'the seeded retry policy is missing';
+    ASSERT to_regprocedure('routing._expand_candidates(jsonb)') IS NOT NULL, 'routing._expand_candidates is missing';
+    ASSERT NOT pg_catalog.has_function_privilege('routing_app', 'routing._expand_candidates(jsonb)', 'EXECUTE'),
+           'routing._expand_candidates must be private';
+    ASSERT to_regprocedure('routing._route_candidates(jsonb)') IS NULL,
+           'routing._route_candidates is renamed routing._expand_candidates (no old name left)';
     ASSERT NOT EXISTS (SELECT FROM unnest((SELECT proconfig FROM pg_catalog.pg_proc
                                              WHERE oid = 'routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure)) c
                         WHERE c LIKE 'routing.%'),

@@ -1,7 +1,8 @@
 -- pgTAP: routing_ledger:judge_queue — the queue view, claims with a lease, judgements
 -- feeding the learned per-task quality the router uses.
 BEGIN;
-SELECT plan(74);
+SELECT plan(77);
+\ir helpers/plan_of.sql
 
 -- Structure -------------------------------------------------------------------------
 
@@ -74,6 +75,28 @@ SELECT results_eq($$SELECT id FROM routing.judge_queue ORDER BY id$$,
 SELECT is_empty($$SELECT q.id FROM routing.judge_queue q JOIN routing.routing_outcomes o ON o.id = q.id
                    WHERE o.outcome_status IS DISTINCT FROM 'succeeded'$$,
                 'no rejected, failed_pre_dispatch, failed or in-flight outcome is ever queued');
+-- What waiting for the judge means is written once (routing._outcome_awaits_judge): the
+-- view and the claim test it, and it is the predicate they spelled out before.
+SELECT results_eq(
+    $$SELECT routing._outcome_awaits_judge(v.s, v.i, v.o)
+        FROM (VALUES (1, 'unlabeled', 1::bigint, 'succeeded'), (2, 'claimed', 1, 'succeeded'),
+                     (3, 'unlabeled', NULL, 'succeeded'), (4, 'unlabeled', 1, 'failed_bad_request'),
+                     (5, NULL, 1, 'succeeded'), (6, NULL, NULL, NULL)) v (n, s, i, o) ORDER BY v.n$$,
+    $$VALUES (true), (false), (false), (false), (NULL::boolean), (false)$$,
+    'an outcome waits for the judge when it succeeded, names its attempt and is unlabeled');
+SELECT ok(has_function_privilege('routing_judge', 'routing._outcome_awaits_judge(text, bigint, text)', 'EXECUTE')
+          AND has_function_privilege('routing_readonly', 'routing._outcome_awaits_judge(text, bigint, text)', 'EXECUTE')
+          AND NOT has_function_privilege('routing_app', 'routing._outcome_awaits_judge(text, bigint, text)', 'EXECUTE'),
+          'the roles that read the queue may run its test; routing_app may not');
+SET LOCAL enable_seqscan = off;
+-- Inlined and answered by the partial index on unlabeled outcomes (routing_outcomes_judge_unlabeled,
+-- or each partition's on a partitioned ledger): neither the call nor judge_status is left as a filter.
+SELECT pg_temp.plan_of($$SELECT o.id FROM routing.routing_outcomes o
+                          WHERE routing._outcome_awaits_judge(o.judge_status, o.inference_id, o.outcome_status)
+                          ORDER BY o.id LIMIT 10$$) AS claim_plan \gset
+SELECT ok(:'claim_plan' ~ 'Index Scan' AND :'claim_plan' !~ 'judge_status' AND :'claim_plan' !~ '_outcome_awaits_judge',
+          'the claim''s queue query, written with the function, is inlined and answered by the partial index on unlabeled outcomes');
+RESET enable_seqscan;
 
 -- Claims --------------------------------------------------------------------------------
 

@@ -183,7 +183,7 @@ SELECT is((SELECT valid_until FROM routing.route_plans WHERE task_type = 'chat')
                 (SELECT routing._quality_tick(now(), s.quality_half_life) + s.quality_half_life / 1024
                    FROM routing.settings s)),
           'a route plan is valid only until the next effective_from of a price (or its quality tick''s end)');
-SELECT is((routing._planned_explanation(NULL, 'chat', 1000, 100, now() + interval '2 hours') ->> 'projected_cost_usd')::numeric,
+SELECT is((routing._explain_from_plan(NULL, 'chat', 1000, 100, now() + interval '2 hours') ->> 'projected_cost_usd')::numeric,
           0.0108, 'past it, insert_decision''s explanation uses the new rate, not the cached plan');
 
 -------------------------------------------------------------------------- back-dating

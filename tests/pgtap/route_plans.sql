@@ -7,11 +7,11 @@ SELECT plan(41);
 
 CREATE FUNCTION pg_temp.planned(p_cap numeric, p_task text, p_in int, p_max int, p_as_of timestamptz)
 RETURNS jsonb LANGUAGE sql AS $$
-    SELECT routing._planned_explanation(p_cap, p_task, p_in, p_max, p_as_of)
+    SELECT routing._explain_from_plan(p_cap, p_task, p_in, p_max, p_as_of)
 $$;
 CREATE FUNCTION pg_temp.routed(p_cap numeric, p_task text, p_in int, p_max int, p_as_of timestamptz)
 RETURNS jsonb LANGUAGE sql AS $$
-    SELECT routing._route_document(p_cap, p_task, p_in, p_max, p_as_of, 'compact')
+    SELECT routing._explain_route(p_cap, p_task, p_in, p_max, p_as_of, 'compact')
 $$;
 CREATE FUNCTION pg_temp.epoch(p_source text) RETURNS bigint LANGUAGE sql AS $$
     SELECT epoch FROM routing.route_epochs WHERE source = p_source
@@ -35,7 +35,7 @@ SELECT has_table('routing', 'route_epochs', 'routing.route_epochs exists');
 SELECT has_table('routing', 'route_plans', 'routing.route_plans exists');
 SELECT is((SELECT relpersistence::text FROM pg_class WHERE oid = 'routing.route_plans'::regclass), 'u',
           'route_plans is unlogged: a cache, rebuilt after a crash');
-SELECT ok(NOT has_function_privilege('routing_app', 'routing._planned_explanation(numeric, text, int, int, timestamptz)', 'EXECUTE')
+SELECT ok(NOT has_function_privilege('routing_app', 'routing._explain_from_plan(numeric, text, int, int, timestamptz)', 'EXECUTE')
           AND NOT has_function_privilege('routing_app', 'routing._build_route_plan(text, timestamptz)', 'EXECUTE'),
           'the plan functions are private');
 SELECT ok(NOT has_table_privilege('routing_app', 'routing.route_plans', 'INSERT')
@@ -115,7 +115,7 @@ SELECT is(pg_temp.planned(NULL, 'general', 1000, 500, now()), pg_temp.routed(NUL
 SELECT pg_temp.epoch('catalog') AS e4 \gset
 DELETE FROM routing.route_snapshots;
 SELECT cmp_ok(pg_temp.epoch('catalog'), '>', :e4::bigint, 'deleting route snapshots bumps the catalog epoch');
-SELECT * FROM routing._planned_explanation(NULL, 'general', 1000, 500, now()) AS x \gset
+SELECT * FROM routing._explain_from_plan(NULL, 'general', 1000, 500, now()) AS x \gset
 SELECT ok(EXISTS (SELECT FROM routing.route_snapshots s WHERE s.snapshot_key = decode(:'x'::jsonb ->> 'snapshot', 'hex')),
           '... so no plan names a snapshot that is gone');
 

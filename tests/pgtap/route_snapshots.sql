@@ -31,8 +31,9 @@ SELECT function_returns('routing', 'explain_outcome', ARRAY['bigint'], 'jsonb', 
 SELECT ok(has_function_privilege('routing_readonly', 'routing.explain_outcome(bigint)', 'EXECUTE')
           AND has_function_privilege('routing_ops', 'routing.explain_outcome(bigint)', 'EXECUTE'),
           'routing_readonly and routing_ops may explain an outcome');
-SELECT ok(NOT has_function_privilege('routing_app', 'routing._route_explanation(numeric, text, int, int, timestamptz)', 'EXECUTE'),
-          '_route_explanation is private');
+SELECT ok(NOT has_function_privilege('routing_app', 'routing._expand_explanation(jsonb)', 'EXECUTE')
+          AND NOT has_function_privilege('routing_app', 'routing._expand_candidates(jsonb)', 'EXECUTE'),
+          '_expand_explanation and _expand_candidates are private');
 
 -------------------------------------------------------------- the document, given back
 
@@ -46,15 +47,15 @@ SELECT is((SELECT explanation -> 'dropped_counts' FROM routing.routing_outcomes 
           '{"m_allowed_veto": 1}'::jsonb, 'it keeps the dropped models'' counts by reason');
 SELECT is((SELECT (explanation ->> 'candidate_count')::int FROM routing.routing_outcomes WHERE id = :d1_outcome_id),
           4, 'and how many candidates there were');
-SELECT is(routing._route_document(NULL, 'general', 1000, 500, now(), 'compact'),
-          routing._route_document(NULL, 'general', 1000, 500, now(), 'snapshot') - 'snapshot_candidates' - 'snapshot_dropped',
+SELECT is(routing._explain_route(NULL, 'general', 1000, 500, now(), 'compact'),
+          routing._explain_route(NULL, 'general', 1000, 500, now(), 'snapshot') - 'snapshot_candidates' - 'snapshot_dropped',
           'the router''s compact form is its snapshot form without the two lists, under the same key');
 SELECT is((SELECT jsonb_build_array(s.candidates, s.dropped) FROM routing.route_snapshots s
             WHERE s.snapshot_key = decode((SELECT explanation ->> 'snapshot' FROM routing.routing_outcomes WHERE id = :d1_outcome_id), 'hex')),
           (SELECT jsonb_build_array(r -> 'snapshot_candidates', r -> 'snapshot_dropped')
-             FROM routing._route_document(NULL, 'general', 1000, 500, now(), 'snapshot') r),
+             FROM routing._explain_route(NULL, 'general', 1000, 500, now(), 'snapshot') r),
           'the stored snapshot holds the lists of the key it is stored under');
-SELECT alike(pg_temp.error_of($$SELECT routing._route_document(NULL, 'general', 1, 1, now(), 'whole')$$), '22023: %',
+SELECT alike(pg_temp.error_of($$SELECT routing._explain_route(NULL, 'general', 1, 1, now(), 'whole')$$), '22023: %',
           'an unknown router form is 22023');
 
 SELECT * FROM routing.insert_decision('s-2', :plain, 'general', 37, 9) \gset d2_

@@ -616,8 +616,8 @@ SELECT throws_ok(
     $$SELECT * FROM routing._decision_row('00000000-0000-4000-8000-00000000d001', 'req-1')$$,
     '42501', NULL, 'routing_app cannot execute the private helper _decision_row');
 SELECT throws_ok(
-    $$SELECT routing._route(NULL, 'general', 1, 1, now())$$,
-    '42501', NULL, 'routing_app cannot execute the private helper _route');
+    $$SELECT routing._explain_route(NULL, 'general', 1, 1, now(), 'document')$$,
+    '42501', NULL, 'routing_app cannot execute the private helper _explain_route');
 -- Through the functions, routing_app does the whole job.
 SELECT lives_ok(
     $q$DO $x$

@@ -68,7 +68,7 @@ SELECT is_empty(
        WHERE p.oid IN ('routing.insert_decision(text, uuid, text, int, int, jsonb, boolean)'::regprocedure,
                        'routing.complete_decision(bigint, jsonb, int, int, int, text, jsonb)'::regprocedure,
                        'routing.fail_inference(bigint, text, text, int, int, int, text, jsonb)'::regprocedure,
-                       'routing._route(numeric, text, int, int, timestamptz)'::regprocedure)
+                       'routing._explain_route(numeric, text, int, int, timestamptz, text, uuid, text)'::regprocedure)
          AND NOT ('jit=off' = ANY (p.proconfig))$$,
     'the write path and the router are never JIT-compiled (SET jit = off)');
 SELECT results_eq(

@@ -145,8 +145,8 @@ def test_an_open_catalog_transaction_holds_up_neither_a_429_nor_a_judge(db: str)
         # While the operator still holds the catalog counter, a decision routes from the
         # catalog as committed, with the cooldown and the new quality in it.
         explained = gateway.execute(
-            "SELECT routing._planned_explanation(NULL, 'general', 1000, 500, now())"
-            " = routing._route_document(NULL, 'general', 1000, 500, now(), 'compact')"
+            "SELECT routing._explain_from_plan(NULL, 'general', 1000, 500, now())"
+            " = routing._explain_route(NULL, 'general', 1000, 500, now(), 'compact')"
         ).fetchone()
         assert explained == (True,)
         operator.rollback()
@@ -156,8 +156,8 @@ def test_a_rebuild_never_waits_for_another_requests_rebuild(db: str) -> None:
     """Two requests find the plan stale at once: the second does not queue behind the
     first's uncommitted plan (it uses the plan it built itself)."""
     same = (
-        "SELECT routing._planned_explanation(NULL, 'general', 1000, 500, now())"
-        " = routing._route_document(NULL, 'general', 1000, 500, now(), 'compact')"
+        "SELECT routing._explain_from_plan(NULL, 'general', 1000, 500, now())"
+        " = routing._explain_route(NULL, 'general', 1000, 500, now(), 'compact')"
     )
     with connect(db) as conn:
         _setup(conn)
