@@ -1,50 +1,71 @@
 -- Deploy routing_ledger:usage_classes to pg
--- requires: ledger_tables
--- requires: inference_streaming
+-- requires: usage_classes@v0.3.0
 --
--- What an attempt used, by the token class a provider bills: cache reads, cache writes
--- (the 5-minute or the provider's only one), 1-hour cache writes and reasoning tokens,
--- beside the two totals, and the cost the provider itself reported. input_tokens stays
--- the total of every input token (cache reads and writes included) and output_tokens of
--- every output token (reasoning included), so a v0.2 reader's totals keep their meaning;
--- the client normalises each provider's usage to that. NULL: not reported.
+-- The columns and the CHECK of the released change are in deploy/usage_classes@v0.3.0.sql.
+-- This rework keeps the CHECK's test and moves its expression into one function:
+-- routing._usage_classes_fit(), PL/pgSQL, IMMUTABLE, the released expression word for word
+-- (so it passes and fails the same rows, NULL where it was NULL: a part or total not
+-- reported passes).
 --
--- Nullable columns without a default: catalog-only, no rewrite. One CHECK keeps the parts
--- non-negative and within their totals (a NULL part or total passes: not reported); one,
--- not one per rule, because every INSERT and UPDATE of an attempt prepares its table's
--- CHECK expressions afresh, and three cost the write path ~20 us a statement (measured).
--- Added NOT VALID (a brief ACCESS EXCLUSIVE, no scan), validated by validate_usage_classes.
+-- Why: every INSERT and UPDATE of an attempt prepares its table's CHECK expressions afresh,
+-- from their stored text. The written-out test cost ~85,000 instructions to prepare on each
+-- such statement (two to four per lifecycle, ~5 % of a call's instructions in
+-- make bench-instructions); a call of a PL/pgSQL function is a small expression to prepare,
+-- and its body is compiled once per session.
+--
+-- The CHECK keeps its name. It is dropped and re-added NOT VALID in one statement (a short
+-- ACCESS EXCLUSIVE lock, no scan); the rework of validate_usage_classes validates it under
+-- SHARE UPDATE EXCLUSIVE.
 
 BEGIN;
 
 SET LOCAL lock_timeout = '5s';
 SET LOCAL statement_timeout = '1min';
 
-ALTER TABLE routing.inferences
-    ADD COLUMN IF NOT EXISTS cache_read_tokens     int,
-    ADD COLUMN IF NOT EXISTS cache_write_tokens    int,
-    ADD COLUMN IF NOT EXISTS cache_write_1h_tokens int,
-    ADD COLUMN IF NOT EXISTS reasoning_tokens      int,
-    ADD COLUMN IF NOT EXISTS provider_cost_usd     numeric;
+CREATE OR REPLACE FUNCTION routing._usage_classes_fit(
+    p_cache_read_tokens     int,
+    p_cache_write_tokens    int,
+    p_cache_write_1h_tokens int,
+    p_reasoning_tokens      int,
+    p_provider_cost_usd     numeric,
+    p_input_tokens          int,
+    p_output_tokens         int
+) RETURNS boolean
+LANGUAGE plpgsql
+IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN p_cache_read_tokens >= 0 AND p_cache_write_tokens >= 0 AND p_cache_write_1h_tokens >= 0
+       AND p_reasoning_tokens >= 0 AND p_provider_cost_usd >= 0
+       AND coalesce(p_cache_read_tokens, 0)::bigint + coalesce(p_cache_write_tokens, 0)
+           + coalesce(p_cache_write_1h_tokens, 0) <= p_input_tokens
+       AND p_reasoning_tokens <= p_output_tokens;
+END
+$$;
 
-COMMENT ON COLUMN routing.inferences.cache_read_tokens IS
-    'Input tokens read from the provider''s prompt cache (part of input_tokens), billed at the cache_read rate. NULL: not reported.';
-COMMENT ON COLUMN routing.inferences.cache_write_tokens IS
-    'Input tokens written to the prompt cache with the provider''s default (5-minute, or only) lifetime (part of input_tokens), billed at the cache_write rate. NULL: not reported.';
-COMMENT ON COLUMN routing.inferences.cache_write_1h_tokens IS
-    'Input tokens written to the prompt cache with a 1-hour lifetime (part of input_tokens), billed at the cache_write_1h rate. NULL: not reported.';
-COMMENT ON COLUMN routing.inferences.reasoning_tokens IS
-    'Output tokens spent on reasoning or thinking (part of output_tokens, billed as output). NULL: not reported.';
-COMMENT ON COLUMN routing.inferences.provider_cost_usd IS
-    'The cost the provider (or an upstream gateway) reported for this attempt, kept beside the computed cost_usd and never replacing it; integrity_report''s cost_mismatch_24h compares the two.';
+COMMENT ON FUNCTION routing._usage_classes_fit(int, int, int, int, numeric, int, int) IS
+    'The CHECK inference_usage_classes: every usage class and the provider''s cost non-negative, cache tokens within input_tokens, reasoning within output_tokens. NULL (passes) where a figure is not reported.';
 
 ALTER TABLE routing.inferences
     DROP CONSTRAINT IF EXISTS inference_usage_classes,
     ADD CONSTRAINT inference_usage_classes
-        CHECK (cache_read_tokens >= 0 AND cache_write_tokens >= 0 AND cache_write_1h_tokens >= 0
-               AND reasoning_tokens >= 0 AND provider_cost_usd >= 0
-               AND coalesce(cache_read_tokens, 0)::bigint + coalesce(cache_write_tokens, 0)
-                   + coalesce(cache_write_1h_tokens, 0) <= input_tokens
-               AND reasoning_tokens <= output_tokens) NOT VALID;
+        CHECK (routing._usage_classes_fit(cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,
+                                          reasoning_tokens, provider_cost_usd, input_tokens, output_tokens))
+        NOT VALID;
+
+-- On a ledger already partitioned (routing.partition_ledger), the unpartitioned layout's
+-- definitions are recorded for unpartition_ledger to put back: record this CHECK as it
+-- now reads.
+UPDATE routing.ledger_layout_ddl d
+   SET definition = pg_catalog.regexp_replace(pg_catalog.pg_get_constraintdef(c.oid), ' NOT VALID$', '')
+  FROM pg_catalog.pg_constraint c
+ WHERE d.kind = 'constraint'
+   AND c.conrelid = pg_catalog.to_regclass(d.table_name) AND c.conname = d.name
+   AND d.name = 'inference_usage_classes';
+
+-- As the vocabularies: a pure predicate, callable by the roles that read the ledger.
+REVOKE ALL ON FUNCTION routing._usage_classes_fit(int, int, int, int, numeric, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION routing._usage_classes_fit(int, int, int, int, numeric, int, int)
+    TO routing_judge, routing_readonly;
 
 COMMIT;

@@ -1,4 +1,7 @@
 -- Verify routing_ledger:validate_usage_classes on pg
+--
+-- Sqitch runs only this verify script of the reworked change: both CHECKs the released
+-- change validated are valid, inference_usage_classes as re-pointed by usage_classes.
 
 BEGIN;
 
