@@ -196,9 +196,10 @@ bench-partition: setup
 	$(VENV)/bin/python tests/bench/partition_bench.py $(PARTITION_BENCH_ARGS)
 
 # The non-streamed lifecycle of a v0.1 caller (call, capped agent, one failover) on the plan
-# as released at @v0.1.0 and @v0.2.0 and as checked out, deployed side by side and timed in
-# interleaved rounds, 3- and 20-model catalogs (issue 8's "no slower"; ~3 min).
-# LIFECYCLE_BENCH_ARGS="--rounds 60" for tighter quartiles.
+# as released at @v0.1.0, @v0.2.0 and @v0.2.1 and as checked out, deployed side by side on
+# ledgers seeded with 2,000 calls and timed in interleaved rounds, 3- and 20-model catalogs
+# (issue 8's and 18's "no slower"; ~3 min). LIFECYCLE_BENCH_ARGS="--rounds 60" for tighter
+# quartiles, "--plans v0.2.1" to compare with one release.
 LIFECYCLE_BENCH_ARGS ?=
 .PHONY: bench-lifecycle
 bench-lifecycle: setup
