@@ -28,7 +28,8 @@ Printed, per rule (median and worst over the seeds):
   last ``--window`` requests); the oracle pays for the cheapest model whose true quality
   clears the floor;
 - steady floor violations: the share of those requests sent to a model whose true
-  quality was below the floor;
+  quality was below the floor, and the part of it that exploration draws sent (the rest
+  are admissions at the floor gate: an estimate that cleared it by chance or fading);
 - requests after the drift until the improved model is routed to again by its estimate
   (not by an exploration draw);
 - requests after the drift until a window of ``--window`` requests sends >= 90 % to the
@@ -117,6 +118,8 @@ class Figures:
     cost_after: float
     violations_before: float
     violations_after: float
+    explored_before: float
+    explored_after: float
     routed_again: int | None
     recovered: int | None
     interval_ms: float
@@ -195,15 +198,20 @@ def set_half_life(conn: psycopg.Connection[Any], sc: Scenario) -> None:
 
 
 def figures(run: Run, sc: Scenario) -> Figures:
-    def window_cost(lo: int, hi: int, drifted: bool) -> tuple[float, float]:
+    def window_cost(lo: int, hi: int, drifted: bool) -> tuple[float, float, float]:
         chosen = run.chosen[lo:hi]
         spent = sum(cost(s) for s in chosen)
-        bad = sum(true_quality(s, drifted) < FLOOR for s in chosen)
-        return spent / (cost(oracle(drifted)) * len(chosen)), bad / len(chosen)
+        bad = [true_quality(s, drifted) < FLOOR for s in chosen]
+        by_draw = sum(b and e for b, e in zip(bad, run.explored[lo:hi], strict=True))
+        return (
+            spent / (cost(oracle(drifted)) * len(chosen)),
+            sum(bad) / len(chosen),
+            by_draw / len(chosen),
+        )
 
-    cb, vb = window_cost(sc.before // 2, sc.before, False)
+    cb, vb, eb = window_cost(sc.before // 2, sc.before, False)
     n = sc.before + sc.after
-    ca, va = window_cost(n - sc.window, n, True)
+    ca, va, ea = window_cost(n - sc.window, n, True)
     new_oracle = oracle(True)
     routed_again = next(
         (
@@ -224,7 +232,7 @@ def figures(run: Run, sc: Scenario) -> Figures:
             break
     realised_ms = 1000 * run.seconds / n
     half_life_requests = sc.half_life * sc.interval_ms / realised_ms if run.rule == "v0.3" else 0.0
-    return Figures(cb, ca, vb, va, routed_again, recovered, realised_ms, half_life_requests)
+    return Figures(cb, ca, vb, va, eb, ea, routed_again, recovered, realised_ms, half_life_requests)
 
 
 def prepare(cluster: LocalCluster, project: Path, db: str, to: str | None, sc: Scenario) -> str:
@@ -264,6 +272,12 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         + ", ".join(f"{f.cost_before:.2f}x / {f.cost_after:.2f}x" for f in figs),
         f"  steady floor violations, before        : {pct([f.violations_before for f in figs])}",
         f"  steady floor violations, after         : {pct([f.violations_after for f in figs])}",
+        "  per seed, violations before (by exploration draws + by the gate): "
+        + ", ".join(
+            f"{100 * f.violations_before:.1f} % ({100 * f.explored_before:.1f}"
+            f" + {100 * (f.violations_before - f.explored_before):.1f})"
+            for f in figs
+        ),
         f"  requests until the improved model is routed to again (by its estimate): "
         f"{reqs([f.routed_again for f in figs])}",
         f"  requests until >= 90 % of a {sc.window}-request window goes to the new oracle: "
