@@ -2,7 +2,8 @@
 #
 #   make setup        install what is missing (Debian packages when root, the .venv)
 #   make test         pgTAP (via pg_prove) and pytest against a private throwaway cluster
-#                     (PostgreSQL 15), then the non-superuser deploy and pgTAP on 16 and 18
+#                     (PostgreSQL 15), beside it the partitioned ledger's tests and the
+#                     non-superuser deploy and pgTAP on 16 and 18 (four runs at once)
 #   make soak         the full chaos soak (tests/soak/chaos.py; a short one runs in make test)
 #   make lint         ruff over the Python, squawk over the deploy scripts, plpgsql_check over
 #                     every PL/pgSQL function of the deployed plan
