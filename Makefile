@@ -16,16 +16,22 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_FLAGS ?= -ra -v --durations=5
-# Every pytest run of make test is spread over PYTEST_WORKERS processes (pytest-xdist). Each
+# The whole suite (test-main) is spread over PYTEST_WORKERS processes (pytest-xdist). Each
 # worker starts its own throwaway cluster and deploys its own template (conftest.py's session
 # fixtures run once per worker), so a test that crash-restarts its server, creates cluster-wide
 # roles or changes settings never disturbs another worker's tests; ports are free ones and
-# clone names carry the worker's pid. Two: CI's machine has 2 cores, and much of the suite
-# waits on PostgreSQL, subprocesses and sleeps rather than computing. --dist loadgroup runs
-# the tests marked xdist_group(name) in one worker (a module's own expensive cluster is then
-# started once). PYTEST_WORKERS=0: one process, as before.
-PYTEST_WORKERS ?= 2
-PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+# clone names carry the worker's pid. Three: much of the suite waits on PostgreSQL,
+# subprocesses, a minute boundary and sleeps rather than computing, and each worker costs a
+# collection and a deploy of its own. --dist loadgroup runs the tests marked xdist_group(name)
+# in one worker (a module's own expensive cluster is then started once). The smaller runs
+# beside it (test-partitioned, test-major-16, test-major-18) take PYTEST_SIDE_WORKERS: one
+# process each (0), which ends well before test-main and spares a second collection and
+# template deploy each. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 3
+PYTEST_SIDE_WORKERS ?= 0
+xdist_args = $(if $(filter 0,$(1)),,-n $(1) --dist loadgroup)
+PYTEST_XDIST = $(call xdist_args,$(PYTEST_WORKERS))
+PYTEST_SIDE_XDIST = $(call xdist_args,$(PYTEST_SIDE_WORKERS))
 
 # The server itself (postgresql-15) is expected to be there; these are the test tools.
 # libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
@@ -140,8 +146,8 @@ $(PG_MAJORS:%=test-major-%): test-major-%: majors-server
 	[ -n "$$pgtap" ] || { echo "make $@: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
 	cp "$$pgtap"/pgtap* "$$dir/share/postgresql/extension/" || exit 1; \
 	echo "== PostgreSQL $$("$$dir/bin/postgres" --version | awk '{print $$3}')"; \
-	echo "PG_BINDIR=$$dir/bin $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python/test_deploy_roles.py tests/python/test_pgtap.py"; \
-	$(call test_part,PG_BINDIR="$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
+	echo "PG_BINDIR=$$dir/bin $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) tests/python/test_deploy_roles.py tests/python/test_pgtap.py"; \
+	$(call test_part,PG_BINDIR="$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) \
 	  tests/python/test_deploy_roles.py tests/python/test_pgtap.py)
 
 # The pooler tests and the chaos soak start a private pgbouncer on a free port (the system
@@ -214,7 +220,7 @@ PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli
   test_client.py::test_cli_repair_dry_run_apply_and_rollback \
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
   test_ops_api.py::test_repair_round_trip_on_legacy_history
-PARTITIONED_CMD = ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
+PARTITIONED_CMD = ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) \
 	  $(patsubst %,tests/python/%.py,$(PARTITIONED_PYTEST)) tests/python/test_pgtap.py \
 	  -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' $(patsubst %,--deselect tests/python/%,$(PARTITIONED_DESELECT))
 test-partitioned: setup
