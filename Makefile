@@ -94,22 +94,21 @@ $(VENV_STAMP): python_client/pyproject.toml
 # make test runs its four pytest runs at the same time (make -j): the whole suite on 15
 # (test-main), the partitioned ledger (test-partitioned) and the majors 16 and 18
 # (test-major-16, test-major-18). Each starts its own clusters on free ports, and the
-# suite waits on PostgreSQL, subprocesses and sleeps more than it computes, so together
-# they take little more than the longest alone. --output-sync prints each run's output
-# whole (its failures, its --durations) when it ends; -k runs all four whatever fails; the
-# last lines say which run passed and which FAILED, and any failure fails make test (and
-# CI). TEST_JOBS=1: one after another.
+# suite waits on PostgreSQL, subprocesses and sleeps much of the time, which the other runs
+# fill. --output-sync prints each run's output whole (its failures, its --durations) when it
+# ends; -k runs all four whatever fails; the last lines say which run passed and which
+# FAILED, and any failure fails make test (and CI). TEST_JOBS=1: one after another.
 TEST_PARTS := test-main test-partitioned test-major-16 test-major-18
 TEST_JOBS ?= $(words $(TEST_PARTS))
 test: setup
-	@summary=$$(mktemp); \
+	@summary=$$(mktemp); trap 'rm -f "$$summary"' EXIT; \
 	$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
 	  TEST_SUMMARY="$$summary" $(TEST_PARTS); status=$$?; \
 	echo "== make test"; \
 	for part in $(TEST_PARTS); do \
-	  grep -h "^$$part: " "$$summary" || echo "$$part: FAILED (did not run: a prerequisite failed)"; \
+	  grep -h "^$$part: " "$$summary" || echo "$$part: FAILED (before its tests ran)"; \
 	done; \
-	rm -f "$$summary"; exit $$status
+	exit $$status
 
 # $(call test_part,COMMAND): COMMAND's status is the recipe's; under make test it is also
 # recorded ("test-X: passed" or "test-X: FAILED") for make test's last lines.
