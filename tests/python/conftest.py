@@ -107,6 +107,46 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _interrupt)
 
 
+#: The tests that take longest (make test's --durations on CI's 2-core machine, 20 s or more;
+#: most of it deploys and reverts, a minute boundary, a paced simulation), longest first. They
+#: are run before all others, so that pytest-xdist's workers start them at once and fill the
+#: rest of the time with short tests, rather than meet one of them near the end and wait for
+#: it alone. Only the order changes: every test still runs, as itself. Tests of one module
+#: that share a module-scoped cluster keep their file order here (test_deploy_roles.py: the
+#: non-superuser deploy expects no group roles a superuser's deploy created on that cluster).
+LONG_RUNNING = (
+    "test_fuzz.py::test_fuzz_public_functions",
+    "test_sqitch_roundtrip.py::test_deploy_verify_revert_deploy",
+    "test_sqitch_roundtrip.py::test_revert_keeps_roles_another_database_uses",
+    "test_v02_migration.py::test_revert_to_v010_gives_exactly_the_v010_schema",
+    "test_migrations.py::test_round_trip_to_empty_and_back",
+    "test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired",
+    "test_bench_smoke.py::test_the_lifecycle_bench_runs_each_release_side_by_side",
+    "test_v02_migration.py::test_revert_to_v020_gives_exactly_the_v020_schema",
+    "test_chaos_soak.py::test_chaos_soak_short",
+    "test_migrations.py::test_production_state_deploy_then_exact_revert",
+    "test_pgtap.py::test_pgtap_total",
+    "test_schedule.py::test_pg_cron_schedules_the_reaper_and_it_runs",
+    "test_deploy_roles.py::test_non_superuser_deploys_uses_and_reverts_the_plan",
+    "test_deploy_roles.py::test_hotfixes_keep_a_superusers_database_as_released",
+    "test_v02_migration.py::test_upgrade_keeps_v01_history_and_v01_callers",
+    "test_learned_quality.py::test_short_simulation_recovers_after_a_drift",
+    "test_package.py::test_wheel_without_extras_imports_with_the_base_dependencies_only",
+    "test_migrations.py::test_validate_passes_after_repair_reap_and_runbook",
+    "test_cost_property.py::test_a_cost_is_the_exact_sum_of_its_parts_at_the_rates_in_force",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONG_RUNNING)}
+
+    def key(item: pytest.Item) -> int:
+        module, _, name = item.nodeid.rpartition("/")[2].partition("::")
+        return rank.get(f"{module}::{name.partition('[')[0]}", len(rank))
+
+    items.sort(key=key)  # stable: the others keep their order
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print what pg_prove counted, so `make test` shows pgTAP's numbers as well."""
     results: dict[str, dict[str, Any]] = {}
