@@ -172,18 +172,24 @@ def test_todays_history_counts_against_the_capped_agent(conn: psycopg.Connection
 def test_the_lifecycle_bench_runs_each_release_side_by_side(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """make bench-lifecycle deploys @v0.1.0, @v0.2.0, @v0.2.1 and the checkout into one cluster
-    and times the three v0.1 paths on each; a round of three calls proves every deploy and path."""
+    """make bench-lifecycle deploys @v0.1.0, @v0.2.0, @v0.2.1 and the checkout into one cluster,
+    seeds each ledger and times the three v0.1 paths on each; a round of three calls proves
+    every deploy, the seeding and every path."""
     import lifecycle_bench
 
-    assert lifecycle_bench.main(["--rounds", "2", "--reps", "3", "--models", "3"]) == 0
+    argv = ["--rounds", "2", "--reps", "3", "--models", "3", "--seed", "50"]
+    assert lifecycle_bench.main(argv) == 0
     out = capsys.readouterr().out
+    assert "ledgers seeded with 50 calls" in out
     assert "server: time inside the write-path functions" in out
+    # The backends' own CPU time, where Linux reports it.
+    cpu = Path("/proc/self/schedstat").is_file()
+    assert ("backend: its own CPU time" in out) == cpu
     for path in lifecycle_bench.PATHS:
-        # Wall clock, then server time: v0.1.0's, then time, ratio and quartiles for v0.2.0,
-        # v0.2.1 and head; a server time is never 0 (the functions ran and were counted).
+        # Wall clock, server time (and CPU time): v0.1.0's, then time, ratio and quartiles for
+        # v0.2.0, v0.2.1 and head; a server time is never 0 (the functions ran and were counted).
         rows = re.findall(rf"^\s+3 {path}\s+(.*)$", out, re.M)
-        assert len(rows) == 2, f"not two rows for {path}:\n{out}"
+        assert len(rows) == 2 + cpu, f"not {2 + cpu} rows for {path}:\n{out}"
         for row in rows:
             figures = re.findall(r"(\d+\.\d+)ms", row)
             assert len(figures) == 4 and all(float(f) > 0 for f in figures), row
