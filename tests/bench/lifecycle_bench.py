@@ -164,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
         help="released tags beside head, the first the ratios' baseline (v0.1.0,v0.2.0,v0.2.1)",
     )
     parser.add_argument(
+        "--track-functions",
+        choices=("pl", "none"),
+        default="pl",
+        help="pl (default): also time the server inside the write-path functions; none: as a"
+        " production server runs (track_functions costs a clock reading per function call)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=2000, help="lifecycles in each ledger before ANALYZE (2000)"
     )
     parser.add_argument(
@@ -180,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     released = tuple(p for p in args.plans.split(",") if p)
     plans = (*released, "head", *(f"try{k}" for k in range(len(args.try_sql))))
 
-    with LocalCluster(settings={"track_functions": "pl"}) as cluster:
+    with LocalCluster(settings={"track_functions": args.track_functions}) as cluster:
         conns: dict[tuple[int, str], psycopg.Connection[Any]] = {}
         for n, plan in itertools.product(sizes, plans):
             db = cluster.create_database(f"lb_{plan.replace('.', '')}_{n}")
@@ -240,9 +247,13 @@ def main(argv: list[str] | None = None) -> int:
             f" ratios to {plans[0]} (each round times the plans back to back), with their quartiles"
         )
         table("wall clock, client to client", times, sizes, plans)
-        table(
-            "server: time inside the write-path functions (track_functions)", server, sizes, plans
-        )
+        if args.track_functions == "pl":
+            table(
+                "server: time inside the write-path functions (track_functions)",
+                server,
+                sizes,
+                plans,
+            )
         if all(cpu[key][path] for key in conns for path in PATHS):
             table("backend: its own CPU time (/proc/<pid>/schedstat)", cpu, sizes, plans)
     return 0
