@@ -28,8 +28,8 @@
 --   shared cooldown. A repeat with the same error_code returns the earlier decision.
 -- - Lock order: the ledger first (insert_decision's repeat probe is its first read of
 --   routing_outcomes, before the agent, the route plan and the attempt sequence), then,
---   in complete_decision and fail_inference, the attempt (one UPDATE ... WHERE status =
---   'routed') and then its outcome. Two gateways, the reaper, a late completion and a
+--   in complete_decision and fail_inference, the attempt (one UPDATE of it while open)
+--   and then its outcome. Two gateways, the reaper, a late completion and a
 --   layout switch (which locks the ledger first) cannot deadlock.
 -- - A transition is one UPDATE ... RETURNING; only when it finds no routed attempt does
 --   the function read why, then return the earlier result of a repeat or raise (55000
@@ -50,6 +50,13 @@
 --   routing._attempt_cost: each class at its rate in force at the attempt's created_at,
 --   for the request's long-context tier, to 10 decimals. The v0.2 signatures are
 --   dropped and recreated with p_usage DEFAULT NULL in this transaction, re-granted.
+-- - A transition finds its attempt and its outcome by primary key, so its cost does not
+--   grow with the requests in flight. "Still open" is written completed_at IS NULL, the
+--   CHECKed twin of status = 'routed' (inference_routed_iff_open) and of outcome_status
+--   IS NULL (outcome_terminal_iff_completed): no partial index of open rows matches it.
+--   Written as the status, the cached generic plan may scan such an index (statistics
+--   taken while few requests were open make it look cheaper than the key), visiting
+--   every open row on every call (tests/python/test_write_path_plans.py).
 -- - Never JIT-compiled (SET jit = off, inherited by what they call): a generic plan's
 --   estimate on a large ledger can pass jit_above_cost, and compiling costs ~100 ms per
 --   call for index lookups that take microseconds.
@@ -369,14 +376,14 @@ BEGIN
            cost_usd = routing._attempt_cost(i.model_slug, i.created_at, p_input_tokens, p_output_tokens,
                                             v_cache_read, v_cache_write, v_cache_write_1h),
            latency_ms = p_latency_ms, completed_at = v_now
-     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+     WHERE i.id = p_inference_id AND i.completed_at IS NULL AND i.outcome_id IS NOT NULL
     RETURNING i.outcome_id, i.cost_usd INTO v_outcome_id, v_cost;
     IF FOUND THEN
         UPDATE routing.routing_outcomes o
            SET outcome_status = 'succeeded', inference_id = p_inference_id,
                cost_actual_usd = v_cost, observed_latency_ms = p_latency_ms,
                judge_status = 'unlabeled', completed_at = v_now
-         WHERE o.id = v_outcome_id AND o.outcome_status IS NULL;
+         WHERE o.id = v_outcome_id AND o.completed_at IS NULL;
         IF NOT FOUND THEN
             -- Only history gets here: a terminal outcome whose attempt was left routed.
             -- The error undoes the attempt's update.
@@ -536,7 +543,7 @@ BEGIN
         IF coalesce(v_cache_read, v_cache_write, v_cache_write_1h, v_reasoning) IS NOT NULL THEN
             PERFORM routing._require_usage_within('fail_inference', v_cache_read, v_cache_write, v_cache_write_1h,
                                                   v_reasoning, i.input_tokens, coalesce(p_output_tokens, i.output_tokens))
-               FROM routing.inferences i WHERE i.id = p_inference_id AND i.status = 'routed';
+               FROM routing.inferences i WHERE i.id = p_inference_id AND i.completed_at IS NULL;
         END IF;
     END IF;
 
@@ -557,7 +564,7 @@ BEGIN
                                                       coalesce(p_output_tokens, i.output_tokens),
                                                       v_cache_read, v_cache_write, v_cache_write_1h) END,
            completed_at = v_now
-     WHERE i.id = p_inference_id AND i.status = 'routed' AND i.outcome_id IS NOT NULL
+     WHERE i.id = p_inference_id AND i.completed_at IS NULL AND i.outcome_id IS NOT NULL
     RETURNING i.* INTO v_inf;
     IF NOT FOUND THEN
         -- Not a routed attempt of an outcome: why not. (An attempt that is closed never
@@ -678,7 +685,7 @@ BEGIN
         -- NULL when nothing is known). Never a judge_status: only a success is judged.
         UPDATE routing.routing_outcomes o
            SET outcome_status = v_status, cost_actual_usd = v_cost, completed_at = v_now
-         WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+         WHERE o.id = v_out.id AND o.completed_at IS NULL;
         IF NOT FOUND THEN
             -- Ended since it was read, by a write that did not go through its attempt.
             RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
@@ -701,7 +708,7 @@ BEGIN
 
     UPDATE routing.routing_outcomes o
        SET inference_id = v_next_id, attempts = v_inf.attempt_no + 1
-     WHERE o.id = v_out.id AND o.outcome_status IS NULL;
+     WHERE o.id = v_out.id AND o.completed_at IS NULL;
     IF NOT FOUND THEN
         -- Ended since it was read, by a write that did not go through its attempt.
         RAISE EXCEPTION 'fail_inference: outcome % of inference % is already %', v_out.id, p_inference_id,
@@ -744,7 +751,7 @@ BEGIN
     -- Only the attempt's row: nothing else changes, so no outcome lock.
     UPDATE routing.inferences i
        SET first_token_at = clock_timestamp(), ttft_ms = p_ttft_ms
-     WHERE i.id = p_inference_id AND i.status = 'routed'
+     WHERE i.id = p_inference_id AND i.completed_at IS NULL
        AND i.first_token_at IS NULL AND i.outcome_id IS NOT NULL
     RETURNING i.outcome_id, i.first_token_at INTO v_outcome_id, v_first;
     IF FOUND THEN
@@ -792,7 +799,7 @@ BEGIN
     UPDATE routing.inferences i
        SET heartbeat_at = clock_timestamp(),
            output_tokens = coalesce(p_output_tokens, i.output_tokens)
-     WHERE i.id = p_inference_id AND i.status = 'routed';
+     WHERE i.id = p_inference_id AND i.completed_at IS NULL;
     IF FOUND THEN
         RETURN true;
     END IF;
