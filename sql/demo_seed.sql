@@ -54,15 +54,20 @@ SELECT routing.upsert_model(slug, provider, provider_model, price_in, price_out,
          enabled, latency_ms, agentic_index);
 
 -- Prompt-cache rates (USD per Mtok), as the providers bill cached input: OpenAI's cached
--- input at half its input rate, Mistral's at a tenth. A model without a cache rate of its
--- own bills cached tokens at its input rate. Only added when the rate in force differs,
--- so a re-run writes nothing.
-SELECT routing.set_model_price(c.slug, 'cache_read', c.rate)
-  FROM (VALUES ('demo-openai-mini', 0.075), ('demo-openai-4o', 1.25),
-               ('demo-mistral-tiny', 0.01), ('demo-mistral-small', 0.02),
-               ('demo-mistral-medium', 0.04), ('demo-mistral-large', 0.20)) AS c (slug, rate)
+-- input at half its input rate, Mistral's at a tenth; Anthropic's cache reads at a tenth,
+-- its 5-minute cache writes at 1.25x and 1-hour writes at 2x the input rate. A model
+-- without a cache rate of its own bills cached tokens at its input rate. Only added when
+-- the rate in force differs, so a re-run writes nothing.
+SELECT routing.set_model_price(c.slug, c.token_class, c.rate)
+  FROM (VALUES ('demo-openai-mini', 'cache_read', 0.075), ('demo-openai-4o', 'cache_read', 1.25),
+               ('demo-mistral-tiny', 'cache_read', 0.01), ('demo-mistral-small', 'cache_read', 0.02),
+               ('demo-mistral-medium', 'cache_read', 0.04), ('demo-mistral-large', 'cache_read', 0.20),
+               ('demo-claude-haiku', 'cache_read', 0.012), ('demo-claude-haiku', 'cache_write', 0.15),
+               ('demo-claude-haiku', 'cache_write_1h', 0.24),
+               ('demo-claude-sonnet', 'cache_read', 0.15), ('demo-claude-sonnet', 'cache_write', 1.875),
+               ('demo-claude-sonnet', 'cache_write_1h', 3.00)) AS c (slug, token_class, rate)
  WHERE (SELECT p.usd_per_mtok FROM routing.model_prices p
-         WHERE p.model_slug = c.slug AND p.token_class = 'cache_read' AND p.min_input_tokens = 0
+         WHERE p.model_slug = c.slug AND p.token_class = c.token_class AND p.min_input_tokens = 0
            AND p.effective_from <= now()
          ORDER BY p.effective_from DESC LIMIT 1) IS DISTINCT FROM c.rate;
 

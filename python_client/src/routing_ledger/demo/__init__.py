@@ -523,10 +523,18 @@ def _demo_fault_mix() -> dict[Any, float]:
 
 def _demo_messages_fault_mix() -> dict[Any, float]:
     """The Messages API's own faults, beside the common ones: overloaded (529), and an
-    ``error`` event before the first delta (failed over) or after two (interrupted)."""
+    ``error`` event before the first delta (failed over) or after two (interrupted); and
+    the first turn on a new shared prefix, which writes it to the prompt cache (billed
+    above the input rate: 5-minute writes at 1.25x, 1-hour writes at 2x)."""
     from routing_ledger.testing import Fault
 
     return _demo_fault_mix() | {
+        Fault.ok(
+            prompt_tokens=4096,
+            cache_write_tokens=3072,
+            cache_write_1h_tokens=512,
+            completion_tokens=96,
+        ): 0.06,
         Fault.server_error(529): 0.03,
         Fault.stream_error(0): 0.01,
         Fault.stream_error(2): 0.02,
@@ -910,7 +918,7 @@ def _demo_class_summary(conn: psycopg.Connection[Any], like: str, console: Conso
     table.add_row("output (less reasoning)", _money(output))
     table.add_row(f"reasoning ({reasoning_n} tokens)", _money(reasoning))
     table.add_row("[bold]total (the attempts' cost_usd)", f"[bold]{_money(total)}")
-    table.add_row("saved by the prompt cache", _money(saving))
+    table.add_row("saved by the prompt cache (net of the writes' premium)", _money(saving))
     console.print(table)
 
 
