@@ -214,7 +214,7 @@ PARTITIONED_PGTAP := argument_checks or catalog or endpoints or function_comment
 # path's history, which does not name inferences.outcome_created_at, are deselected).
 PARTITIONED_PYTEST := test_write_path test_streaming_sql test_budget_race test_explain_outcome \
   test_stream test_judge_worker test_options test_admin test_client test_ops_api test_route_plans \
-  test_write_path_transitions test_write_path_plans
+  test_write_path_transitions test_write_path_plans test_ledger_rules
 PARTITIONED_DESELECT := test_pgtap.py::test_pgtap_total test_client.py::test_cli_doctor_reports_and_fails_on_violations \
   test_client.py::test_cli_repair_dry_run_apply_and_rollback \
   test_client.py::test_cli_doctor_fails_on_legacy_history_and_passes_once_repaired \
