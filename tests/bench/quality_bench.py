@@ -282,6 +282,11 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
             )
         )
 
+    def hl(x: int | None, f: Figures) -> str:
+        if x is None:
+            return "never"
+        return f"{x / f.half_life_requests:.2f}" if f.half_life_requests else str(x)
+
     return [
         f"[{rule}]",
         f"  steady cost / oracle, before the drift : {med([f.cost_before for f in figs])}",
@@ -300,6 +305,8 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f"{reqs([f.routed_again for f in figs])}",
         f"  requests until >= 90 % of a {sc.window}-request window goes to the new oracle: "
         f"{reqs([f.recovered for f in figs])}",
+        "  per seed, routed to again / >= 90 % window, in realised half-lives: "
+        + ", ".join(f"{hl(f.routed_again, f)} / {hl(f.recovered, f)}" for f in figs),
         f"  (a request every {statistics.median([f.interval_ms for f in figs]):.2f} ms"
         + (
             f"; realised half-life {min(f.half_life_requests for f in figs):.0f}"
