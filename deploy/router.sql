@@ -62,6 +62,9 @@
 -- sent about target * ln 2 / (half-life in requests * judged share) of the requests (at
 -- most the share), whatever the traffic. w is part of the estimate at the quality tick,
 -- so the draw stays a deterministic function of the request, the model and the estimate.
+-- A model dropped with a large w (it carried the traffic, then degraded) is drawn for
+-- again once w has faded to the target, log2(w / target) half-lives later (without the
+-- target its Thompson figure kept it near no draw until w faded to a few hundred).
 -- The route plan's explorable list holds the models a request may draw for (this gate
 -- dropped them, their w is below the target), with their mean and sd; its per-request
 -- draw is unchanged.
