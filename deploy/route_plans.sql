@@ -64,8 +64,7 @@
 --   only inside the quality tick it was evaluated at (the decision's instant rounded down
 --   to half-life / 1024): valid_from and valid_until are narrowed to that tick.
 -- - Draws: the plan lists its explorable models (learned, estimate below the floor,
---   ranked before the cheapest model the floor admits, label weight below
---   quality_explore_weight: their mean and sd at the tick)
+--   ranked before the cheapest model the floor admits: their mean and sd at the tick)
 --   with the exploration share. A request computes its draw for those few only; when no
 --   draw admits a model (the usual case) the plan's explanation is the request's, exactly;
 --   when one does (an exploration: at most the share times the explorable models of the

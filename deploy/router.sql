@@ -49,25 +49,9 @@
 -- the floor, re-measured by its capped draw (a model just under the figure clears the
 -- floor on every draw that falls in the share, so it is found again). A model with no
 -- label weight is admitted by its estimate (the operator's q_prior) as before; z = 0 is
--- v0.3.0's rule. gate_quality is that figure (theta for a model its draw admitted).
---
--- Evidence-targeted re-measuring (change quality_gate's quality_explore_weight, default
--- 10): a model below the floor is drawn for only while its label weight w for the task is
--- below quality_explore_weight, still on the share of requests and by its Thompson figure.
--- A fixed share of requests is a fixed share of the traffic, however much the router
--- already knows: at a gateway's volume (10^5..10^6 requests a half-life) it sends 3 % of
--- them to a model it knows to be below the floor. Re-measuring needs only a set amount of
--- fresh evidence per half-life: once w reaches the target the draws stop; labels decay,
--- w falls below it and the draws resume by themselves. So a model below the floor is
--- sent about target * ln 2 / (half-life in requests * judged share) of the requests (at
--- most the share), whatever the traffic. w is part of the estimate at the quality tick,
--- so the draw stays a deterministic function of the request, the model and the estimate.
--- A model dropped with a large w (it carried the traffic, then degraded) is drawn for
--- again once w has faded to the target, log2(w / target) half-lives later (without the
--- target its Thompson figure kept it near no draw until w faded to a few hundred).
--- The route plan's explorable list holds the models a request may draw for (this gate
--- dropped them, their w is below the target), with their mean and sd; its per-request
--- draw is unchanged.
+-- v0.3.0's rule. gate_quality is that figure (theta for a model its draw admitted). The
+-- route plan's explorable list and its per-request draw are unchanged: the models this
+-- gate drops are the ones a request may draw for, with their mean and sd.
 
 BEGIN;
 
@@ -146,7 +130,6 @@ WITH cfg AS (
            s.quality_prior_weight::double precision AS prior_weight, s.quality_half_life,
            s.quality_explore_share::double precision AS explore_share,
            s.quality_gate_z::double precision AS gate_z,
-           s.quality_explore_weight::double precision AS explore_weight,
            routing._quality_tick(p_as_of, s.quality_half_life) AS quality_at,
            coalesce(s.max_attempts, 1) AS keep
       FROM routing.settings s
@@ -166,9 +149,8 @@ scored AS (
            CASE WHEN q.weights_at IS NULL THEN round(e.mean::numeric, 4)
                 ELSE round((e.mean - cfg.gate_z * e.sd * cfg.prior_weight / (cfg.prior_weight + e.w))::numeric, 4)
            END AS bound_quality,
-           e.mean, e.sd, e.w,
+           e.mean, e.sd,
            cfg.explore_share,
-           cfg.explore_weight,
            q.judged_samples,
            c.cooling_until,
            cfg.min_quality,
@@ -216,16 +198,14 @@ positioned AS (
               FROM gated g) p
 ),
 drawn AS (
-    -- The request's draw, for a learned model below the floor ranked before that winner
-    -- whose label weight is below the target, and its Thompson figure when the draw falls
-    -- in the exploration share.
+    -- The request's draw, for a learned model below the floor ranked before that winner,
+    -- and its Thompson figure when the draw falls in the exploration share.
     SELECT d.*,
            CASE WHEN d.u < d.explore_share
                 THEN round((d.mean + d.sd * routing._normal_quantile(1 - d.u))::numeric, 4) END AS theta
       FROM (SELECT p.*,
                    CASE WHEN p_request_id IS NOT NULL AND p.exploit_reason = 'below_quality_floor'
                              AND p.quality_source = 'learned' AND p.pos < p.winner_pos
-                             AND p.w < p.explore_weight
                         THEN routing._quality_draw(p_agent_id, p_request_id, p.slug) END AS u
               FROM positioned p) d
 ),
@@ -317,8 +297,7 @@ summary AS (
            -- The plan's list of the models a request may draw for (routing.route_plans).
            coalesce(jsonb_agg(jsonb_build_object('slug', r.slug, 'mean', r.mean, 'sd', r.sd) ORDER BY r.pos)
                         FILTER (WHERE p_form = 'snapshot' AND r.exploit_reason = 'below_quality_floor'
-                                AND r.quality_source = 'learned' AND r.pos < r.winner_pos
-                                AND r.w < r.explore_weight), '[]'::jsonb) AS explorable,
+                                AND r.quality_source = 'learned' AND r.pos < r.winner_pos), '[]'::jsonb) AS explorable,
            coalesce(jsonb_agg(r.item ORDER BY r.rank)
                         FILTER (WHERE r.reason IS NULL AND (p_form = 'document' OR r.rank < r.keep)),
                     '[]'::jsonb) AS candidates,

@@ -4,10 +4,9 @@
 -- deterministic per request and choose_route(..., p_request_id) is insert_decision's
 -- decision, explain_outcome shows the quality figures, and (change quality_gate, router
 -- after v0.3.0) a learned model clears the floor with confidence: estimate
--- - z sd k / (k + w), else only by its capped draw, which it takes only while its label
--- weight is below quality_explore_weight.
+-- - z sd k / (k + w), else only by its capped draw.
 BEGIN;
-SELECT plan(52);
+SELECT plan(41);
 
 SET LOCAL TimeZone = 'UTC';
 DELETE FROM routing.models;
@@ -126,9 +125,8 @@ SELECT results_eq(
 
 -- lq-cheap is learned below the code floor (0.78) but not surely: 20 labels at 0.6, estimate
 -- (8 + 12) / 30 = 0.6667, sd 0.0847. With every request drawing (share 1) it is admitted
--- when its Thompson figure clears the floor, about 9 % of requests (no evidence target
--- here: quality_explore_weight above its weight).
-UPDATE routing.settings SET quality_explore_share = 1, quality_explore_weight = 100;
+-- when its Thompson figure clears the floor, about 9 % of requests.
+UPDATE routing.settings SET quality_explore_share = 1;
 UPDATE routing.model_task_quality SET weights_at = now(), label_weight = 20, weighted_score = 12
  WHERE model_slug = 'lq-cheap';
 CREATE TEMP TABLE draws AS
@@ -181,7 +179,7 @@ SELECT throws_ok($$UPDATE routing.settings SET quality_gate_z = 10.5$$, '23514',
 -- lq-cheap (prior 0.80) with 5 labels at 0.76: estimate (8 + 3.8) / 15 = 0.7867, above the
 -- code floor (0.78) but not surely: sd sqrt(0.7867 * 0.2133 / 16) = 0.1024, the prior
 -- carrying 10 / 15 of it, so its gate figure is 0.7867 - 0.5 * 0.1024 * 10 / 15 = 0.7525.
-UPDATE routing.settings SET quality_explore_share = 0, quality_explore_weight = 10;
+UPDATE routing.settings SET quality_explore_share = 0;
 UPDATE routing.model_task_quality SET weights_at = now(), label_weight = 5, weighted_score = 3.8
  WHERE model_slug = 'lq-cheap';
 SELECT is(pg_temp.route('code', now(), 'gate-0') ->> 'chosen_model_slug', 'lq-mid',
@@ -251,63 +249,6 @@ SELECT results_eq(
         FROM (SELECT pg_temp.route('code', now()) d) x, pg_temp.entry(x.d, 'lq-cheap') e$$,
     $$VALUES ('lq-cheap', 'prior', 0.8000)$$,
     'a model with no labels is admitted by its prior, as before (gate figure = estimate)');
-
------------------------------------------------ re-measuring up to a target label weight
-
-SELECT is((SELECT quality_explore_weight FROM routing.settings), 10::numeric,
-    'settings: quality_explore_weight 10 by default');
-SELECT throws_ok($$UPDATE routing.settings SET quality_explore_weight = -0.1$$, '23514', NULL,
-    'a negative quality_explore_weight is refused');
-SELECT throws_ok($$UPDATE routing.settings SET quality_explore_weight = 1000001$$, '23514', NULL,
-    'a quality_explore_weight over 1000000 is refused');
-
--- lq-cheap below the floor with label weight exactly the target (10 labels at 0.6: estimate
--- (8 + 6) / 20 = 0.70, sd 0.1, its Thompson figure clears the floor on ~21 % of draws), every
--- request drawing (share 1): at the target it is not drawn for at all.
-UPDATE routing.settings SET quality_explore_share = 1;
-INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples, score_sum, label_weight,
-                                        weighted_score, weights_at)
-VALUES ('lq-cheap', 'code', 10, 34, 10, 6, now());
-CREATE TEMP TABLE target_draws AS
-SELECT 'target-' || g AS r, 10::numeric AS w, pg_temp.route('code', now(), 'target-' || g) AS doc
-  FROM generate_series(1, 200) g;
-SELECT is((SELECT count(*) FROM target_draws WHERE (doc ->> 'exploration')::boolean
-                                               OR doc ->> 'chosen_model_slug' = 'lq-cheap'), 0::bigint,
-    'a model below the floor whose label weight is at the target is not drawn for: no request explores it');
-SELECT results_eq(
-    $$SELECT e ->> 'reason', e ->> 'quality_source', (e ->> 'label_weight')::numeric, (e ->> 'effective_quality')::numeric
-        FROM pg_temp.entry(pg_temp.route('code', now(), 'target-1'), 'lq-cheap') e$$,
-    $$VALUES ('below_quality_floor', 'learned', 10.0000, 0.7000)$$,
-    '... it is dropped at the floor gate with its figures, as any model below the floor');
-SELECT is((SELECT model_slug FROM routing.insert_decision('target-x', 'b0000000-0000-4000-8000-000000000001', 'code', 100, 100)),
-    'lq-mid', 'insert_decision does not explore it either');
-SELECT is((SELECT explorable FROM routing.route_plans WHERE task_type = 'code' AND time_zone = 'UTC'), '[]'::jsonb,
-    '... and the task''s route plan lists no model to draw for');
-
--- Just under the target (weight 9.9, the same mean) it is drawn for again, on the requests
--- whose Thompson figure clears the floor.
-UPDATE routing.model_task_quality SET label_weight = 9.9, weighted_score = 5.94 WHERE model_slug = 'lq-cheap';
-INSERT INTO target_draws
-SELECT 'target-' || g, 9.9, pg_temp.route('code', now(), 'target-' || g) FROM generate_series(1, 200) g;
-SELECT ok((SELECT count(*) FROM target_draws WHERE w = 9.9 AND (doc ->> 'exploration')::boolean) BETWEEN 15 AND 80,
-    'below the target weight it is drawn for again: some requests, not most, explore it');
-SELECT is((SELECT count(*) FROM target_draws WHERE w = 9.9 AND (doc ->> 'exploration')::boolean
-                                                   <> (doc ->> 'chosen_model_slug' = 'lq-cheap')), 0::bigint,
-    '... exactly those requests choose it');
--- Two exploring requests and two others through insert_decision and the route plan.
-CREATE TEMP TABLE target_decided AS
-SELECT d.r, d.doc, i.*
-  FROM target_draws d, LATERAL routing.insert_decision(d.r, 'b0000000-0000-4000-8000-000000000001', 'code', 100, 100) i
- WHERE d.w = 9.9
-   AND d.r IN ((SELECT x.r FROM target_draws x WHERE x.w = 9.9 AND (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 2)
-                UNION ALL
-                (SELECT x.r FROM target_draws x WHERE x.w = 9.9 AND NOT (x.doc ->> 'exploration')::boolean ORDER BY x.r LIMIT 2));
-SELECT is((SELECT count(*) FROM target_decided d WHERE d.model_slug IS DISTINCT FROM d.doc ->> 'chosen_model_slug'
-                                                    OR routing.explain_outcome(d.outcome_id) <> d.doc), 0::bigint,
-    'insert_decision decides as choose_route(..., p_request_id) did, and explain_outcome gives its document back');
-SELECT is((SELECT jsonb_agg(x ->> 'slug') FROM routing.route_plans p, jsonb_array_elements(p.explorable) x
-            WHERE p.task_type = 'code' AND p.time_zone = 'UTC'), '["lq-cheap"]'::jsonb,
-    '... and the task''s route plan lists it as a model to draw for');
 
 SELECT * FROM finish();
 ROLLBACK;

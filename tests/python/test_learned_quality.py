@@ -108,15 +108,15 @@ def test_short_simulation_recovers_after_a_drift(db: str) -> None:
 
 def test_client_choose_route_with_a_request_id_is_the_recorded_decision(db: str) -> None:
     """Ledger.choose_route(..., request_id) is choose_route(..., p_request_id): with a model
-    below the floor re-measured on every request (its label weight under the target), some
-    requests explore and the document says so; without a request id none does."""
+    below the floor re-measured on every request, some requests explore and the document
+    says so; without a request id none does."""
     with connect(db) as conn:
         quality_bench.seed_catalog(conn)
         conn.execute("UPDATE routing.settings SET quality_explore_share = 1")
         conn.execute(
             "INSERT INTO routing.model_task_quality (model_slug, task_type, judged_samples,"
             " score_sum, label_weight, weighted_score, weights_at)"
-            " VALUES ('q-cheap', 'code', 8, 27.2, 8, 4.8, now())"
+            " VALUES ('q-cheap', 'code', 20, 68, 20, 12, now())"
         )
         with Ledger(db, {}) as ledger:
             docs = {
