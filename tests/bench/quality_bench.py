@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 
 from routing_ledger.testing.cluster import LocalCluster, find_project_dir, sqitch_deploy
 
@@ -197,6 +198,18 @@ def set_half_life(conn: psycopg.Connection[Any], sc: Scenario) -> None:
     )
 
 
+def apply_settings(conn: psycopg.Connection[Any], settings: dict[str, str]) -> None:
+    """``--set name=value``: routing.settings columns the new rule runs with (a candidate's
+    setting measured against the defaults in the same session)."""
+    for name, value in settings.items():
+        conn.execute(
+            psycopg.sql.SQL("UPDATE routing.settings SET {} = %s").format(
+                psycopg.sql.Identifier(name)
+            ),
+            (value,),
+        )
+
+
 def figures(run: Run, sc: Scenario) -> Figures:
     def window_cost(lo: int, hi: int, drifted: bool) -> tuple[float, float, float]:
         chosen = run.chosen[lo:hi]
@@ -261,8 +274,18 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         return (
             f"median {statistics.median(got):.0f}, worst {max(got)}"
             f" ({len(got)} of {len(xs)} seeds"
-            + (f"; worst {max(in_half_lives):.2f} realised half-lives)" if in_half_lives else ")")
+            + (
+                f"; in realised half-lives median {statistics.median(in_half_lives):.2f},"
+                f" worst {max(in_half_lives):.2f})"
+                if in_half_lives
+                else ")"
+            )
         )
+
+    def hl(x: int | None, f: Figures) -> str:
+        if x is None:
+            return "never"
+        return f"{x / f.half_life_requests:.2f}" if f.half_life_requests else str(x)
 
     return [
         f"[{rule}]",
@@ -282,6 +305,8 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f"{reqs([f.routed_again for f in figs])}",
         f"  requests until >= 90 % of a {sc.window}-request window goes to the new oracle: "
         f"{reqs([f.recovered for f in figs])}",
+        "  per seed, routed to again / >= 90 % window, in realised half-lives: "
+        + ", ".join(f"{hl(f.routed_again, f)} / {hl(f.recovered, f)}" for f in figs),
         f"  (a request every {statistics.median([f.interval_ms for f in figs]):.2f} ms"
         + (
             f"; realised half-life {min(f.half_life_requests for f in figs):.0f}"
@@ -298,6 +323,7 @@ def run_bench(
     sc: Scenario,
     seeds: list[int],
     rules: tuple[str, ...] = ("v0.3", "v0.2.1"),
+    settings: dict[str, str] | None = None,
 ) -> dict[str, list[Figures]]:
     out: dict[str, list[Figures]] = {}
     for rule in rules:
@@ -310,6 +336,7 @@ def run_bench(
                 if rule == "v0.3":
                     paced = dataclasses.replace(sc, interval_ms=calibrate(conn, sc))
                     set_half_life(conn, paced)
+                    apply_settings(conn, settings or {})
                 run = simulate(conn, rule, seed, paced, paced=(rule == "v0.3"))
             out[rule].append(figures(run, paced))
             cluster.drop_database(db)
@@ -329,7 +356,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--interval-ms", type=float, default=4.0, help="the least pace of the new rule's requests"
     )
+    ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument(
+        "--rules",
+        default="v0.3,v0.2.1",
+        help="comma-separated: v0.3 (the checkout) and/or v0.2.1 (the old rule)",
+    )
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a routing.settings column for the checkout's rule (repeatable)",
+    )
     args = ap.parse_args(argv)
+    rules = tuple(r for r in args.rules.split(",") if r)
+    if not rules or set(rules) - {"v0.3", "v0.2.1"}:
+        ap.error("--rules: v0.3 and/or v0.2.1")
+    settings = dict(kv.split("=", 1) for kv in args.set)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     sc = Scenario(
         args.before, args.after, args.half_life, args.judged_share, args.window, args.interval_ms
     )
@@ -338,12 +383,12 @@ def main(argv: list[str] | None = None) -> int:
         f"quality bench: {len(MODELS)} models, floor {FLOOR}, {sc.before} requests, drift,"
         f" {sc.after} more; half-life {sc.half_life} requests,"
         f" judged share {sc.judged_share},"
-        f" seeds 1..{args.seeds}",
+        f" seeds {seeds[0]}..{seeds[-1]}" + (f"; settings {settings}" if settings else ""),
         flush=True,
     )
     t0 = time.perf_counter()
     with LocalCluster() as cluster:
-        results = run_bench(cluster, project, sc, list(range(1, args.seeds + 1)))
+        results = run_bench(cluster, project, sc, seeds, rules, settings)
     for rule, figs in results.items():
         print("\n".join(summary(rule, figs, sc)))
     print(f"({time.perf_counter() - t0:.0f} s)")
