@@ -3,8 +3,9 @@
 The CHECKs inference_rules and outcome_rules test 11 and 13 released CHECKs' expressions in
 one PL/pgSQL function each. For every rule: a row that breaks it alone is refused with
 23514 (check_violation) and the rule's old CHECK name, in the message and in the error's
-constraint field; a NULL passes, as in a CHECK; and a write to the table itself is refused
-under the rule's name.
+constraint field; a NULL passes, as in a CHECK; a write to the table itself is refused
+under the rule's name; and, for rows drawn from every column's edges (hypothesis), the
+functions pass and name exactly what the released expressions, evaluated beside them, did.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import connect
 
@@ -260,3 +263,64 @@ def test_a_write_that_breaks_a_rule_is_refused_and_writes_nothing(db: str) -> No
             " JOIN routing.routing_outcomes o ON o.id = i.outcome_id WHERE i.id = %s",
             (inference_id,),
         ).fetchone() == (None, None)
+
+
+TS = "2026-12-03T00:00:00Z"
+ATTEMPT_VALUES: dict[str, list[Any]] = {
+    "status": [None, "routed", "succeeded", "failed", "done"],
+    "completed_at": [None, TS],
+    "error_code": [None, "timeout"],
+    "error_message": [None, "late"],
+    "attempt_no": [None, 0, 1, 2],
+    "cost_usd": [None, "-0.0000000001", "0", "0.5"],
+    "http_status": [None, 99, 100, 599, 600],
+    "input_tokens": [None, -1, 0, 10],
+    "latency_ms": [None, -1, 0],
+    "output_tokens": [None, -1, 0],
+    "retry_after_ms": [None, -1, 0],
+}
+OUTCOME_VALUES: dict[str, list[Any]] = {
+    "request_id": [None, "", "r"],
+    "task_type": [None, "", "general"],
+    "decision_rule": [
+        None,
+        "cheapest_clearing_floor",
+        "m_allowed_veto_applied",
+        "no_candidate_clears_floor",
+        "no_candidate_enrolled",
+        "failed_pre_dispatch",
+        "coin_flip",
+    ],
+    "chosen_model_slug": [None, "m"],
+    "outcome_status": [None, "succeeded", "rejected", "failed_pre_dispatch", "cancelled"],
+    "completed_at": [None, TS],
+    "judge_status": [None, "unlabeled", "claimed", "labeled"],
+    "judge_claimed_by": [None, "w"],
+    "judge_claim_expires_at": [None, TS],
+    "judge_score": [None, "0.5", "1", "5", "5.5"],
+    "attempts": [None, -1, 0, 1],
+    "cost_actual_usd": [None, "-1", "0"],
+    "projected_cost_usd": [None, "-1", "0.001"],
+    "observed_latency_ms": [None, -1, 0],
+}
+
+
+def rows(values: dict[str, list[Any]]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in values.items()})
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(attempt=rows(ATTEMPT_VALUES), outcome=rows(OUTCOME_VALUES))
+def test_any_row_is_refused_as_the_released_checks_refused_it(
+    conn: Any, attempt: dict[str, Any], outcome: dict[str, Any]
+) -> None:
+    """Rows drawn from each column's edges, broken in any combination: the function passes
+    exactly the rows the released CHECKs passed, and names the first they broke."""
+    assert refused_as(conn, INFERENCE_SQL, attempt) == released_refusal(
+        conn, attempt, sorted(INFERENCE_BROKEN)
+    )
+    assert refused_as(conn, OUTCOME_SQL, outcome) == released_refusal(
+        conn, outcome, sorted(OUTCOME_BROKEN)
+    )
