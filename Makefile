@@ -5,7 +5,7 @@
 #                     (PostgreSQL 15), beside it the partitioned ledger's tests and the
 #                     non-superuser deploy and pgTAP on 16 and 18 (four runs at once)
 #   make soak         the full chaos soak (tests/soak/chaos.py; a short one runs in make test)
-#   make lint         ruff over the Python, squawk over the deploy scripts, plpgsql_check over
+#   make lint         ruff (check, format) over the Python, squawk over the deploy scripts, plpgsql_check over
 #                     every PL/pgSQL function of the deployed plan
 #   make demo         the CLI demo on a private local PostgreSQL
 #   make schema-dump  normalised schema dump (see the target)
@@ -165,6 +165,8 @@ lint: setup
 	@status=0; \
 	echo "$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools"; \
 	$(VENV)/bin/ruff check --config python_client/pyproject.toml python_client tests tools || status=1; \
+	echo "$(VENV)/bin/ruff format --check --config python_client/pyproject.toml python_client tests tools"; \
+	$(VENV)/bin/ruff format --check --config python_client/pyproject.toml python_client tests tools || status=1; \
 	echo "$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql"; \
 	$(VENV)/bin/squawk --config .squawk.toml deploy/*.sql || status=1; \
 	echo "$(VENV)/bin/python tests/lint/plpgsql_lint.py"; \

@@ -82,9 +82,7 @@ def providers(server: FaultInjectingProvider, timeout_s: float = 5.0) -> dict[st
 
 def text_of(chunks: list[dict[str, Any]]) -> str:
     return "".join(
-        c["choices"][0]["delta"].get("content") or ""
-        for c in chunks
-        if c.get("choices")
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
     )
 
 
@@ -458,9 +456,7 @@ REFUSED = [
         [
             {
                 "role": "assistant",
-                "tool_calls": [
-                    {"id": "1", "function": {"name": "f", "arguments": "[1]"}}
-                ],
+                "tool_calls": [{"id": "1", "function": {"name": "f", "arguments": "[1]"}}],
             }
         ],
         {},
@@ -488,13 +484,9 @@ REFUSED = [
 )
 def test_what_the_messages_api_cannot_take_is_refused(messages, options, option):
     with pytest.raises(InvalidOption) as info:
-        messages_request(
-            "m", messages or [{"role": "user", "content": "Hi"}], 8, options
-        )
+        messages_request("m", messages or [{"role": "user", "content": "Hi"}], 8, options)
     assert info.value.option == option
-    assert "nothing is written" in str(info.value) or "before anything" in str(
-        info.value
-    )
+    assert "nothing is written" in str(info.value) or "before anything" in str(info.value)
 
 
 # --------------------------------------------------------------------------- answers
@@ -561,9 +553,7 @@ def test_a_tool_use_answer_comes_back_as_tool_calls_and_round_trips():
     assert body["messages"][2]["content"][0]["tool_use_id"] == TOOL_USE["id"]
 
 
-@pytest.mark.parametrize(
-    ("stop_reason", "finish_reason"), sorted(FINISH_REASONS.items())
-)
+@pytest.mark.parametrize(("stop_reason", "finish_reason"), sorted(FINISH_REASONS.items()))
 def test_stop_reasons_map_to_finish_reasons(stop_reason, finish_reason):
     chat = chat_completion({**DOC_MESSAGE, "stop_reason": stop_reason})
     assert chat["choices"][0]["finish_reason"] == finish_reason
@@ -761,9 +751,7 @@ def test_a_documented_text_stream_becomes_chat_chunks():
         "total_tokens": 50,
         "prompt_tokens_details": {"cached_tokens": 10},
     }
-    assert (
-        assembly.complete and assembly.text == "Hello!" and assembly.output_tokens == 15
-    )
+    assert assembly.complete and assembly.text == "Hello!" and assembly.output_tokens == 15
     response = assembly.response(12)
     assert (response.content, response.input_tokens, response.output_tokens) == (
         "Hello!",
@@ -833,9 +821,7 @@ def test_a_stream_is_complete_only_at_message_stop_and_an_error_event_breaks_it(
 
 def test_the_provider_sends_anthropic_headers_and_keeps_the_key_out_of_texts(server):
     server.script("claude-haiku", Fault.auth(echo_auth=True))
-    with AnthropicProvider(
-        server.root_url, KEY, headers={"anthropic-beta": "x-1"}
-    ) as p:
+    with AnthropicProvider(server.root_url, KEY, headers={"anthropic-beta": "x-1"}) as p:
         assert KEY not in repr(p) and "AnthropicProvider" in repr(p)
         with pytest.raises(ProviderError) as info:
             p.complete("claude-haiku", [{"role": "user", "content": "Hi"}], 8)
@@ -844,14 +830,9 @@ def test_the_provider_sends_anthropic_headers_and_keeps_the_key_out_of_texts(ser
     assert "[redacted]" in str(info.value)
     headers = server.requests[-1].headers
     assert headers["x-api-key"] == KEY and "authorization" not in headers
-    assert (
-        headers["anthropic-version"] == "2023-06-01"
-        and headers["anthropic-beta"] == "x-1"
-    )
+    assert headers["anthropic-version"] == "2023-06-01" and headers["anthropic-beta"] == "x-1"
     assert server.answers[-1].endpoint == "messages"
-    assert (
-        answer.content == server.answers[-1].text and answer.usage_details is not None
-    )
+    assert answer.content == server.answers[-1].text and answer.usage_details is not None
 
 
 def test_a_server_that_checks_keys_refuses_a_wrong_one_in_its_own_shape():
@@ -859,9 +840,7 @@ def test_a_server_that_checks_keys_refuses_a_wrong_one_in_its_own_shape():
         with AnthropicProvider(strict.root_url, "wrong") as p:
             with pytest.raises(ProviderError) as info:
                 p.complete("m", [{"role": "user", "content": "Hi"}], 8)
-        with AnthropicProvider(
-            strict.root_url, api_key_env="ROUTING_LEDGER_ABSENT"
-        ) as p:
+        with AnthropicProvider(strict.root_url, api_key_env="ROUTING_LEDGER_ABSENT") as p:
             with pytest.raises(ProviderError) as none:
                 p.complete("m", [{"role": "user", "content": "Hi"}], 8)
         with AnthropicProvider(strict.root_url, KEY) as p:
@@ -929,16 +908,12 @@ STREAM_FAULTS = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("fault", "code"), STREAM_FAULTS, ids=[str(f[0]) for f in STREAM_FAULTS]
-)
+@pytest.mark.parametrize(("fault", "code"), STREAM_FAULTS, ids=[str(f[0]) for f in STREAM_FAULTS])
 def test_stream_faults_after_two_chunks(server, fault, code):
     server.script("claude", fault)
     read: list[dict[str, Any]] = []
     with AnthropicProvider(server.root_url, KEY, timeout_s=0.5) as p:
-        stream = p.open_stream(
-            "claude", [{"role": "user", "content": "a b c d e f"}], 64
-        )
+        stream = p.open_stream("claude", [{"role": "user", "content": "a b c d e f"}], 64)
         with pytest.raises(ProviderError) as info:
             while (chunk := stream.read()) is not None:
                 read.append(chunk)
@@ -947,10 +922,7 @@ def test_stream_faults_after_two_chunks(server, fault, code):
     # No httpx exception (whose request holds the key) rides along as the context.
     assert not isinstance(info.value.__context__, httpx.HTTPError)
     # The two chunks read, as sent (a malformed event is followed by the rest, unread).
-    assert (
-        text_of(read) == "".join(server.last_answer("claude").pieces[:2])
-        and len(read) == 2
-    )
+    assert text_of(read) == "".join(server.last_answer("claude").pieces[:2]) and len(read) == 2
 
 
 def test_stream_with_cache_usage_and_a_tool_call_async(server):
@@ -960,17 +932,13 @@ def test_stream_with_cache_usage_and_a_tool_call_async(server):
         cache_write_tokens=200,
         cache_write_1h_tokens=50,
     )
-    server.script(
-        "claude", cached, Fault.tool_call("get_weather", '{"location": "Paris"}')
-    )
+    server.script("claude", cached, Fault.tool_call("get_weather", '{"location": "Paris"}'))
 
     async def run() -> list[Any]:
         async with AnthropicProvider(server.root_url, KEY) as p:
             out = []
             for _ in range(2):
-                stream = await p.aopen_stream(
-                    "claude", [{"role": "user", "content": "Hi"}], 64
-                )
+                stream = await p.aopen_stream("claude", [{"role": "user", "content": "Hi"}], 64)
                 chunks = []
                 while (chunk := await stream.read()) is not None:
                     chunks.append(chunk)
@@ -1107,9 +1075,7 @@ def test_a_claude_call_is_recorded_with_its_usage_totals(catalog, server):
     assert_classes_recorded(catalog, attempt["id"], response.usage_details)
 
 
-def assert_classes_recorded(
-    catalog: Any, inference_id: int, classes: dict[str, int]
-) -> None:
+def assert_classes_recorded(catalog: Any, inference_id: int, classes: dict[str, int]) -> None:
     """The usage-class columns as sent, once the ledger has them (issue 18's change)."""
     columns = {
         row["column_name"]
@@ -1170,14 +1136,11 @@ SHAPED = [
     pytest.param(shape, *case, id=f"{shape}-{name}")
     for shape in ("call", "stream")
     for name, case in BEFORE_FIRST_CHUNK.items()
-    if shape == "stream"
-    or not case[0].kind.startswith("stream")  # stream faults: streams
+    if shape == "stream" or not case[0].kind.startswith("stream")  # stream faults: streams
 ]
 
 
-@pytest.mark.parametrize(
-    ("shape", "fault", "code", "http_status", "retry_after_ms"), SHAPED
-)
+@pytest.mark.parametrize(("shape", "fault", "code", "http_status", "retry_after_ms"), SHAPED)
 def test_failures_before_the_first_chunk_are_retried_unseen(
     catalog, server, shape, fault, code, http_status, retry_after_ms
 ):
@@ -1222,10 +1185,7 @@ def test_the_chat_apis_error_chunk_is_the_same_fault(catalog, server, after):
                 with ledger.stream(AGENT, TASK, MESSAGES, 64, "chat-error") as s:
                     list(s)
             assert info.value.error_code == "stream_interrupted"
-            assert (
-                "error event"
-                in catalog.attempts(info.value.outcome_id)[0]["error_message"]
-            )
+            assert "error event" in catalog.attempts(info.value.outcome_id)[0]["error_message"]
     assert {a.endpoint for a in server.answers} == {"chat"}
 
 
@@ -1261,9 +1221,7 @@ def test_client_side_errors_are_recorded_with_the_chat_apis_codes(
     with Ledger(catalog.db, providers(server)) as ledger:
         try:
             if shape == "call":
-                outcome_id = ledger.call(
-                    AGENT, TASK, MESSAGES, 64, "client-side"
-                ).outcome_id
+                outcome_id = ledger.call(AGENT, TASK, MESSAGES, 64, "client-side").outcome_id
             else:
                 with ledger.stream(AGENT, TASK, MESSAGES, 64, "client-side") as s:
                     list(s)
@@ -1300,16 +1258,12 @@ def test_a_claude_stream_broken_after_its_first_chunk_is_an_interruption(
                 for chunk in s:
                     received.append(chunk)
     exc = info.value
-    sent = "".join(
-        server.last_answer(CHEAP).pieces[:3]
-    )  # the 3 chunks before the fault
+    sent = "".join(server.last_answer(CHEAP).pieces[:3])  # the 3 chunks before the fault
     assert exc.partial_text == text_of(received) == sent
     (attempt,) = catalog.attempts(exc.outcome_id)
     assert (attempt["status"], attempt["error_code"]) == ("failed", code)
     assert attempt["output_tokens"] == exc.output_tokens > 0
-    assert (
-        catalog.outcome(exc.outcome_id)["outcome_status"] == "failed_stream_interrupted"
-    )
+    assert catalog.outcome(exc.outcome_id)["outcome_status"] == "failed_stream_interrupted"
     assert server.count() == 1
 
 
@@ -1332,9 +1286,7 @@ def test_failover_from_claude_to_an_openai_model_is_invisible(catalog, server):
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
 
 
-def test_an_option_claude_cannot_take_is_refused_before_anything_is_written(
-    catalog, server
-):
+def test_an_option_claude_cannot_take_is_refused_before_anything_is_written(catalog, server):
     with Ledger(catalog.db, providers(server)) as ledger:
         with pytest.raises(InvalidOption) as info:
             ledger.call(
@@ -1349,21 +1301,15 @@ def test_an_option_claude_cannot_take_is_refused_before_anything_is_written(
             with ledger.stream(AGENT, TASK, MESSAGES, 64, "refused", logprobs=True):
                 pass
     assert info.value.option == "response_format"
-    count = catalog.conn.execute(
-        "SELECT count(*) AS n FROM routing.routing_outcomes"
-    ).fetchone()
+    count = catalog.conn.execute("SELECT count(*) AS n FROM routing.routing_outcomes").fetchone()
     assert count["n"] == 0 and server.count() == 0
 
 
-def test_async_claude_stream_heartbeats_and_a_consumer_leaving_records_cancelled(
-    catalog, server
-):
+def test_async_claude_stream_heartbeats_and_a_consumer_leaving_records_cancelled(catalog, server):
     server.script(CHEAP, Fault.ok(chunks=10, chunk_delay_s=0.1), Fault.ok(chunks=12))
 
     async def run() -> tuple[Any, list[dict[str, Any]]]:
-        async with AsyncLedger(
-            catalog.db, providers(server), heartbeat_s=0.2
-        ) as ledger:
+        async with AsyncLedger(catalog.db, providers(server), heartbeat_s=0.2) as ledger:
             async with ledger.stream(AGENT, TASK, MESSAGES, 64, "beating") as s:
                 assert [c async for c in s]
             left: list[dict[str, Any]] = []

@@ -847,6 +847,7 @@ def test_cli_demo_on_a_deployed_database(db):
 
 def test_cli_repair_dry_run_apply_and_rollback(conn, db):
     import legacy_fixture
+
     fx = legacy_fixture.load_legacy_history(conn)
     assert fx.one_to_one
 

@@ -142,10 +142,7 @@ def test_embed_routes_only_to_embeddings_models_and_settles_from_input(embedding
     stored = attempt["response_payload"]["data"]
     assert [d["dimensions"] for d in stored] == [len(v) for v in vectors]
     assert all("embedding" not in d for d in stored)
-    dropped = {
-        d["slug"]: d["reason"]
-        for d in embeddings.explanation(result.outcome_id)["dropped"]
-    }
+    dropped = {d["slug"]: d["reason"] for d in embeddings.explanation(result.outcome_id)["dropped"]}
     assert {dropped[s] for s in ("t-cheap", "t-mid", "t-top")} == {"wrong_endpoint"}
 
 
