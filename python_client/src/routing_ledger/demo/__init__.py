@@ -209,7 +209,8 @@ SELECT coalesce(sum((i.input_tokens - coalesce(i.cache_read_tokens, 0)
                       * (r.input - coalesce(r.cache_write, r.input))
                     + coalesce(i.cache_write_1h_tokens, 0)
                       * (r.input - coalesce(r.cache_write_1h, r.input))), 0) / 1e6,
-       coalesce(sum(i.cache_read_tokens), 0), coalesce(sum(i.reasoning_tokens), 0)
+       coalesce(sum(i.cache_read_tokens), 0), coalesce(sum(i.reasoning_tokens), 0),
+       coalesce(sum(coalesce(i.cache_write_tokens, 0) + coalesce(i.cache_write_1h_tokens, 0)), 0)
   FROM routing.inferences i
   JOIN routing.routing_outcomes o ON o.id = i.outcome_id
  CROSS JOIN LATERAL routing._rates_in_force(i.model_slug, i.created_at, i.input_tokens) r
@@ -908,13 +909,24 @@ def _demo_class_summary(conn: psycopg.Connection[Any], like: str, console: Conso
     """Spend by token class, and the saving the prompt cache gave."""
     row = conn.execute(_SUMMARY_CLASSES, (like,)).fetchone()
     assert row is not None
-    uncached, cache_read, cache_write, output, reasoning, total, saving, cached_n, reasoning_n = row
+    (
+        uncached,
+        cache_read,
+        cache_write,
+        output,
+        reasoning,
+        total,
+        saving,
+        cached_n,
+        reasoning_n,
+        written_n,
+    ) = row
     table = Table(title="spend by token class", title_justify="left")
     table.add_column("class")
     table.add_column("cost", justify="right")
     table.add_row("input (uncached)", _money(uncached))
     table.add_row(f"cache reads ({cached_n} tokens)", _money(cache_read))
-    table.add_row("cache writes", _money(cache_write))
+    table.add_row(f"cache writes ({written_n} tokens, 5-minute and 1-hour)", _money(cache_write))
     table.add_row("output (less reasoning)", _money(output))
     table.add_row(f"reasoning ({reasoning_n} tokens)", _money(reasoning))
     table.add_row("[bold]total (the attempts' cost_usd)", f"[bold]{_money(total)}")
