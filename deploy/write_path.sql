@@ -52,8 +52,9 @@
 --   dropped and recreated with p_usage DEFAULT NULL in this transaction, re-granted.
 -- - A transition finds its attempt and its outcome by primary key, so its cost does not
 --   grow with the requests in flight. "Still open" is written completed_at IS NULL, the
---   CHECKed twin of status = 'routed' (inference_routed_iff_open) and of outcome_status
---   IS NULL (outcome_terminal_iff_completed): no partial index of open rows matches it.
+--   CHECKed twin of status = 'routed' (rule inference_routed_iff_open) and of
+--   outcome_status IS NULL (rule outcome_terminal_iff_completed; both in the CHECKs of
+--   change ledger_rules): no partial index of open rows matches it.
 --   Written as the status, the cached generic plan may scan such an index (statistics
 --   taken while few requests were open make it look cheaper than the key), visiting
 --   every open row on every call (tests/python/test_write_path_plans.py).
