@@ -23,7 +23,7 @@ least ``--interval-ms``), since a shared machine may not keep a fixed pace; the 
 requests actually realised is printed, and the recovery figures are also given in it. The
 old rule has no clock, so it runs unpaced.
 
-Printed, per rule (median and worst over the seeds):
+Printed, per rule (median and worst over the seeds, and how many seeds meet each target):
 - steady-state cost / oracle cost, before the drift (its second half) and after it (the
   last ``--window`` requests); the oracle pays for the cheapest model whose true quality
   clears the floor;
@@ -287,8 +287,23 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
             return "never"
         return f"{x / f.half_life_requests:.2f}" if f.half_life_requests else str(x)
 
+    def within(x: int | None, f: Figures, half_lives: float) -> bool:
+        return x is not None and x <= half_lives * (f.half_life_requests or sc.half_life)
+
+    n = len(figs)
+    targets = (
+        f"  seeds meeting each target: cost <= 1.15x before and after"
+        f" {sum(max(f.cost_before, f.cost_after) <= 1.15 for f in figs)}/{n};"
+        f" violations <= 5 % {sum(f.violations_before <= 0.05 for f in figs)}/{n};"
+        f" routed to again within 2 half-lives"
+        f" {sum(within(f.routed_again, f, 2) for f in figs)}/{n};"
+        f" >= 90 % window within 2 / 3 half-lives"
+        f" {sum(within(f.recovered, f, 2) for f in figs)}/{n}"
+        f" / {sum(within(f.recovered, f, 3) for f in figs)}/{n}"
+    )
     return [
         f"[{rule}]",
+        targets,
         f"  steady cost / oracle, before the drift : {med([f.cost_before for f in figs])}",
         f"  steady cost / oracle, after the drift  : {med([f.cost_after for f in figs])}",
         "  per seed, cost before / after: "
