@@ -256,6 +256,15 @@ QUALITY_BENCH_ARGS ?=
 bench-quality: setup
 	$(VENV)/bin/python tests/bench/quality_bench.py $(QUALITY_BENCH_ARGS)
 
+# The same rule written out in Python (tests/bench/quality_model.py; test_quality_model holds
+# it to choose_route), on the bench's scenario with time counted in requests: how many seeds
+# in a few hundred meet each target, which a few dozen measured seeds cannot show (~1 min).
+# QUALITY_MODEL_ARGS="--seeds 1000 --set quality_gate_z=0.75" for another setting.
+QUALITY_MODEL_ARGS ?=
+.PHONY: bench-quality-model
+bench-quality-model: setup
+	$(VENV)/bin/python tests/bench/quality_model.py $(QUALITY_MODEL_ARGS)
+
 # The same lifecycles counted in CPU instructions (tests/bench/lifecycle_instructions.py):
 # @v0.2.1 against the checkout, each in a single-user backend under valgrind, which does not
 # drift with the machine's load as wall-clock figures do (repeat a run: the same plan varies up to

@@ -256,7 +256,7 @@ def prepare(cluster: LocalCluster, project: Path, db: str, to: str | None, sc: S
     return cluster.conninfo(db)
 
 
-def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
+def summary(rule: str, figs: list[Figures], sc: Scenario, per_seed: bool = True) -> list[str]:
     def med(xs: list[float]) -> str:
         return f"{statistics.median(xs):.2f}x (worst {max(xs):.2f}x)"
 
@@ -301,7 +301,7 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
         f" {sum(within(f.recovered, f, 2) for f in figs)}/{n}"
         f" / {sum(within(f.recovered, f, 3) for f in figs)}/{n}"
     )
-    return [
+    lines = [
         f"[{rule}]",
         targets,
         f"  steady cost / oracle, before the drift : {med([f.cost_before for f in figs])}",
@@ -330,6 +330,7 @@ def summary(rule: str, figs: list[Figures], sc: Scenario) -> list[str]:
             else ")"
         ),
     ]
+    return lines if per_seed else [line for line in lines if not line.startswith("  per seed")]
 
 
 def run_bench(
