@@ -290,6 +290,14 @@ def summary(rule: str, figs: list[Figures], sc: Scenario, per_seed: bool = True)
     def within(x: int | None, f: Figures, half_lives: float) -> bool:
         return x is not None and x <= half_lives * (f.half_life_requests or sc.half_life)
 
+    def meets_all(f: Figures) -> bool:
+        return (
+            max(f.cost_before, f.cost_after) <= 1.15
+            and f.violations_before <= 0.05
+            and within(f.routed_again, f, 2)
+            and within(f.recovered, f, 3)
+        )
+
     n = len(figs)
     targets = (
         f"  seeds meeting each target: cost <= 1.15x before and after"
@@ -299,7 +307,9 @@ def summary(rule: str, figs: list[Figures], sc: Scenario, per_seed: bool = True)
         f" {sum(within(f.routed_again, f, 2) for f in figs)}/{n};"
         f" >= 90 % window within 2 / 3 half-lives"
         f" {sum(within(f.recovered, f, 2) for f in figs)}/{n}"
-        f" / {sum(within(f.recovered, f, 3) for f in figs)}/{n}"
+        f" / {sum(within(f.recovered, f, 3) for f in figs)}/{n};"
+        f" all of cost, violations, routed to again within 2 and the window within 3"
+        f" {sum(meets_all(f) for f in figs)}/{n}"
     )
     lines = [
         f"[{rule}]",
