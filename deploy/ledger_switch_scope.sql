@@ -11,6 +11,15 @@
 --   stayed in force for the rest of the caller's transaction. The clause's value is the one
 --   the function used for its locks; statements before its LOCK (catalog reads) wait as
 --   long at most, and a dry run of drop_partitions_older_than 2 s.
+-- - client_min_messages: the two switches (_switch_ledger_layout, _swap_ledger_tables)
+--   quiet the views' cascade notices with a SET clause too, not for the caller's
+--   transaction.
+-- - _ledger_is_partitioned() finds routing_outcomes by name at each call. It resolved
+--   'routing.routing_outcomes'::regclass once per plan, and a SQL function's plan lives for
+--   the rest of the transaction inside a PL/pgSQL caller on PostgreSQL 15 to 17: after a
+--   switch it looked up the dropped table, so a second partition_ledger() in the same
+--   transaction failed with 42P07 instead of 55000, and create_partitions_ahead after an
+--   unpartition_ledger with 42P01.
 -- - privileges: partition_ledger and unpartition_ledger build new tables; they now grant
 --   on them the privileges that roles other than the owner held on routing_outcomes and
 --   inferences, table and column privileges, grant options included (a reporting role's
@@ -29,6 +38,18 @@ ALTER FUNCTION routing.migrate_ledger_copy(int) SET lock_timeout = '2s';
 ALTER FUNCTION routing._swap_ledger_tables(boolean, interval) SET lock_timeout = '100ms';
 ALTER FUNCTION routing.migrate_ledger_finish() SET lock_timeout = '100ms';
 ALTER FUNCTION routing.migrate_ledger_back_out(interval) SET lock_timeout = '100ms';
+ALTER FUNCTION routing._switch_ledger_layout(boolean, bigint) SET client_min_messages = 'warning';
+ALTER FUNCTION routing._swap_ledger_tables(boolean, interval) SET client_min_messages = 'warning';
+
+CREATE OR REPLACE FUNCTION routing._ledger_is_partitioned()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+    SELECT c.relkind = 'p' FROM pg_catalog.pg_class c
+     WHERE c.relname = 'routing_outcomes' AND c.relnamespace = 'routing'::regnamespace
+$$;
 
 -- The privileges held on the two ledger tables by roles other than their owner and PUBLIC:
 -- [table, column or null, grantee (quoted as needed), privilege, grantable].

@@ -1,8 +1,9 @@
 -- Revert routing_ledger:ledger_switch_scope from pg
 --
--- partition_ledger and unpartition_ledger as partitioned_ledger defined them (no privileges
--- carried), the lock_timeout clauses removed (a function's set_config lasts for the rest of
--- the caller's transaction again).
+-- partition_ledger, unpartition_ledger and _ledger_is_partitioned as partitioned_ledger
+-- defined them (no privileges carried; the table found by its oid), the lock_timeout and
+-- client_min_messages clauses removed (a function's set_config lasts for the rest of the
+-- caller's transaction again).
 
 BEGIN;
 
@@ -46,5 +47,16 @@ ALTER FUNCTION routing.migrate_ledger_copy(int) RESET lock_timeout;
 ALTER FUNCTION routing._swap_ledger_tables(boolean, interval) RESET lock_timeout;
 ALTER FUNCTION routing.migrate_ledger_finish() RESET lock_timeout;
 ALTER FUNCTION routing.migrate_ledger_back_out(interval) RESET lock_timeout;
+ALTER FUNCTION routing._switch_ledger_layout(boolean, bigint) RESET client_min_messages;
+ALTER FUNCTION routing._swap_ledger_tables(boolean, interval) RESET client_min_messages;
+
+CREATE OR REPLACE FUNCTION routing._ledger_is_partitioned()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+    SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = 'routing.routing_outcomes'::regclass
+$$;
 
 COMMIT;

@@ -14,6 +14,13 @@ BEGIN
                              'routing.migrate_ledger_back_out(interval)'::regprocedure)
                AND EXISTS (SELECT FROM unnest(p.proconfig) c WHERE c LIKE 'lock\_timeout=%')) = 7,
            'a ledger maintenance function has no lock_timeout clause';
+    ASSERT (SELECT count(*) FROM pg_catalog.pg_proc p
+             WHERE p.oid IN ('routing._switch_ledger_layout(boolean, bigint)'::regprocedure,
+                             'routing._swap_ledger_tables(boolean, interval)'::regprocedure)
+               AND 'client_min_messages=warning' = ANY (p.proconfig)) = 2,
+           'a ledger switch has no client_min_messages clause';
+    ASSERT position('relname' IN pg_get_functiondef('routing._ledger_is_partitioned()'::regprocedure)) > 0,
+           '_ledger_is_partitioned() does not find the table by name';
     ASSERT position('_grant_ledger_tables' IN pg_get_functiondef('routing.partition_ledger(bigint)'::regprocedure)) > 0
        AND position('_grant_ledger_tables' IN pg_get_functiondef('routing.unpartition_ledger(bigint)'::regprocedure)) > 0,
            'partition_ledger / unpartition_ledger do not carry the ledger''s privileges';

@@ -161,15 +161,8 @@ SELECT is((SELECT array_agg(DISTINCT tableoid::regclass::text) FROM routing.infe
             WHERE outcome_id IN (SELECT outcome_id FROM t_d)),
     ARRAY['routing.inferences_' || pg_temp.month_suffix(0)], 'this month''s attempts are in this month''s inferences partition');
 SELECT ok(routing._ledger_is_partitioned(), '_ledger_is_partitioned() says so');
--- Known bug, reported, not fixed here: _ledger_is_partitioned() is a SQL function with a
--- SET clause (never inlined) whose 'routing.routing_outcomes'::regclass is resolved when
--- its plan is first built; inside a PL/pgSQL caller that plan lives for the rest of the
--- transaction, so after a switch in the same transaction it looks up the dropped table's
--- oid and answers NULL: a second partition_ledger() gets past its check and fails with
--- 42P07 instead of 55000 (and create_partitions_ahead after an unpartition_ledger in the
--- same transaction fails with 42P01). A new transaction answers correctly. Seen on
--- PostgreSQL 15 and 16; 18 re-plans the SQL function after the switch (the TODO passes).
-SELECT todo('_ledger_is_partitioned() is stale inside a PL/pgSQL caller after a switch in the same transaction', 1);
+-- In the same transaction as the switch, inside PL/pgSQL: _ledger_is_partitioned() finds the
+-- table by name (change ledger_switch_scope; it resolved a regclass once per plan before).
 SELECT throws_ok($$SELECT routing.partition_ledger()$$, '55000', 'the ledger is already partitioned',
     'partition_ledger on a partitioned ledger: 55000');
 

@@ -6,6 +6,8 @@
   unpartition_ledger, retention's detach and each step of the online migration.
 - partition_ledger and unpartition_ledger build new tables: the privileges other roles held
   on the old ones (table and column, grant options) hold on the new ones.
+- In the transaction of a switch, the next maintenance call knows the layout has changed
+  (``_ledger_is_partitioned()`` finds the table by name).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
+import psycopg.errors
 import pytest
 
 from conftest import connect
@@ -30,11 +33,14 @@ def _scalar(conn: Conn, query: str) -> Any:
 
 
 def _in_caller_txn(conn: Conn, call: str) -> Any:
-    """``call`` in a transaction whose caller set lock_timeout; asserts it is still set."""
+    """``call`` in a transaction whose caller set lock_timeout and client_min_messages;
+    asserts both are still set after it."""
     with conn.transaction():
         conn.execute(f"SET LOCAL lock_timeout = '{CALLER}'")
+        conn.execute("SET LOCAL client_min_messages = 'log'")
         conn.execute(call)
         assert _scalar(conn, "SHOW lock_timeout") == CALLER, f"{call} left its own lock_timeout"
+        assert _scalar(conn, "SHOW client_min_messages") == "log", f"{call} left its own level"
 
 
 @pytest.fixture
@@ -93,3 +99,22 @@ def test_retention_and_online_migration_keep_the_callers_lock_timeout(db: str) -
         assert _scalar(conn, "SELECT routing._ledger_is_partitioned()") is True
         _in_caller_txn(conn, "SELECT * FROM routing.drop_partitions_older_than('1 day', true)")
         _in_caller_txn(conn, "SELECT * FROM routing.drop_partitions_older_than('1 day')")
+
+
+def test_the_layout_is_known_in_the_transaction_of_a_switch(db: str) -> None:
+    """The refusals (55000) in the transaction of a switch, from a client. The case that
+    went wrong on PostgreSQL 15 and 16 (42P07: _ledger_is_partitioned() answering from a
+    plan made before the switch, under pgTAP's PL/pgSQL callers) is an assertion of
+    tests/pgtap/partitioned_ledger.sql, a TODO before ledger_switch_scope."""
+    with connect(db, autocommit=False) as conn:
+        conn.execute("SELECT routing.partition_ledger()")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="already"):
+            conn.execute("SELECT routing.partition_ledger()")
+        conn.rollback()
+        conn.execute("SELECT routing.partition_ledger()")
+        conn.commit()
+        conn.execute("SELECT routing.unpartition_ledger()")
+        with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not partitioned"):
+            conn.execute("SELECT * FROM routing.create_partitions_ahead()")
+        conn.rollback()
+        assert _scalar(conn, "SELECT routing._ledger_is_partitioned()") is True
