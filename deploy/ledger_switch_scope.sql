@@ -94,20 +94,31 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION routing.partition_ledger(p_max_rows bigint DEFAULT 1000000)
+-- A switch of partition_ledger / unpartition_ledger that grants the old tables' privileges
+-- on the new ones.
+CREATE OR REPLACE FUNCTION routing._switch_ledger_keeping_grants(p_to_partitioned boolean, p_max_rows bigint)
 RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
 DECLARE
-    v_grants jsonb;
+    v_grants jsonb := routing._ledger_table_grants();
     v_rows   bigint;
 BEGIN
-    PERFORM routing._require_int('partition_ledger', 'p_max_rows', p_max_rows, 0, 9223372036854775806);
-    v_grants := routing._ledger_table_grants();
-    v_rows := routing._switch_ledger_layout(true, p_max_rows);
+    v_rows := routing._switch_ledger_layout(p_to_partitioned, p_max_rows);
     PERFORM routing._grant_ledger_tables(v_grants);
     RETURN v_rows;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION routing.partition_ledger(p_max_rows bigint DEFAULT 1000000)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, routing, pg_temp
+AS $$
+BEGIN
+    PERFORM routing._require_int('partition_ledger', 'p_max_rows', p_max_rows, 0, 9223372036854775806);
+    RETURN routing._switch_ledger_keeping_grants(true, p_max_rows);
 END
 $$;
 
@@ -116,9 +127,6 @@ RETURNS bigint
 LANGUAGE plpgsql
 SET search_path = pg_catalog, routing, pg_temp
 AS $$
-DECLARE
-    v_grants jsonb;
-    v_rows   bigint;
 BEGIN
     PERFORM routing._require_int('unpartition_ledger', 'p_max_rows', p_max_rows, 0, 9223372036854775806);
     IF NOT EXISTS (SELECT FROM routing.ledger_layout_ddl) THEN
@@ -126,14 +134,12 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'the ledger was not switched by routing.partition_ledger';
     END IF;
-    v_grants := routing._ledger_table_grants();
-    v_rows := routing._switch_ledger_layout(false, p_max_rows);
-    PERFORM routing._grant_ledger_tables(v_grants);
-    RETURN v_rows;
+    RETURN routing._switch_ledger_keeping_grants(false, p_max_rows);
 END
 $$;
 
 REVOKE ALL ON FUNCTION routing._ledger_table_grants() FROM PUBLIC;
 REVOKE ALL ON FUNCTION routing._grant_ledger_tables(jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION routing._switch_ledger_keeping_grants(boolean, bigint) FROM PUBLIC;
 
 COMMIT;

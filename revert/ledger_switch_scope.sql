@@ -37,6 +37,7 @@ BEGIN
 END
 $$;
 
+DROP FUNCTION routing._switch_ledger_keeping_grants(boolean, bigint);
 DROP FUNCTION routing._grant_ledger_tables(jsonb);
 DROP FUNCTION routing._ledger_table_grants();
 

@@ -21,8 +21,8 @@ BEGIN
            'a ledger switch has no client_min_messages clause';
     ASSERT position('relname' IN pg_get_functiondef('routing._ledger_is_partitioned()'::regprocedure)) > 0,
            '_ledger_is_partitioned() does not find the table by name';
-    ASSERT position('_grant_ledger_tables' IN pg_get_functiondef('routing.partition_ledger(bigint)'::regprocedure)) > 0
-       AND position('_grant_ledger_tables' IN pg_get_functiondef('routing.unpartition_ledger(bigint)'::regprocedure)) > 0,
+    ASSERT position('_switch_ledger_keeping_grants' IN pg_get_functiondef('routing.partition_ledger(bigint)'::regprocedure)) > 0
+       AND position('_switch_ledger_keeping_grants' IN pg_get_functiondef('routing.unpartition_ledger(bigint)'::regprocedure)) > 0,
            'partition_ledger / unpartition_ledger do not carry the ledger''s privileges';
 END
 $$;
