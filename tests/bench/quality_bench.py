@@ -45,6 +45,7 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,12 @@ def cost(slug: str) -> float:
 
 def true_quality(slug: str, drifted: bool) -> float:
     return MODELS[slug][4 if drifted else 3]
+
+
+def judge_score(rng: random.Random, slug: str, drifted: bool) -> int:
+    """The judge's score of one answer of ``slug``: 1 + Binomial(4, its true quality)."""
+    q = true_quality(slug, drifted)
+    return 1 + sum(rng.random() < q for _ in range(4))
 
 
 def oracle(drifted: bool) -> str:
@@ -161,8 +168,7 @@ def simulate(conn: psycopg.Connection[Any], rule: str, seed: int, sc: Scenario, 
         ).fetchone()  # type: ignore[misc]
         conn.execute(COMPLETE_DECISION, (inference_id, "{}", TOKENS, TOKENS, 100))
         if rng.random() < sc.judged_share:
-            q = true_quality(slug, drifted)
-            score = 1 + sum(rng.random() < q for _ in range(4))
+            score = judge_score(rng, slug, drifted)
             conn.execute(RECORD_JUDGEMENT, (outcome_id, "labeled", score, "", "bench-judge"))
     run.seconds = time.perf_counter() - start
     for slug, explored in conn.execute(
@@ -290,30 +296,22 @@ def summary(rule: str, figs: list[Figures], sc: Scenario, per_seed: bool = True)
     def within(x: int | None, f: Figures, half_lives: float) -> bool:
         return x is not None and x <= half_lives * (f.half_life_requests or sc.half_life)
 
-    def meets_all(f: Figures) -> bool:
-        return (
-            max(f.cost_before, f.cost_after) <= 1.15
-            and f.violations_before <= 0.05
-            and within(f.routed_again, f, 2)
-            and within(f.recovered, f, 3)
-        )
-
+    # Each target once: counted alone, and all at once (the window within 3 half-lives).
+    targets: dict[str, Callable[[Figures], bool]] = {
+        "cost <= 1.15x before and after": lambda f: max(f.cost_before, f.cost_after) <= 1.15,
+        "violations <= 5 %": lambda f: f.violations_before <= 0.05,
+        "routed to again within 2 half-lives": lambda f: within(f.routed_again, f, 2),
+        ">= 90 % window within 2 half-lives": lambda f: within(f.recovered, f, 2),
+        ">= 90 % window within 3 half-lives": lambda f: within(f.recovered, f, 3),
+    }
+    every = [t for t in targets if t != ">= 90 % window within 2 half-lives"]
     n = len(figs)
-    targets = (
-        f"  seeds meeting each target: cost <= 1.15x before and after"
-        f" {sum(max(f.cost_before, f.cost_after) <= 1.15 for f in figs)}/{n};"
-        f" violations <= 5 % {sum(f.violations_before <= 0.05 for f in figs)}/{n};"
-        f" routed to again within 2 half-lives"
-        f" {sum(within(f.routed_again, f, 2) for f in figs)}/{n};"
-        f" >= 90 % window within 2 / 3 half-lives"
-        f" {sum(within(f.recovered, f, 2) for f in figs)}/{n}"
-        f" / {sum(within(f.recovered, f, 3) for f in figs)}/{n};"
-        f" all of cost, violations, routed to again within 2 and the window within 3"
-        f" {sum(meets_all(f) for f in figs)}/{n}"
-    )
+    met = "; ".join(f"{t} {sum(map(ok, figs))}/{n}" for t, ok in targets.items())
+    met_all = sum(all(targets[t](f) for t in every) for f in figs)
+    targets_line = f"  seeds meeting each target: {met}; all of {', '.join(every)}: {met_all}/{n}"
     lines = [
         f"[{rule}]",
-        targets,
+        targets_line,
         f"  steady cost / oracle, before the drift : {med([f.cost_before for f in figs])}",
         f"  steady cost / oracle, after the drift  : {med([f.cost_after for f in figs])}",
         "  per seed, cost before / after: "

@@ -149,8 +149,7 @@ def simulate(seed: int, sc: qb.Scenario, settings: dict[str, float]) -> qb.Run:
         run.chosen.append(slug)
         run.explored.append(explored)
         if rng.random() < sc.judged_share:
-            q = qb.true_quality(slug, drifted)
-            x = sum(rng.random() < q for _ in range(4)) / 4
+            x = (qb.judge_score(rng, slug, drifted) - 1) / 4
             w, s, at = sums[slug]
             f = math.exp(-lam * (i - at))
             sums[slug] = (w * f + 1, s * f + x, i)
