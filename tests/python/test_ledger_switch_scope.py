@@ -19,17 +19,12 @@ from typing import Any
 import psycopg
 import psycopg.errors
 import pytest
+from test_partition_migration import one
 
 from conftest import connect
 
 Conn = psycopg.Connection[Any]
 CALLER = "7s"
-
-
-def _scalar(conn: Conn, query: str) -> Any:
-    row = conn.execute(query).fetchone()
-    assert row is not None
-    return row[0]
 
 
 def _in_caller_txn(conn: Conn, call: str) -> Any:
@@ -39,8 +34,8 @@ def _in_caller_txn(conn: Conn, call: str) -> Any:
         conn.execute(f"SET LOCAL lock_timeout = '{CALLER}'")
         conn.execute("SET LOCAL client_min_messages = 'log'")
         conn.execute(call)
-        assert _scalar(conn, "SHOW lock_timeout") == CALLER, f"{call} left its own lock_timeout"
-        assert _scalar(conn, "SHOW client_min_messages") == "log", f"{call} left its own level"
+        assert one(conn, "SHOW lock_timeout") == CALLER, f"{call} left its own lock_timeout"
+        assert one(conn, "SHOW client_min_messages") == "log", f"{call} left its own level"
 
 
 @pytest.fixture
@@ -65,7 +60,7 @@ def test_partition_switch_keeps_privileges_and_the_callers_lock_timeout(
     db: str, analyst: str
 ) -> None:
     with connect(db, autocommit=True) as conn:
-        before = _scalar(conn, "SELECT routing._ledger_table_grants()")
+        before = one(conn, "SELECT routing._ledger_table_grants()")
         assert [analyst, "SELECT", True] in [g[2:] for g in before if g[0] == "inferences"]
         assert {g[1] for g in before if g[2] == analyst and g[0] == "routing_outcomes"} == {
             "id",
@@ -73,7 +68,7 @@ def test_partition_switch_keeps_privileges_and_the_callers_lock_timeout(
         }
         for call in ("SELECT routing.partition_ledger()", "SELECT routing.unpartition_ledger()"):
             _in_caller_txn(conn, call)
-            assert _scalar(conn, "SELECT routing._ledger_table_grants()") == before, call
+            assert one(conn, "SELECT routing._ledger_table_grants()") == before, call
             privileges = conn.execute(
                 "SELECT has_table_privilege(%(r)s, 'routing.inferences',"
                 "                           'SELECT WITH GRANT OPTION'),"
@@ -92,11 +87,11 @@ def test_retention_and_online_migration_keep_the_callers_lock_timeout(db: str) -
         _in_caller_txn(conn, "SELECT routing.migrate_ledger_back_out()")
         _in_caller_txn(conn, "SELECT routing.migrate_ledger_start()")
         _in_caller_txn(conn, "SELECT routing.migrate_ledger_copy()")
-        assert _scalar(conn, "SELECT routing.migrate_ledger_copy()") == 0
+        assert one(conn, "SELECT routing.migrate_ledger_copy()") == 0
         conn.execute("SELECT * FROM routing.migrate_ledger_verify()")
         _in_caller_txn(conn, "SELECT routing.migrate_ledger_switch()")
         _in_caller_txn(conn, "SELECT routing.migrate_ledger_finish()")
-        assert _scalar(conn, "SELECT routing._ledger_is_partitioned()") is True
+        assert one(conn, "SELECT routing._ledger_is_partitioned()") is True
         _in_caller_txn(conn, "SELECT * FROM routing.drop_partitions_older_than('1 day', true)")
         _in_caller_txn(conn, "SELECT * FROM routing.drop_partitions_older_than('1 day')")
 
@@ -117,4 +112,4 @@ def test_the_layout_is_known_in_the_transaction_of_a_switch(db: str) -> None:
         with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="not partitioned"):
             conn.execute("SELECT * FROM routing.create_partitions_ahead()")
         conn.rollback()
-        assert _scalar(conn, "SELECT routing._ledger_is_partitioned()") is True
+        assert one(conn, "SELECT routing._ledger_is_partitioned()") is True
