@@ -181,20 +181,6 @@ def _reachable_by(path: Path, uid: int, gids: set[int]) -> bool:
     return True
 
 
-@functools.cache
-def _reachable_install(bindir: Path, parent: Path) -> Path:
-    """A copy of the installation holding ``bindir`` (its parent: bin, lib, share) in a new
-    directory under ``parent`` that anyone may traverse, made once per process and removed
-    at exit; returns the copy's bin directory. For binaries the server's OS user cannot
-    reach (a virtualenv under /root or in a 0700 temp directory, as root)."""
-    copy = Path(tempfile.mkdtemp(prefix="routing-ledger-pginstall-", dir=parent))
-    atexit.register(shutil.rmtree, copy, True)
-    copy.chmod(0o755)
-    install = bindir.resolve().parent
-    shutil.copytree(install, copy / install.name, symlinks=True)
-    return copy / install.name / bindir.name
-
-
 # --------------------------------------------------------------------------- the cluster
 
 
@@ -417,8 +403,6 @@ class LocalCluster:
                     raise ClusterError(
                         f"no temp directory reachable by the {SERVER_OS_USER!r} OS user"
                     )
-            if not _reachable_by(self.bindir, pw.pw_uid, gids):
-                self.bindir = _reachable_install(self.bindir, parent)
             base = Path(tempfile.mkdtemp(prefix="routing-ledger-pg-", dir=parent))
             os.chown(base, pw.pw_uid, pw.pw_gid)
         else:
